@@ -1,0 +1,66 @@
+# The project's own install and run steps: everything a fresh machine (Python 3.11, Node 20) needs.
+# Versions are pinned in requirements/constraints.txt (Python) and tools/azurite/package-lock.json (npm).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+AZURITE_STAMP := tools/azurite/node_modules/.installed-stamp
+# CI sets CI=true; pytest then also prints the slowest tests.
+PYTEST_ARGS ?= -q -ra --durations=15
+
+.PHONY: setup demo test lint typecheck unit integration system bench clean system-packages
+
+setup: $(STAMP) $(AZURITE_STAMP)
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade "pip==26.3"
+	$(BIN)/pip install --quiet -c requirements/constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+$(AZURITE_STAMP): tools/azurite/package.json tools/azurite/package-lock.json
+	cd tools/azurite && npm ci --no-audit --no-fund --loglevel=error
+	touch $(AZURITE_STAMP)
+
+# Debian tools the tests use as independent second opinions and to look at the report.
+# Installed only when missing and when we may (root); otherwise those tests say why they skip.
+system-packages:
+	@missing=""; \
+	command -v goaccess >/dev/null || missing="$$missing goaccess"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian packages:$$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	      || echo "warning: could not install$$missing; the tests that need them will skip"; \
+	  else echo "note: not root, not installing$$missing; the tests that need them will skip"; fi; \
+	fi
+
+# README command 1: set up, start the local stack, run the daily pipeline, print where the report is.
+demo: setup
+	$(BIN)/python -m airflow_provider_logproc.local.demo
+
+# README command 2: set up and run every check and test.
+test: setup system-packages lint typecheck
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+
+typecheck: setup
+	$(BIN)/mypy airflow_provider_logproc
+
+unit: setup
+	$(BIN)/pytest $(PYTEST_ARGS) tests/unit
+
+integration: setup
+	$(BIN)/pytest $(PYTEST_ARGS) tests/integration
+
+system: setup
+	$(BIN)/pytest $(PYTEST_ARGS) tests/system
+
+bench: setup
+	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) tools/azurite/node_modules .local .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,37 @@
+"""Provider metadata read by Airflow's ProvidersManager (entry point ``apache_airflow_provider``).
+
+``package-name`` must be present: without it every ``airflow`` command crashes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_logproc import __version__
+
+PACKAGE_NAME = "airflow-provider-logproc"
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": PACKAGE_NAME,
+        "name": "Log processing (Kafka → Ion → Azure Blob → Azure Batch)",
+        "description": (
+            "Operators, triggers and sensors that turn a Kafka log stream into daily analyses: exact "
+            "time-window consumption to Amazon Ion, Ion to JSON lines, idempotent Azure Blob uploads, "
+            "and Azure Batch fan-out jobs on an existing pool with O(1) deferrable polling."
+        ),
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "Log processing",
+                "external-doc-url": "https://pypi.org/project/airflow-provider-logproc/",
+                "tags": ["software"],
+            }
+        ],
+        "operators": [],
+        "sensors": [],
+        "hooks": [],
+        "triggers": [],
+        "notifications": [],
+    }

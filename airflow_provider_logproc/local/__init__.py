@@ -1,0 +1,1 @@
+"""Local of the logproc provider."""
