@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.fixtures.batch"]
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="logproc-tests-"))
 _AIRFLOW_HOME = _SESSION_DIR / "airflow-home"
