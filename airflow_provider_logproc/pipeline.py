@@ -1,0 +1,229 @@
+"""The log pipeline's task graph, shared by the example DAGs (daily and event-driven).
+
+DAG files stay short and declarative; what they share (names derived from the window, the task chain,
+notifiers) lives here so that both DAGs name their objects the same way.
+
+Heavy client libraries (confluent-kafka, azure-*) are imported by the operators only when they run,
+so parsing a DAG file that uses this module stays fast.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shlex
+from typing import Any
+
+from airflow.sdk import task
+
+from airflow_provider_logproc.notifications.file import LogprocFileNotifier
+
+STAGING_BASE_ENV = "LOGPROC_STAGING_BASE"
+DEFAULT_STAGING_BASE = "file:///tmp/logproc-staging"
+
+PIPELINE_DEFAULT_ARGS: dict[str, Any] = {
+    "owner": "logproc",
+    "retries": 2,
+    "retry_delay": dt.timedelta(minutes=1),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": dt.timedelta(minutes=15),
+}
+
+
+def window_path(start: dt.datetime, end: dt.datetime) -> str:
+    """``yyyy/mm/dd`` for a whole UTC day, else ``yyyy/mm/dd/HHMMSS-HHMMSS`` (never collides)."""
+    start_utc, end_utc = start.astimezone(dt.UTC), end.astimezone(dt.UTC)
+    day = start_utc.strftime("%Y/%m/%d")
+    whole_day = start_utc.time() == dt.time(0) and end_utc - start_utc == dt.timedelta(days=1)
+    return day if whole_day else f"{day}/{start_utc:%H%M%S}-{end_utc:%H%M%S}"
+
+
+def staging_base() -> str:
+    return os.environ.get(STAGING_BASE_ENV, DEFAULT_STAGING_BASE).rstrip("/")
+
+
+def analyzer_command() -> list[str]:
+    """The analyzer's argv on a Batch node (``LOGPROC_ANALYZER_COMMAND`` overrides; no shell)."""
+    return shlex.split(os.environ.get("LOGPROC_ANALYZER_COMMAND", "logproc-analyze"))
+
+
+def failure_notifiers() -> list[Any]:
+    """The file notifier always; SMTP when ``LOGPROC_NOTIFY_EMAIL`` is set (uses ``smtp_default``)."""
+    notifiers: list[Any] = [
+        LogprocFileNotifier(
+            kind="failure",
+            message="{{ dag.dag_id }}: task {{ ti.task_id }} failed for window "
+            "{{ data_interval_start }} to {{ data_interval_end }} (run {{ run_id }})",
+        )
+    ]
+    email = os.environ.get("LOGPROC_NOTIFY_EMAIL")
+    if email:
+        from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+        notifiers.append(SmtpNotifier(to=email, subject="[logproc] {{ dag.dag_id }} failed for {{ ds }}"))
+    return notifiers
+
+
+def anomaly_notifiers() -> list[Any]:
+    notifiers: list[Any] = [
+        LogprocFileNotifier(
+            kind="anomaly",
+            message="{{ dag.dag_id }}: anomalies in window {{ data_interval_start }} to {{ data_interval_end }}",
+        )
+    ]
+    email = os.environ.get("LOGPROC_NOTIFY_EMAIL")
+    if email:
+        from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+        notifiers.append(SmtpNotifier(to=email, subject="[logproc] anomalies for {{ ds }}"))
+    return notifiers
+
+
+PIPELINE_MACROS = {"logproc_window_path": window_path}
+
+# Jinja snippets for the names every task derives from the run's window.
+WINDOW_PATH = "{{ logproc_window_path(data_interval_start, data_interval_end) }}"
+TOPIC = "{{ params.topic }}"
+
+
+@task.branch(task_id="choose_source")
+def choose_source(params: dict[str, Any] | None = None, **context: Any) -> str:
+    """Consume from Kafka while it still holds the window; else restore the run's archived window."""
+    from airflow_provider_logproc.archive import archive_exists, kafka_holds_window
+
+    assert params is not None
+    start, end = context["data_interval_start"], context["data_interval_end"]
+    if kafka_holds_window(params["topic"], start, end):
+        return "consume"
+    archive_blob = f"{params['topic']}/{window_path(start, end)}/raw.ion"
+    if archive_exists(params["archive_container"], archive_blob):
+        return "restore_from_archive"
+    return "consume"  # fails there with the retention message, naming the window and the gap
+
+
+@task(task_id="restore_from_archive")
+def restore_from_archive(params: dict[str, Any] | None = None, **context: Any) -> str:
+    from airflow_provider_logproc.archive import download_archive
+
+    assert params is not None
+    start, end = context["data_interval_start"], context["data_interval_end"]
+    target = f"{staging_base()}/{context['dag'].dag_id}/{params['topic']}/{window_path(start, end)}/raw.ion"
+    return download_archive(params["archive_container"], f"{params['topic']}/{window_path(start, end)}/raw.ion",
+                            target)
+
+
+def add_analysis_steps(jsonl_source: Any, blob_prefix: str) -> tuple[Any, Any, Any]:
+    """JSON lines → Blob parts → Batch fan-out of the analyzer → merged summary and report."""
+    from airflow_provider_logproc.operators.batch import AzureBatchJobOperator
+    from airflow_provider_logproc.operators.blob import BlobUploadOperator
+    from airflow_provider_logproc.operators.report import LogAnalysisReportOperator
+
+    upload_parts = BlobUploadOperator(
+        task_id="upload_parts",
+        source=jsonl_source.output,
+        container="{{ params.logs_container }}",
+        prefix=blob_prefix,
+        parts="{{ params.parts }}",
+        content_type="application/x-ndjson",
+        create_container=True,
+    )
+    analyze = AzureBatchJobOperator(
+        task_id="analyze",
+        pool_id="{{ params.pool_id }}",
+        fan_out_inputs=upload_parts.output,
+        task_template={
+            "command": [*analyzer_command(), "{input_file}", "--output", "{output_dir}/partial.json"],
+            "output_file_pattern": "partial.json",
+            "constraints": {"max_wall_clock_time": "PT1H", "max_task_retry_count": 1},
+        },
+        wasb_conn_id="wasb_default",
+        output_container="{{ params.results_container }}",
+        output_prefix=f"{blob_prefix}/partials",
+    )
+    report = LogAnalysisReportOperator(
+        task_id="report",
+        partials="{{ ti.xcom_pull(task_ids='analyze')['outputs'] }}",
+        container="{{ params.results_container }}",
+        prefix=blob_prefix,
+        anomaly_notifiers=anomaly_notifiers(),
+    )
+
+    upload_parts >> analyze >> report
+    return upload_parts, analyze, report
+
+
+def build_daily_pipeline() -> None:
+    """Create the daily pipeline's tasks in the DAG being defined."""
+    from airflow_provider_logproc.operators.blob import BlobUploadOperator
+    from airflow_provider_logproc.operators.ion import IonToJsonOperator
+    from airflow_provider_logproc.operators.kafka import KafkaBatchConsumeOperator
+    from airflow_provider_logproc.sensors.kafka import KafkaWindowCompleteSensor
+
+    window_dir = f"{staging_base()}/{{{{ dag.dag_id }}}}/{TOPIC}/{WINDOW_PATH}"
+
+    wait_for_window = KafkaWindowCompleteSensor(
+        task_id="wait_for_window",
+        topics=TOPIC,
+        max_lateness="{{ params.max_lateness_minutes * 60 }}",
+        idle_timeout="{{ params.idle_timeout_minutes * 60 }}",
+        poke_interval=60,
+        timeout=6 * 3600,
+    )
+    source = choose_source()
+    consume = KafkaBatchConsumeOperator(
+        task_id="consume",
+        topics=TOPIC,
+        max_lateness="{{ params.max_lateness_minutes * 60 }}",
+        output_uri=f"{window_dir}/raw.ion",
+        max_bad_share=0.05,
+    )
+    archive_raw = BlobUploadOperator(
+        task_id="archive_raw",
+        source=consume.output,
+        container="{{ params.archive_container }}",
+        blob_name=f"{TOPIC}/{WINDOW_PATH}/raw.ion",
+        content_type="application/ion",
+        create_container=True,
+    )
+    restored = restore_from_archive()
+    to_json = IonToJsonOperator(
+        task_id="to_json",
+        source_uri="{{ ti.xcom_pull(task_ids='consume') or ti.xcom_pull(task_ids='restore_from_archive') }}",
+        output_uri=f"{window_dir}/raw.jsonl",
+        validate_records=True,
+        trigger_rule="none_failed_min_one_success",
+    )
+    upload_parts, _analyze, _report = add_analysis_steps(to_json, blob_prefix=f"{TOPIC}/{WINDOW_PATH}")
+
+    wait_for_window >> source >> [consume, restored]
+    consume >> archive_raw
+    [consume, restored] >> to_json >> upload_parts
+
+
+def build_event_pipeline(consumer_group: str = "logproc-on-new-logs") -> None:
+    """Consume what arrived (group mode: committed only after the durable write) and analyse it.
+
+    Objects are named by the run id: a retry of the run rewrites the same objects.
+    """
+    from airflow_provider_logproc.operators.ion import IonToJsonOperator
+    from airflow_provider_logproc.operators.kafka import KafkaBatchConsumeOperator
+
+    run_dir = f"{staging_base()}/{{{{ dag.dag_id }}}}/{TOPIC}/{{{{ run_id | replace(':', '_') | replace('+', '_') }}}}"
+    consume = KafkaBatchConsumeOperator(
+        task_id="consume_new",
+        topics=TOPIC,
+        group_id=consumer_group,
+        max_records="{{ params.max_records }}",
+        max_duration="{{ params.max_duration_seconds }}",
+        output_uri=f"{run_dir}/raw.ion",
+        max_bad_share=0.05,
+    )
+    to_json = IonToJsonOperator(
+        task_id="to_json",
+        source_uri=consume.output,
+        output_uri=f"{run_dir}/raw.jsonl",
+        validate_records=True,
+    )
+    upload_parts, _analyze, _report = add_analysis_steps(
+        to_json, blob_prefix=f"{TOPIC}/events/{{{{ run_id | replace(':', '_') | replace('+', '_') }}}}")
+    consume >> to_json >> upload_parts
