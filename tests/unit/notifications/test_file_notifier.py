@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+from airflow.sdk import DAG
+
+from airflow_provider_logproc.notifications.file import LogprocFileNotifier
+
+DAG_ = DAG(dag_id="logproc_daily", schedule=None)
+
+
+def test_notification_is_one_json_line_with_context(tmp_path):
+    target = tmp_path / "notes.jsonl"
+    notifier = LogprocFileNotifier(message="{{ dag.dag_id }} failed on {{ ds }}", kind="failure", path=str(target),
+                                   details={"anomalies": 2})
+    context = {"dag": DAG_, "ds": "2026-03-01", "run_id": "r1",
+               "ti": SimpleNamespace(task_id="consume", try_number=2), "exception": ValueError("boom")}
+    notifier(context)
+    notifier(context)
+    lines = target.read_text().splitlines()
+    assert len(lines) == 2
+    entry = json.loads(lines[0])
+    assert entry["message"] == "logproc_daily failed on 2026-03-01"
+    assert entry["task_id"] == "consume"
+    assert entry["exception"] == "ValueError: boom"
+    assert entry["details"] == {"anomalies": 2}
+
+
+def test_secrets_known_to_the_masker_are_redacted(tmp_path):
+    from airflow.sdk._shared.secrets_masker import mask_secret
+
+    mask_secret("s3cr3t-Value-42")
+    target = tmp_path / "notes.jsonl"
+    LogprocFileNotifier(message="failed", path=str(target))(
+        {"dag": DAG_, "exception": RuntimeError("auth failed with key s3cr3t-Value-42")})
+    assert "s3cr3t-Value-42" not in target.read_text()
