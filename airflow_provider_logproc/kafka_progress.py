@@ -1,0 +1,473 @@
+"""How far a Kafka stream has got past a time window: the check shared by the sensor and its trigger.
+
+A window ``[since, until)`` is *complete* on a partition when either
+
+* the partition's latest record (the one at ``high_watermark - 1``) carries a timestamp
+  ``>= until + max_lateness`` — the stream has moved past the window plus the allowed lateness; or
+* the partition's high watermark has not moved for ``idle_timeout`` — nothing new is arriving.
+
+Idleness is measured from *observed* high-watermark changes (a record's own timestamp says when the
+device made it, not when it arrived). Each partition's state keeps the absolute time (epoch seconds)
+at which its current high watermark was first seen, so the state can be serialized into a trigger
+and a rebuilt trigger resumes the idle clock where it was instead of restarting it.
+
+The module has two halves:
+
+* pure functions (:func:`evaluate`, :func:`resolve_window`, the coercions) with no I/O, unit-tested
+  on their own;
+* one blocking function (:func:`observe_partitions`) that asks the cluster for metadata and
+  watermarks and reads the latest record of each partition with a short-lived *assigned* consumer
+  (no group join, no commit: checking never changes anything on the cluster).
+
+:func:`check_window` combines them; the sensor calls it in poke mode, the trigger in a thread.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, KafkaException, TopicPartition
+
+PartitionStatus = Literal["passed", "idle", "behind"]
+
+# The consumer only reads one record per partition: no group, no commits, no topic creation.
+_PROBE_CONSUMER_OVERRIDES: dict[str, Any] = {
+    "enable.auto.commit": False,
+    "enable.auto.offset.store": False,
+    "enable.partition.eof": True,
+    "allow.auto.create.topics": False,
+    # If high_watermark - 1 is gone (retention, compaction), jump to the end rather than scan the
+    # whole partition from the start.
+    "auto.offset.reset": "latest",
+}
+# librdkafka wants a group.id for any consumer; with assign() and no commits it is never used.
+_FALLBACK_GROUP_ID = "logproc-window-sensor"
+
+
+class KafkaUnavailableError(Exception):
+    """The cluster did not answer in time (broker down, network): worth retrying on the next check."""
+
+
+class KafkaWindowConfigError(ValueError):
+    """The sensor's arguments or the cluster's topics do not allow a check (not worth retrying)."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Window and argument coercion (pure)
+
+
+def to_utc_datetime(value: Any, name: str) -> dt.datetime:
+    """A datetime (or ISO-8601 string, as templates render) as an aware UTC datetime.
+
+    Naive values are taken as UTC, as Airflow does with its default timezone.
+    """
+    if isinstance(value, dt.datetime):
+        moment = value
+    elif isinstance(value, str):
+        try:
+            moment = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise KafkaWindowConfigError(
+                f"{name}={value!r} is not an ISO-8601 datetime (e.g. 2026-01-02T00:00:00+00:00)") from None
+    else:
+        raise KafkaWindowConfigError(f"{name} must be a datetime or an ISO-8601 string, got {type(value).__name__}")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC)
+
+
+def to_seconds(value: Any, name: str, *, allow_none: bool = False) -> float | None:
+    """A duration (timedelta, seconds as a number, or a number rendered by a template) in seconds."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+        if allow_none:
+            return None
+        raise KafkaWindowConfigError(f"{name} must be a duration, got None")
+    if isinstance(value, dt.timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, bool):
+        raise KafkaWindowConfigError(f"{name} must be a duration (timedelta or seconds), got {value!r}")
+    elif isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        try:
+            seconds = float(value)
+        except ValueError:
+            raise KafkaWindowConfigError(
+                f"{name}={value!r} is not a duration: give a timedelta or a number of seconds") from None
+    else:
+        raise KafkaWindowConfigError(
+            f"{name} must be a duration (timedelta or seconds), got {type(value).__name__}")
+    if seconds < 0:
+        raise KafkaWindowConfigError(f"{name} must not be negative, got {seconds} s")
+    return seconds
+
+
+def resolve_window(context: Mapping[str, Any], since: Any, until: Any) -> tuple[dt.datetime, dt.datetime]:
+    """The window ``[since, until)``; either edge defaults to the DAG run's data interval.
+
+    The same defaults as ``KafkaBatchConsumeOperator``, so a sensor and the consume task placed
+    one after the other cover the same records without repeating arguments.
+    """
+    since_value = context.get("data_interval_start") if since is None else since
+    until_value = context.get("data_interval_end") if until is None else until
+    for name, value, given in (("since", since_value, since), ("until", until_value, until)):
+        if value is None and given is None:
+            raise KafkaWindowConfigError(
+                f"{name} was not given and this DAG run has no data interval (manual or asset-triggered "
+                f"run?): pass {name}= explicitly")
+    window_start = to_utc_datetime(since_value, "since")
+    window_end = to_utc_datetime(until_value, "until")
+    if window_start >= window_end:
+        hint = ""
+        if window_start == window_end and since is None and until is None:
+            hint = (" — the DAG run's data interval has zero length: in Airflow 3 schedule='@daily' gives "
+                    "point intervals; use CronDataIntervalTimetable('@daily', timezone='UTC')")
+        raise KafkaWindowConfigError(
+            f"empty window: since {window_start.isoformat()} is not before until {window_end.isoformat()}{hint}")
+    return window_start, window_end
+
+
+def normalize_topics(topics: Any) -> list[str]:
+    """Topics as a list of names (a single name, as a template may render, is accepted)."""
+    if isinstance(topics, str):
+        names = [part.strip() for part in topics.split(",")]
+    elif isinstance(topics, Iterable):
+        names = [str(name).strip() for name in topics]
+    else:
+        raise KafkaWindowConfigError(f"topics must be a list of topic names, got {type(topics).__name__}")
+    names = [name for name in names if name]
+    if not names:
+        raise KafkaWindowConfigError("topics is empty: name at least one topic")
+    return list(dict.fromkeys(names))
+
+
+def format_timestamp_ms(timestamp_ms: int | None) -> str:
+    if timestamp_ms is None:
+        return "none"
+    moment = dt.datetime.fromtimestamp(timestamp_ms / 1000, tz=dt.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def to_epoch_ms(moment: dt.datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+# --------------------------------------------------------------------------------------------------
+# State and evaluation (pure)
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionObservation:
+    """What one check saw on a partition."""
+
+    topic: str
+    partition: int
+    low_watermark: int
+    high_watermark: int
+    latest_timestamp_ms: int | None  # None: partition empty, or its last record could not be read
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionProgress:
+    """A partition's progress, and the state carried to the next check (serializable as a dict)."""
+
+    topic: str
+    partition: int
+    high_watermark: int
+    # Epoch seconds at which this high watermark was first observed: the idle clock's start.
+    watermark_seen_at: float
+    latest_timestamp_ms: int | None
+    # Once the stream has passed until + max_lateness it stays passed: records that arrive later
+    # with older timestamps are beyond the allowed lateness by definition.
+    passed: bool
+    status: PartitionStatus
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.topic, self.partition
+
+    @property
+    def label(self) -> str:
+        return f"{self.topic}[{self.partition}]"
+
+    def to_state(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> PartitionProgress:
+        try:
+            latest = state.get("latest_timestamp_ms")
+            return cls(
+                topic=str(state["topic"]),
+                partition=int(state["partition"]),
+                high_watermark=int(state["high_watermark"]),
+                watermark_seen_at=float(state["watermark_seen_at"]),
+                latest_timestamp_ms=None if latest is None else int(latest),
+                passed=bool(state.get("passed", False)),
+                status=state.get("status", "behind"),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise KafkaWindowConfigError(f"invalid partition state {dict(state)!r}: {error}") from None
+
+    def describe(self, now: float) -> str:
+        unchanged_for = max(0.0, now - self.watermark_seen_at)
+        return (f"{self.label} latest record {format_timestamp_ms(self.latest_timestamp_ms)}, "
+                f"high watermark {self.high_watermark} (unchanged for {unchanged_for:.0f}s)")
+
+
+@dataclass(frozen=True, slots=True)
+class WindowProgress:
+    """The result of one check over every partition of the topics."""
+
+    topics: tuple[str, ...]
+    window_end_ms: int
+    threshold_ms: int  # until + max_lateness
+    idle_timeout: float | None
+    checked_at: float  # epoch seconds
+    partitions: tuple[PartitionProgress, ...]
+
+    @property
+    def complete(self) -> bool:
+        return all(p.status != "behind" for p in self.partitions)
+
+    @property
+    def behind(self) -> list[PartitionProgress]:
+        return [p for p in self.partitions if p.status == "behind"]
+
+    def state(self) -> list[dict[str, Any]]:
+        """What the next check needs (JSON-serializable): one dict per partition."""
+        return [p.to_state() for p in self.partitions]
+
+    def partition_lines(self) -> list[str]:
+        """One human-readable line per partition, for the task / triggerer log."""
+        idle = "never" if self.idle_timeout is None else f"{self.idle_timeout:g}s"
+        return [f"{p.describe(self.checked_at)} → {p.status} "
+                f"(needs ≥ {format_timestamp_ms(self.threshold_ms)} or idle {idle})"
+                for p in self.partitions]
+
+    def behind_summary(self) -> str:
+        behind = self.behind
+        return (f"{len(behind)} of {len(self.partitions)} partitions still behind "
+                f"{format_timestamp_ms(self.threshold_ms)} (until + max_lateness): "
+                + "; ".join(p.describe(self.checked_at) for p in behind))
+
+    def summary(self) -> dict[str, Any]:
+        """The sensor's XCom value: small, JSON-serializable."""
+        return {
+            "topics": list(self.topics),
+            "threshold": format_timestamp_ms(self.threshold_ms),
+            "partitions": [
+                {"topic": p.topic, "partition": p.partition, "high_watermark": p.high_watermark,
+                 "latest_timestamp": format_timestamp_ms(p.latest_timestamp_ms), "status": p.status}
+                for p in self.partitions
+            ],
+        }
+
+
+def state_by_partition(state: Iterable[Mapping[str, Any]] | None) -> dict[tuple[str, int], PartitionProgress]:
+    return {progress.key: progress for progress in map(PartitionProgress.from_state, state or ())}
+
+
+def evaluate(
+    observations: Iterable[PartitionObservation],
+    previous: Mapping[tuple[str, int], PartitionProgress],
+    *,
+    topics: Sequence[str],
+    threshold_ms: int,
+    idle_timeout: float | None,
+    now: float,
+    window_end_ms: int | None = None,
+) -> WindowProgress:
+    """Judge each observed partition against the threshold and the idle clock (no I/O)."""
+    partitions = []
+    for seen in sorted(observations, key=lambda o: (o.topic, o.partition)):
+        before = previous.get((seen.topic, seen.partition))
+        unchanged = before is not None and before.high_watermark == seen.high_watermark
+        seen_at = before.watermark_seen_at if unchanged and before is not None else now
+        latest = seen.latest_timestamp_ms
+        if latest is None and before is not None and (unchanged or before.passed):
+            latest = before.latest_timestamp_ms  # not re-read: nothing it could change
+        passed = (before is not None and before.passed) or (latest is not None and latest >= threshold_ms)
+        status: PartitionStatus
+        if passed:
+            status = "passed"
+        elif idle_timeout is not None and now - seen_at >= idle_timeout:
+            status = "idle"
+        else:
+            status = "behind"
+        partitions.append(PartitionProgress(
+            topic=seen.topic, partition=seen.partition, high_watermark=seen.high_watermark,
+            watermark_seen_at=seen_at, latest_timestamp_ms=latest, passed=passed, status=status))
+    return WindowProgress(
+        topics=tuple(topics), window_end_ms=threshold_ms if window_end_ms is None else window_end_ms,
+        threshold_ms=threshold_ms, idle_timeout=idle_timeout, checked_at=now, partitions=tuple(partitions))
+
+
+# --------------------------------------------------------------------------------------------------
+# Talking to the cluster (blocking)
+
+
+def probe_consumer_config(connection_config: Mapping[str, Any]) -> dict[str, Any]:
+    """The connection's librdkafka config, made safe for a read-only probe consumer."""
+    config = dict(connection_config)
+    config.setdefault("group.id", _FALLBACK_GROUP_ID)
+    config.update(_PROBE_CONSUMER_OVERRIDES)
+    return config
+
+
+def build_consumer_config(kafka_config_id: str) -> dict[str, Any]:
+    """Read the official ``kafka`` connection exactly as the apache-kafka provider's hooks do.
+
+    ``KafkaBaseHook._build_config`` resolves allow-listed callbacks and adds managed OAuth token
+    callbacks (Google Managed Kafka, Amazon MSK IAM), so the sensor connects like the consume task.
+    """
+    from airflow.providers.apache.kafka.hooks.base import KafkaBaseHook
+
+    return probe_consumer_config(KafkaBaseHook(kafka_config_id=kafka_config_id)._build_config())
+
+
+def _bootstrap(config: Mapping[str, Any]) -> str:
+    return str(config.get("bootstrap.servers", "?"))
+
+
+def _list_partitions(consumer: Consumer, topics: Sequence[str], config: Mapping[str, Any],
+                     timeout: float) -> list[tuple[str, int]]:
+    found: list[tuple[str, int]] = []
+    for topic in topics:
+        try:
+            metadata = consumer.list_topics(topic=topic, timeout=timeout)
+        except KafkaException as error:
+            raise KafkaUnavailableError(
+                f"no metadata for topic {topic!r} from {_bootstrap(config)}: {error.args[0]}") from None
+        topic_metadata = metadata.topics.get(topic)
+        if topic_metadata is None or topic_metadata.error is not None:
+            code = topic_metadata.error.code() if topic_metadata is not None and topic_metadata.error else None
+            if code in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC):
+                raise KafkaWindowConfigError(f"topic {topic!r} does not exist on {_bootstrap(config)}")
+            raise KafkaUnavailableError(
+                f"metadata for topic {topic!r} from {_bootstrap(config)} has an error: "
+                f"{topic_metadata.error if topic_metadata is not None else 'missing'}")
+        if not topic_metadata.partitions:
+            raise KafkaUnavailableError(f"topic {topic!r} has no partitions in the metadata yet")
+        found.extend((topic, partition_id) for partition_id in sorted(topic_metadata.partitions))
+    return found
+
+
+def _read_latest_timestamps(consumer: Consumer, offsets: Mapping[tuple[str, int], int],
+                            timeout: float) -> dict[tuple[str, int], int | None]:
+    """The timestamp of the record at each given offset (high_watermark - 1), read by assignment."""
+    result: dict[tuple[str, int], int | None] = {}
+    if not offsets:
+        return result
+    consumer.assign([TopicPartition(topic, partition, offset) for (topic, partition), offset in offsets.items()])
+    pending = set(offsets)
+    deadline = time.monotonic() + timeout
+    try:
+        while pending and time.monotonic() < deadline:
+            for message in consumer.consume(num_messages=len(pending), timeout=min(0.5, timeout)):
+                key = (message.topic(), message.partition())
+                if key not in pending:
+                    continue
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        # Nothing readable at high_watermark - 1 (a transaction marker, or compacted
+                        # away): the partition is judged by its idle clock alone.
+                        result[key] = None
+                        pending.discard(key)
+                        continue
+                    raise KafkaUnavailableError(f"reading {key[0]}[{key[1]}] failed: {error}")
+                timestamp_type, timestamp_ms = message.timestamp()
+                result[key] = None if timestamp_type == TIMESTAMP_NOT_AVAILABLE else int(timestamp_ms)
+                pending.discard(key)
+    finally:
+        consumer.unassign()
+    if pending:
+        labels = ", ".join(f"{topic}[{partition}]" for topic, partition in sorted(pending))
+        raise KafkaUnavailableError(f"the latest record of {labels} could not be read within {timeout:g}s")
+    return result
+
+
+def observe_partitions(
+    config: Mapping[str, Any],
+    topics: Sequence[str],
+    previous: Mapping[tuple[str, int], PartitionProgress],
+    *,
+    request_timeout: float = 10.0,
+) -> list[PartitionObservation]:
+    """Watermarks of every partition of ``topics`` and the timestamp of each one's latest record.
+
+    A record is only fetched where it can change the verdict: not for partitions already passed, not
+    when the high watermark is where the previous check saw it (its latest record is known).
+    """
+    consumer = Consumer(dict(config))
+    try:
+        observations = []
+        to_read: dict[tuple[str, int], int] = {}
+        watermarks: dict[tuple[str, int], tuple[int, int]] = {}
+        for key in _list_partitions(consumer, topics, config, request_timeout):
+            try:
+                low, high = consumer.get_watermark_offsets(
+                    TopicPartition(*key), timeout=request_timeout, cached=False)
+            except KafkaException as error:
+                raise KafkaUnavailableError(
+                    f"no watermarks for {key[0]}[{key[1]}] from {_bootstrap(config)}: {error.args[0]}") from None
+            watermarks[key] = (low, high)
+            before = previous.get(key)
+            known = (before is not None and before.high_watermark == high
+                     and (before.passed or before.latest_timestamp_ms is not None))
+            if high > low and not known and not (before is not None and before.passed):
+                to_read[key] = high - 1
+        latest = _read_latest_timestamps(consumer, to_read, request_timeout)
+        for key, (low, high) in watermarks.items():
+            observations.append(PartitionObservation(
+                topic=key[0], partition=key[1], low_watermark=low, high_watermark=high,
+                latest_timestamp_ms=latest.get(key)))
+        return observations
+    finally:
+        consumer.close()
+
+
+def check_window(
+    config: Mapping[str, Any],
+    topics: Sequence[str],
+    *,
+    window_end: dt.datetime,
+    max_lateness: float,
+    idle_timeout: float | None,
+    previous_state: Iterable[Mapping[str, Any]] | None = None,
+    request_timeout: float = 10.0,
+    now: float | None = None,
+) -> WindowProgress:
+    """One check of every partition (blocking): the function poke() calls and the trigger runs in a thread."""
+    previous = state_by_partition(previous_state)
+    observations = observe_partitions(config, topics, previous, request_timeout=request_timeout)
+    window_end_ms = to_epoch_ms(window_end)
+    return evaluate(
+        observations, previous, topics=topics, threshold_ms=window_end_ms + int(max_lateness * 1000),
+        idle_timeout=idle_timeout, now=time.time() if now is None else now, window_end_ms=window_end_ms)
+
+
+def timeout_message(
+    *,
+    topics: Sequence[str],
+    window_start: dt.datetime | None,
+    window_end: dt.datetime,
+    timeout: float | None,
+    progress: WindowProgress | None,
+    last_error: str | None = None,
+) -> str:
+    """Why the wait ended without a complete window: which partitions are behind, and how far they got."""
+    start = "…" if window_start is None else window_start.isoformat()
+    after = "before its deadline" if timeout is None else f"after the sensor timeout of {timeout:g}s"
+    head = f"Kafka window [{start}, {window_end.isoformat()}) on {', '.join(topics)} is not complete {after}"
+    if progress is None:
+        return f"{head}: no check succeeded ({last_error or 'no check ran'})"
+    message = f"{head}: {progress.behind_summary()}"
+    if last_error:
+        message += f" (the last check failed: {last_error})"
+    return message
