@@ -1,0 +1,192 @@
+"""AzureBatchJobTrigger: waits for a Batch job's tasks with one ``taskcounts`` request per poll.
+
+The official ``AzureBatchTrigger`` lists every task of the job on every poll (a 10,000-task job costs
+100 paged requests each time, through a thread). This trigger asks the service only for the job's
+task counts (``GET /jobs/{id}/taskcounts``), with the async client, whatever the number of tasks.
+
+It has no side effects (it may run twice, e.g. after a triggerer restart) and keeps its deadline as
+an absolute time, so a trigger rebuilt from ``serialize()`` resumes with the time that was left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+
+from airflow_provider_logproc.batch_jobs import (
+    COUNT_NAMES,
+    backoff_delay,
+    counts_state,
+    format_counts,
+    retry_after_seconds,
+)
+from airflow_provider_logproc.hooks.batch import AzureBatchJobHook
+
+TRANSIENT_STATUS_CODES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+def is_transient(error: BaseException) -> bool:
+    """Throttling, server errors and broken connections pass; anything else will not get better by waiting."""
+    if isinstance(error, ClientAuthenticationError | ResourceNotFoundError):
+        return False
+    if isinstance(error, HttpResponseError):
+        status = error.status_code if error.status_code is not None else getattr(error.response, "status_code", None)
+        if status is None:
+            return isinstance(error, ServiceRequestError | ServiceResponseError)
+        return status in TRANSIENT_STATUS_CODES
+    return isinstance(
+        error, ServiceRequestError | ServiceResponseError | ConnectionError | asyncio.TimeoutError | OSError
+    )
+
+
+def _retry_after(error: BaseException) -> float | None:
+    response = getattr(error, "response", None)
+    headers = getattr(response, "headers", None)
+    return retry_after_seconds(headers.get("Retry-After")) if headers else None
+
+
+class AzureBatchJobTrigger(BaseTrigger):
+    """Fire once when every task of a Batch job has completed, or when the deadline passes.
+
+    :param job_id: the Batch job to wait for.
+    :param azure_batch_conn_id: the ``azure_batch`` connection.
+    :param deadline: absolute time (``time.time()`` seconds) at which waiting ends with ``timeout``.
+    :param poll_interval: seconds between task-count requests.
+    :param transient_error_budget: seconds of consecutive transient errors (429, 5xx, connection)
+        tolerated, retried with exponential backoff, before the trigger gives up with ``error``.
+
+    Event payload: ``status`` (``success`` / ``failed`` / ``timeout`` / ``error``), ``job_id``,
+    ``counts`` (active, running, completed, succeeded, failed; ``None`` if never read), ``message``.
+    """
+
+    def __init__(
+        self,
+        job_id: str,
+        azure_batch_conn_id: str,
+        deadline: float,
+        poll_interval: float = 15.0,
+        transient_error_budget: float = 300.0,
+    ) -> None:
+        super().__init__()
+        self.job_id = job_id
+        self.azure_batch_conn_id = azure_batch_conn_id
+        self.deadline = float(deadline)
+        self.poll_interval = float(poll_interval)
+        self.transient_error_budget = float(transient_error_budget)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{self.__class__.__module__}.{self.__class__.__name__}",
+            {
+                "job_id": self.job_id,
+                "azure_batch_conn_id": self.azure_batch_conn_id,
+                "deadline": self.deadline,
+                "poll_interval": self.poll_interval,
+                "transient_error_budget": self.transient_error_budget,
+            },
+        )
+
+    def _event(self, status: str, counts: dict[str, int] | None, message: str) -> TriggerEvent:
+        return TriggerEvent({"status": status, "job_id": self.job_id, "counts": counts, "message": message})
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        # The SDK's own retry policy is off: retries happen here, visible in the log and bounded by
+        # the budget and the deadline, so one poll is exactly one request while the service is healthy.
+        hook = AzureBatchJobHook(self.azure_batch_conn_id, retry_total=0)
+        try:
+            client = await hook.get_async_conn()
+        except Exception as error:
+            yield self._event("error", None, f"Batch job {self.job_id}: cannot build the Batch client: {error}")
+            return
+        async with client:
+            yield await self._wait(client)
+
+    async def _wait(self, client: Any) -> TriggerEvent:
+        last_counts: dict[str, int] | None = None
+        first_error_at: float | None = None
+        attempt = 0
+        final_poll_done = False
+        while True:
+            now = time.time()
+            past_deadline = now >= self.deadline
+            if past_deadline and final_poll_done:
+                return self._event(
+                    "timeout",
+                    last_counts,
+                    f"Batch job {self.job_id} did not finish before its deadline"
+                    + (f" ({format_counts(last_counts)})" if last_counts else ""),
+                )
+            final_poll_done = past_deadline
+            try:
+                result = await client.get_job_task_counts(self.job_id)
+            except Exception as error:
+                if not is_transient(error):
+                    return self._event("error", last_counts, f"Batch job {self.job_id}: {_describe(error)}")
+                if past_deadline:
+                    return self._event(
+                        "timeout",
+                        last_counts,
+                        f"Batch job {self.job_id} did not finish before its deadline (last read failed: "
+                        f"{_describe(error)})",
+                    )
+                now = time.time()
+                first_error_at = first_error_at if first_error_at is not None else now
+                attempt += 1
+                spent = now - first_error_at
+                if spent >= self.transient_error_budget:
+                    return self._event(
+                        "error",
+                        last_counts,
+                        f"Batch job {self.job_id}: gave up after {attempt} transient error(s) over {spent:.0f} s "
+                        f"(budget {self.transient_error_budget:.0f} s); last: {_describe(error)}",
+                    )
+                # Never sleep past the budget or the deadline: the last poll happens at the deadline.
+                delay = max(backoff_delay(attempt), _retry_after(error) or 0.0)
+                delay = min(delay, self.transient_error_budget - spent, max(0.0, self.deadline - now))
+                self.log.warning(
+                    "Batch job %s: transient error reading task counts (attempt %d, retry in %.1f s): %s",
+                    self.job_id,
+                    attempt,
+                    delay,
+                    _describe(error),
+                )
+                await asyncio.sleep(delay)
+                continue
+            first_error_at = None
+            attempt = 0
+            task_counts = result.task_counts
+            counts = {name: int(getattr(task_counts, name, 0) or 0) for name in COUNT_NAMES}
+            if counts != last_counts:
+                self.log.info("Batch job %s: %s", self.job_id, format_counts(counts))
+                last_counts = counts
+            state = counts_state(counts)
+            if state != "running":
+                return self._event(
+                    state,
+                    counts,
+                    f"Batch job {self.job_id}: all {counts['completed']} task(s) completed, {counts['failed']} failed",
+                )
+            if past_deadline:
+                continue
+            await asyncio.sleep(max(0.0, min(self.poll_interval, self.deadline - time.time())))
+
+
+def _describe(error: BaseException) -> str:
+    """An error in one line without request details (URLs and headers stay out of the log)."""
+    if isinstance(error, HttpResponseError):
+        code = getattr(getattr(error, "error", None), "code", None)
+        status = error.status_code
+        reason = error.reason or ""
+        return f"HTTP {status} {reason}".strip() + (f" ({code})" if code else "")
+    return f"{type(error).__name__}: {error}"
