@@ -1,0 +1,51 @@
+"""The log analyzer: mergeable analyses of access logs, a JSON summary and an HTML report.
+
+Runs on Azure Batch nodes with only the ``analysis`` extra installed, so nothing in this package
+imports Airflow (a test enforces it).
+
+Typical use::
+
+    partial = analyze_paths(["part-0001.jsonl.gz"]).to_partial()       # on each Batch task
+    merged = merge_aggregates(Aggregate.from_partial(p) for p in partials)
+    summary = summarize(merged); html = render_report(summary)
+"""
+
+from __future__ import annotations
+
+from airflow_provider_logproc.analysis.aggregate import (
+    PARTIAL_FORMAT,
+    PARTIAL_VERSION,
+    Aggregate,
+    InvalidRecord,
+    Normalized,
+)
+from airflow_provider_logproc.analysis.analyze import (
+    InputError,
+    analyze_lines,
+    analyze_paths,
+    merge_aggregates,
+    read_partial_file,
+)
+from airflow_provider_logproc.analysis.fields import FieldError, FieldMapping, parse_timestamp_ms
+from airflow_provider_logproc.analysis.report import render_report
+from airflow_provider_logproc.analysis.summary import SUMMARY_FORMAT, SUMMARY_VERSION, summarize
+
+__all__ = [
+    "PARTIAL_FORMAT",
+    "PARTIAL_VERSION",
+    "SUMMARY_FORMAT",
+    "SUMMARY_VERSION",
+    "Aggregate",
+    "FieldError",
+    "FieldMapping",
+    "InputError",
+    "InvalidRecord",
+    "Normalized",
+    "analyze_lines",
+    "analyze_paths",
+    "merge_aggregates",
+    "parse_timestamp_ms",
+    "read_partial_file",
+    "render_report",
+    "summarize",
+]

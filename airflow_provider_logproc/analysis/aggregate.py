@@ -1,0 +1,547 @@
+"""The mergeable aggregate of a set of log lines, and the loop that feeds it.
+
+An ``Aggregate`` holds exact counters keyed by what the report needs (minute x status, status x method
+x source, IP, path, user agent) plus a bucketed latency histogram. Two aggregates merge by adding
+their counters, so the merge of the partials of any split of the input equals the aggregate of the
+whole input; top-N lists, rates and anomalies are derived only at the end (``summary.py``).
+
+The ingest loop has two paths. The fast path handles the shapes that make up nearly every line of a
+real log: a flat JSON object whose timestamp is ``YYYY-MM-DDTHH:MM:SS[.fff](Z|+hh:mm)`` (pieces looked up
+in small caches) or an epoch number, an IP already seen, an integer status. Anything else (first sight
+of an IP or a timestamp piece, envelopes, strings where numbers belong, CLF lines, broken lines) goes
+to the slow path, which validates strictly with ``fields.py`` and fills the caches. Both paths end in
+the same counting code, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, NamedTuple
+
+import orjson
+
+from airflow_provider_logproc.analysis.fields import (
+    EPOCH_MS_THRESHOLD,
+    FieldError,
+    FieldMapping,
+    clf_time_ms,
+    iso_prefix_minute,
+    iso_seconds_valid,
+    iso_tail_offset,
+    parse_client_ip,
+    parse_status,
+    parse_timestamp_ms,
+)
+from airflow_provider_logproc.analysis.sketch import LatencyHistogram
+
+PARTIAL_FORMAT = "logproc-analysis-partial"
+PARTIAL_VERSION = 1
+INVALID_SAMPLE_SIZE = 20
+INVALID_TEXT_LIMIT = 300
+MISSING = "-"  # what an absent optional text field (method, path, user agent, source) counts as
+
+_CLF_RE = re.compile(
+    r'(?P<host>\S+) \S+ \S+ \[(?P<time>[^\]]+)\] "(?P<request>(?:[^"\\]|\\.)*)" (?P<status>\d{3}) '
+    r'(?P<bytes>\d+|-)(?: "(?P<referrer>(?:[^"\\]|\\.)*)" "(?P<agent>(?:[^"\\]|\\.)*)")?(?: .*)?'
+)
+_CLF_TIME_RE = re.compile(r"(\d\d)/([A-Z][a-z]{2})/(\d{4}):(\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)")
+_TIMESTAMP_CACHE_LIMIT = 200_000
+_LATENCY_PENDING_LIMIT = 65_536
+_CLF_TIME_CACHE_LIMIT = 200_000
+
+
+class InvalidRecord(Exception):
+    """A line that cannot be analysed; ``reason`` is a short category, the message says what is wrong."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class Normalized(NamedTuple):
+    """One valid record, reduced to what the aggregates need (minute = UTC epoch minute)."""
+
+    minute: int
+    client_ip: str
+    status: int
+    method: str | None
+    path: str | None
+    user_agent: str | None
+    source: str | None
+    bytes: int | None
+    latency_ms: float | int | None
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidLine:
+    source: str
+    line: int
+    reason: str
+    message: str
+    text: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "line": self.line, "reason": self.reason,
+                "message": self.message, "text": self.text}
+
+
+class _Slow(Exception):
+    """Raised inside the fast path to hand a line to the slow path."""
+
+
+_SLOW = _Slow()
+
+
+class IpCounter(dict[str, int]):
+    """Requests per client IP; the first sight of a key validates it as a canonical IP address.
+
+    ``counter[ip] += 1`` raises FieldError for anything that is not an IPv4/IPv6 address and _Slow for
+    an address not in canonical form (the slow path maps it to its canonical text), so the fast path
+    pays for validation only once per distinct address.
+    """
+
+    __slots__ = ()
+
+    def __missing__(self, key: str) -> int:
+        if parse_client_ip(key) != key:
+            raise _SLOW
+        return 0
+
+
+def _fold_missing(counter: Mapping[Any, int]) -> dict[str, int]:
+    folded: dict[str, int] = {}
+    for key, count in counter.items():
+        name = MISSING if key is None else key
+        folded[name] = folded.get(name, 0) + count
+    return folded
+
+
+class Aggregate:
+    """Exact, mergeable counters over analysed log lines."""
+
+    def __init__(self, mapping: FieldMapping | None = None) -> None:
+        self.mapping = mapping or FieldMapping()
+        self.lines = 0
+        self.blank_lines = 0
+        self.invalid_reasons: defaultdict[str, int] = defaultdict(int)
+        self.invalid_sample: list[InvalidLine] = []
+        self.field_errors: defaultdict[str, int] = defaultdict(int)
+        # UTC epoch minute * 1000 + status -> requests: per-minute and per-hour traffic, errors and the
+        # status mix (an int key hashes and compares faster than a tuple).
+        self.minute_status: defaultdict[int, int] = defaultdict(int)
+        # (status, method, source) -> requests: the status, method and source histograms.
+        self.kinds: defaultdict[tuple[int, str | None, str | None], int] = defaultdict(int)
+        self.ips = IpCounter()
+        self.ip_client_errors: defaultdict[str, int] = defaultdict(int)
+        self.ip_server_errors: defaultdict[str, int] = defaultdict(int)
+        self.paths: defaultdict[str | None, int] = defaultdict(int)
+        self.user_agents: defaultdict[str | None, int] = defaultdict(int)
+        self.bytes_total = 0
+        self.bytes_records = 0
+        self.latency = LatencyHistogram()
+        self.inputs: list[dict[str, Any]] = []
+        # Caches for the fast path; never part of the result.
+        self._iso_prefix: dict[str, int] = {}
+        self._iso_seconds: set[str] = set()
+        self._iso_tail: dict[str, int] = {}
+        self._clf_time: dict[str, int] = {}
+        self._ip_alias: dict[str, str] = {}
+        self._latency_pending: defaultdict[Any, int] = defaultdict(int)
+
+    # ------------------------------------------------------------------ derived totals
+    @property
+    def valid(self) -> int:
+        return sum(self.minute_status.values())
+
+    @property
+    def invalid(self) -> int:
+        return sum(self.invalid_reasons.values())
+
+    # ------------------------------------------------------------------ ingest
+    def ingest_lines(self, lines: Iterable[bytes], *, source: str, first_line: int = 1) -> None:
+        """Analyse raw lines (without their newline); ``first_line`` numbers the first one.
+
+        Never raises for bad content: unusable lines are counted by reason and sampled.
+        """
+        loads = orjson.loads
+        mapping = self.mapping
+        k_ts, k_ip, k_st = mapping.timestamp, mapping.client_ip, mapping.status
+        k_method, k_path, k_ua, k_src = mapping.method, mapping.path, mapping.user_agent, mapping.source
+        k_bytes, k_lat = mapping.bytes, mapping.latency_ms
+        prefix_get = self._iso_prefix.get
+        seconds_ok = self._iso_seconds
+        tail_get = self._iso_tail.get
+        ips = self.ips
+        ip_4xx = self.ip_client_errors
+        ip_5xx = self.ip_server_errors
+        minute_status = self.minute_status
+        kinds = self.kinds
+        paths = self.paths
+        user_agents = self.user_agents
+        latency_pending = self._latency_pending
+        text_or_none = (str, type(None))
+        number_or_none = (int, float, type(None))
+        ms_threshold = EPOCH_MS_THRESHOLD
+        slow = _SLOW
+        normalize_line = self._normalize_line
+        minute_of = self._minute_of
+        bytes_total = self.bytes_total
+        bytes_records = self.bytes_records
+        lineno = first_line - 1
+        blank = 0
+        for lineno, line in enumerate(lines, first_line):
+            try:
+                record = loads(line)
+                ts = record[k_ts]
+                ip = record[k_ip]
+                status = record[k_st]
+                method = record.get(k_method)
+                path = record.get(k_path)
+                agent = record.get(k_ua)
+                origin = record.get(k_src)
+                size = record.get(k_bytes)
+                latency = record.get(k_lat)
+                if ts.__class__ is str:
+                    minute = prefix_get(ts[:16])
+                    zone = tail_get(ts[19:])
+                    if minute is None or zone is None or ts[16:19] not in seconds_ok:
+                        minute = minute_of(ts)  # first sight of a piece: validate and learn it
+                    else:
+                        minute -= zone
+                elif ts.__class__ is int and ts >= 0:
+                    minute = ts // 60000 if ts >= ms_threshold else ts // 60
+                else:
+                    raise slow
+                if (
+                    status.__class__ is not int
+                    or not 100 <= status <= 599
+                    or method.__class__ not in text_or_none
+                    or path.__class__ not in text_or_none
+                    or agent.__class__ not in text_or_none
+                    or origin.__class__ not in text_or_none
+                    or latency.__class__ not in number_or_none
+                    or not (size is None or (size.__class__ is int and size >= 0))
+                ):
+                    raise slow
+                # Last, as it is the first count: an unseen IP is validated by IpCounter.__missing__,
+                # which raises (nothing counted yet) for anything but a canonical address.
+                ips[ip] += 1
+            except Exception:
+                if not line.strip():
+                    blank += 1
+                    continue
+                try:
+                    minute, ip, status, method, path, agent, origin, size, latency = normalize_line(line)
+                except InvalidRecord as problem:
+                    self._keep_invalid(source, lineno, line, problem)
+                    continue
+                ips[ip] += 1
+            minute_status[minute * 1000 + status] += 1
+            kinds[status, method, origin] += 1
+            paths[path] += 1
+            user_agents[agent] += 1
+            if status >= 400:
+                if status >= 500:
+                    ip_5xx[ip] += 1
+                else:
+                    ip_4xx[ip] += 1
+            if size is not None:
+                bytes_total += size
+                bytes_records += 1
+            if latency is not None:
+                latency_pending[latency] += 1
+        self.lines += lineno - first_line + 1 - blank
+        self.blank_lines += blank
+        self.bytes_total = bytes_total
+        self.bytes_records = bytes_records
+        if len(latency_pending) > _LATENCY_PENDING_LIMIT:
+            self._flush_latency()
+
+    def _flush_latency(self) -> None:
+        pending = self._latency_pending
+        good: dict[float, int] = {}
+        for value, occurrences in pending.items():
+            if value.__class__ is bool or value < 0 or value != value or value == float("inf"):
+                self.field_errors["latency_ms"] += occurrences
+            else:
+                good[value] = occurrences
+        self.latency.add_counts(good)
+        pending.clear()
+
+    def drop_caches(self) -> None:
+        """Forget the fast-path caches (before pickling a finished aggregate to another process)."""
+        self._iso_prefix.clear()
+        self._iso_seconds.clear()
+        self._iso_tail.clear()
+        self._clf_time.clear()
+        self._ip_alias.clear()
+
+    def finish(self) -> Aggregate:
+        """Fold pending values into the aggregate (call before reading or merging it)."""
+        self._flush_latency()
+        return self
+
+    def _keep_invalid(self, source: str, lineno: int, line: bytes, problem: InvalidRecord) -> None:
+        self.invalid_reasons[problem.reason] += 1
+        if len(self.invalid_sample) < INVALID_SAMPLE_SIZE:
+            text = line[:INVALID_TEXT_LIMIT].decode("utf-8", errors="backslashreplace")
+            self.invalid_sample.append(InvalidLine(source, lineno, problem.reason, str(problem), text))
+
+    # ------------------------------------------------------------------ slow path
+    def _normalize_line(self, line: bytes) -> Normalized:
+        stripped = line.strip()
+        if stripped[:1] in (b"{", b"[", b'"') or (stripped[:1].isdigit() and b" " not in stripped):
+            try:
+                record = orjson.loads(stripped)
+            except orjson.JSONDecodeError as exc:
+                try:
+                    stripped.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise InvalidRecord("not_utf8", "line is not valid UTF-8") from None
+                raise InvalidRecord("malformed_json", f"malformed JSON: {exc}") from None
+            return self._normalize_json(record)
+        try:
+            text = stripped.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidRecord("not_utf8", "line is not valid UTF-8") from None
+        return self._normalize_clf(text)
+
+    def _normalize_json(self, record: Any) -> Normalized:
+        if not isinstance(record, dict):
+            raise InvalidRecord("not_an_object", f"JSON value is a {type(record).__name__}, not an object")
+        mapping = self.mapping
+        fallback_ts = None
+        if "value" in record and "topic" in record and "offset" in record and mapping.client_ip not in record:
+            # A Kafka envelope {topic, partition, offset, timestamp, key, value, headers}: the log
+            # record is the value; the Kafka timestamp stands in when the record has none.
+            fallback_ts = record.get("timestamp")
+            value = record["value"]
+            if isinstance(value, str):
+                text = value.strip()
+                if not text.startswith("{"):
+                    return self._normalize_clf(text)
+                try:
+                    value = orjson.loads(text)
+                except orjson.JSONDecodeError as exc:
+                    raise InvalidRecord("malformed_json", f"envelope value is malformed JSON: {exc}") from None
+            if not isinstance(value, dict):
+                raise InvalidRecord("not_an_object",
+                                    f"envelope value is a {type(value).__name__}, not an object")
+            record = value
+        try:
+            ts = record.get(mapping.timestamp, fallback_ts)
+            minute = self._minute_of(self._required(ts, mapping.timestamp))
+            client_ip = self._ip_of(self._required(record.get(mapping.client_ip), mapping.client_ip))
+            status = parse_status(self._required(record.get(mapping.status), mapping.status))
+        except FieldError as problem:
+            raise InvalidRecord(f"invalid_{problem.field}", str(problem)) from None
+        return Normalized(
+            minute,
+            client_ip,
+            status,
+            self._text(record.get(mapping.method), "method"),
+            self._text(record.get(mapping.path), "path"),
+            self._text(record.get(mapping.user_agent), "user_agent"),
+            self._text(record.get(mapping.source), "source"),
+            self._size(record.get(mapping.bytes)),
+            self._latency(record.get(mapping.latency_ms)),
+        )
+
+    @staticmethod
+    def _required(value: Any, name: str) -> Any:
+        if value is None:
+            raise InvalidRecord(f"missing_{name}", f"required field {name!r} is missing")
+        return value
+
+    def _minute_of(self, ts: Any) -> int:
+        minute = parse_timestamp_ms(ts) // 60000
+        if isinstance(ts, str) and len(ts) >= 19 and len(self._iso_tail) < _TIMESTAMP_CACHE_LIMIT:
+            # Teach the fast path this layout: the three pieces are validated one by one, so any
+            # combination of cached pieces is itself a valid timestamp.
+            try:
+                prefix = iso_prefix_minute(ts[:16])
+                zone = iso_tail_offset(ts[19:])
+            except ValueError:
+                return minute
+            if iso_seconds_valid(ts[16:19]):
+                self._iso_prefix[ts[:16]] = prefix
+                self._iso_tail[ts[19:]] = zone
+                self._iso_seconds.add(ts[16:19])
+        return minute
+
+    def _ip_of(self, value: Any) -> str:
+        if isinstance(value, str):
+            known = self._ip_alias.get(value)
+            if known is not None:
+                return known
+        canonical = parse_client_ip(value)
+        if canonical != value and len(self._ip_alias) < _TIMESTAMP_CACHE_LIMIT:
+            self._ip_alias[value] = canonical
+        return canonical
+
+    def _text(self, value: Any, name: str) -> str | None:
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        self.field_errors[name] += 1
+        return None
+
+    def _size(self, value: Any) -> int | None:
+        if value is None or value == MISSING:
+            return None
+        if isinstance(value, str) and value.isascii() and value.isdigit():
+            return int(value)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        if isinstance(value, float) and value >= 0 and value.is_integer():
+            return int(value)
+        self.field_errors["bytes"] += 1
+        return None
+
+    def _latency(self, value: Any) -> float | int | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                self.field_errors["latency_ms"] += 1
+                return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.field_errors["latency_ms"] += 1
+            return None
+        return value  # range checked when pending latencies are folded in
+
+    def _normalize_clf(self, text: str) -> Normalized:
+        match = _CLF_RE.fullmatch(text)
+        if match is None:
+            raise InvalidRecord("unrecognised_line",
+                                "neither a JSON object nor a Common/Combined Log Format line")
+        time_text = match["time"]
+        ms = self._clf_time.get(time_text)
+        if ms is None:
+            time_match = _CLF_TIME_RE.fullmatch(time_text)
+            try:
+                if time_match is None:
+                    raise ValueError(f"not a CLF time: {time_text!r}")
+                ms = clf_time_ms(time_match)
+            except ValueError as exc:
+                raise InvalidRecord("invalid_timestamp", f"timestamp: {exc}") from None
+            if len(self._clf_time) < _CLF_TIME_CACHE_LIMIT:
+                self._clf_time[time_text] = ms
+        try:
+            client_ip = self._ip_of(match["host"])
+            status = parse_status(match["status"])
+        except FieldError as problem:
+            raise InvalidRecord(f"invalid_{problem.field}", str(problem)) from None
+        request = match["request"].split(" ")
+        if len(request) == 3:
+            method, path = request[0], request[1]
+        elif len(request) == 2:
+            method, path = request
+        else:
+            method, path = MISSING, match["request"] or MISSING
+        size = None if match["bytes"] == MISSING else int(match["bytes"])
+        agent = match["agent"]
+        return Normalized(ms // 60000, client_ip, status, method, path,
+                          MISSING if agent is None else agent, None, size, None)
+
+    # ------------------------------------------------------------------ merge and partials
+    def merge(self, other: Aggregate) -> Aggregate:
+        """Add another (finished) aggregate into this one; returns self."""
+        self.lines += other.lines
+        self.blank_lines += other.blank_lines
+        for target, addend in (
+            (self.invalid_reasons, other.invalid_reasons),
+            (self.field_errors, other.field_errors),
+            (self.minute_status, other.minute_status),
+            (self.kinds, other.kinds),
+            (self.ips, other.ips),
+            (self.ip_client_errors, other.ip_client_errors),
+            (self.ip_server_errors, other.ip_server_errors),
+            (self.paths, other.paths),
+            (self.user_agents, other.user_agents),
+        ):
+            for key, value in addend.items():
+                target[key] += value  # type: ignore[index]
+        self.invalid_sample = sorted(
+            self.invalid_sample + other.invalid_sample, key=lambda entry: (entry.source, entry.line)
+        )[:INVALID_SAMPLE_SIZE]
+        self.bytes_total += other.bytes_total
+        self.bytes_records += other.bytes_records
+        self.latency.merge(other.latency)
+        self.inputs.extend(other.inputs)
+        return self
+
+    def to_partial(self) -> dict[str, Any]:
+        """The versioned, JSON-serialisable partial (see ``PARTIAL_FORMAT``)."""
+        self.finish()
+        minutes: dict[str, dict[str, int]] = {}
+        for key, n in sorted(self.minute_status.items()):
+            minute, status = divmod(key, 1000)
+            minutes.setdefault(str(minute), {})[str(status)] = n
+        kinds: dict[tuple[int, str, str], int] = defaultdict(int)
+        for (status, method, origin), n in self.kinds.items():
+            kinds[status, MISSING if method is None else method, MISSING if origin is None else origin] += n
+        return {
+            "format": PARTIAL_FORMAT,
+            "version": PARTIAL_VERSION,
+            "mapping": asdict(self.mapping),
+            "inputs": self.inputs,
+            "lines": self.lines,
+            "blank_lines": self.blank_lines,
+            "invalid_reasons": dict(sorted(self.invalid_reasons.items())),
+            "invalid_sample": [entry.to_dict() for entry in self.invalid_sample],
+            "field_errors": dict(sorted(self.field_errors.items())),
+            "minutes": minutes,
+            "kinds": [[status, method, origin, n] for (status, method, origin), n in sorted(kinds.items())],
+            "ips": dict(self.ips),
+            "ip_client_errors": dict(self.ip_client_errors),
+            "ip_server_errors": dict(self.ip_server_errors),
+            "paths": _fold_missing(self.paths),
+            "user_agents": _fold_missing(self.user_agents),
+            "bytes": {"total": self.bytes_total, "records": self.bytes_records},
+            "latency_ms": self.latency.to_dict(),
+        }
+
+    @classmethod
+    def from_partial(cls, data: Mapping[str, Any], *, where: str = "partial") -> Aggregate:
+        """Rebuild an aggregate from ``to_partial()`` output; ValueError naming ``where`` if it is not one."""
+        if not isinstance(data, Mapping) or data.get("format") != PARTIAL_FORMAT:
+            raise ValueError(f"{where}: not a {PARTIAL_FORMAT} document")
+        if data.get("version") != PARTIAL_VERSION:
+            raise ValueError(
+                f"{where}: partial version {data.get('version')!r} is not supported "
+                f"(this analyzer reads version {PARTIAL_VERSION})"
+            )
+        try:
+            aggregate = cls(FieldMapping(**data["mapping"]))
+            aggregate.inputs = list(data["inputs"])
+            aggregate.lines = int(data["lines"])
+            aggregate.blank_lines = int(data["blank_lines"])
+            aggregate.invalid_reasons.update(data["invalid_reasons"])
+            aggregate.invalid_sample = [
+                InvalidLine(e["source"], int(e["line"]), e["reason"], e["message"], e["text"])
+                for e in data["invalid_sample"]
+            ]
+            aggregate.field_errors.update(data["field_errors"])
+            for minute, statuses in data["minutes"].items():
+                for status, n in statuses.items():
+                    aggregate.minute_status[int(minute) * 1000 + int(status)] = int(n)
+            for status, method, origin, n in data["kinds"]:
+                aggregate.kinds[int(status), method, origin] = int(n)
+            aggregate.ips.update(data["ips"])
+            aggregate.ip_client_errors.update(data["ip_client_errors"])
+            aggregate.ip_server_errors.update(data["ip_server_errors"])
+            aggregate.paths.update(data["paths"])
+            aggregate.user_agents.update(data["user_agents"])
+            aggregate.bytes_total = int(data["bytes"]["total"])
+            aggregate.bytes_records = int(data["bytes"]["records"])
+            aggregate.latency = LatencyHistogram.from_dict(data["latency_ms"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: malformed partial ({type(exc).__name__}: {exc})") from None
+        return aggregate

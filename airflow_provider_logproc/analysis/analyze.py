@@ -1,0 +1,230 @@
+"""Reading inputs into aggregates: local files (plain or gzip), split over worker processes.
+
+A large plain file is cut into byte ranges that start and end at line boundaries; each worker
+process analyses its range into an ``Aggregate`` and the parent merges them in file order (the same
+merge the Batch fan-out uses), shifting the line numbers of the invalid-line sample so they refer to
+the whole file. Gzip streams cannot be entered in the middle, so a ``.gz`` file is one unit.
+"""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import multiprocessing
+import os
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import IO, Any
+
+from airflow_provider_logproc.analysis.aggregate import Aggregate
+from airflow_provider_logproc.analysis.fields import FieldMapping
+
+CHUNK_BYTES = 4 << 20
+# Below this size a file is not worth splitting: a worker process costs a few milliseconds.
+SPLIT_MIN_BYTES = 8 << 20
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+class InputError(Exception):
+    """An input that cannot be used at all (missing, unreadable, corrupt compression)."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+@dataclass(frozen=True, slots=True)
+class _Task:
+    path: str
+    start: int
+    end: int | None  # None: to the end of the stream (gzip, or the whole file)
+    gzip: bool
+
+
+def default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _is_gzip(path: str) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(2) == _GZIP_MAGIC
+
+
+def _iter_blocks(handle: IO[bytes] | gzip.GzipFile, limit: int | None) -> Iterator[bytes]:
+    remaining = limit
+    while remaining is None or remaining > 0:
+        block = handle.read(CHUNK_BYTES if remaining is None else min(CHUNK_BYTES, remaining))
+        if not block:
+            return
+        if remaining is not None:
+            remaining -= len(block)
+        yield block
+
+
+def ingest_blocks(aggregate: Aggregate, blocks: Iterable[bytes], source: str) -> int:
+    """Feed byte blocks (arbitrary cuts) to ``aggregate`` line by line; returns the number of lines."""
+    tail = b""
+    lines_seen = 0
+    for block in blocks:
+        lines = block.split(b"\n")
+        lines[0] = tail + lines[0]
+        tail = lines.pop()
+        aggregate.ingest_lines(lines, source=source, first_line=lines_seen + 1)
+        lines_seen += len(lines)
+    if tail:
+        aggregate.ingest_lines([tail], source=source, first_line=lines_seen + 1)
+        lines_seen += 1
+    return lines_seen
+
+
+def _run_task(task: _Task, mapping: FieldMapping) -> tuple[Aggregate, int]:
+    aggregate = Aggregate(mapping)
+    try:
+        if task.gzip:
+            with gzip.open(task.path, "rb") as stream:
+                lines = ingest_blocks(aggregate, _iter_blocks(stream, None), task.path)
+        else:
+            with open(task.path, "rb") as handle:
+                handle.seek(task.start)
+                limit = None if task.end is None else task.end - task.start
+                lines = ingest_blocks(aggregate, _iter_blocks(handle, limit), task.path)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InputError(task.path, f"cannot be read: {exc}") from None
+    aggregate.finish()
+    aggregate.drop_caches()
+    return aggregate, lines
+
+
+def _line_boundaries(path: str, size: int, parts: int) -> list[int]:
+    """Offsets that cut ``path`` into ``parts`` ranges, each starting at the beginning of a line."""
+    cuts = [0]
+    with open(path, "rb") as handle:
+        for index in range(1, parts):
+            handle.seek(max(cuts[-1], size * index // parts))
+            handle.readline()  # finish the line we landed in
+            offset = handle.tell()
+            if offset >= size:
+                break
+            if offset > cuts[-1]:
+                cuts.append(offset)
+    cuts.append(size)
+    return cuts
+
+
+def _plan(paths: Sequence[str], workers: int) -> list[_Task]:
+    tasks: list[_Task] = []
+    for path in paths:
+        if not os.path.exists(path):
+            raise InputError(path, "no such file")
+        if os.path.isdir(path):
+            raise InputError(path, "is a directory, not a log file")
+        try:
+            size = os.path.getsize(path)
+            compressed = size >= 2 and _is_gzip(path)
+        except OSError as exc:
+            raise InputError(path, f"cannot be read: {exc.strerror or exc}") from None
+        if compressed or workers < 2 or size < SPLIT_MIN_BYTES:
+            tasks.append(_Task(path, 0, None, compressed))
+            continue
+        cuts = _line_boundaries(path, size, workers)
+        tasks.extend(_Task(path, start, end, False) for start, end in itertools.pairwise(cuts))
+    return tasks
+
+
+def _run_task_star(args: tuple[_Task, FieldMapping]) -> tuple[Aggregate, int]:
+    return _run_task(*args)
+
+
+def _pool_context() -> Any:
+    # fork starts workers in milliseconds and shares the loaded modules; elsewhere use the default.
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else None)
+
+
+def analyze_paths(
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    mapping: FieldMapping | None = None,
+    workers: int | None = None,
+) -> Aggregate:
+    """Analyse local log files (JSON lines or CLF, plain or gzip) into one aggregate.
+
+    Raises InputError if any input is missing or unreadable; bad lines are counted, never raised.
+    """
+    mapping = mapping or FieldMapping()
+    names = [os.fspath(path) for path in paths]
+    workers = default_workers() if workers is None else max(1, workers)
+    tasks = _plan(names, workers)
+    if workers > 1 and len(tasks) > 1:
+        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=_pool_context()) as pool:
+            results = list(pool.map(_run_task_star, [(task, mapping) for task in tasks]))
+    else:
+        results = [_run_task(task, mapping) for task in tasks]
+    total = Aggregate(mapping)
+    lines_before: dict[str, int] = {}
+    input_lines: dict[str, dict[str, Any]] = {}
+    for task, (aggregate, lines) in zip(tasks, results, strict=True):
+        offset = lines_before.get(task.path, 0)
+        if offset:
+            aggregate.invalid_sample = [replace(entry, line=entry.line + offset)
+                                        for entry in aggregate.invalid_sample]
+        lines_before[task.path] = offset + lines
+        summary = input_lines.setdefault(task.path, {
+            "name": task.path, "compressed": task.gzip, "lines": 0, "blank_lines": 0, "invalid": 0,
+        })
+        summary["lines"] += aggregate.lines
+        summary["blank_lines"] += aggregate.blank_lines
+        summary["invalid"] += aggregate.invalid
+        total.merge(aggregate)
+    total.inputs = list(input_lines.values())
+    return total
+
+
+def analyze_lines(
+    lines: Iterable[bytes | str],
+    *,
+    source: str = "<lines>",
+    first_line: int = 1,
+    mapping: FieldMapping | None = None,
+) -> Aggregate:
+    """Analyse in-memory lines (tests, small inputs); one process."""
+    aggregate = Aggregate(mapping)
+    raw = [line.encode() if isinstance(line, str) else line for line in lines]
+    aggregate.ingest_lines(raw, source=source, first_line=first_line)
+    aggregate.inputs = [{"name": source, "compressed": False, "lines": aggregate.lines,
+                         "blank_lines": aggregate.blank_lines, "invalid": aggregate.invalid}]
+    return aggregate.finish()
+
+
+def merge_aggregates(aggregates: Iterable[Aggregate]) -> Aggregate:
+    merged: Aggregate | None = None
+    for aggregate in aggregates:
+        aggregate.finish()
+        merged = aggregate if merged is None else merged.merge(aggregate)
+    return merged if merged is not None else Aggregate()
+
+
+def read_partial_file(path: str | Path) -> Aggregate:
+    """Load a partial written by ``logproc-analyze``; InputError if missing, ValueError if not a partial."""
+    import orjson
+
+    name = os.fspath(path)
+    try:
+        data = Path(name).read_bytes()
+    except OSError as exc:
+        raise InputError(name, f"cannot be read: {exc.strerror or exc}") from None
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise InputError(name, f"is not JSON: {exc}") from None
+    try:
+        return Aggregate.from_partial(document, where=name)
+    except ValueError as exc:
+        raise InputError(name, str(exc).removeprefix(f"{name}: ")) from None

@@ -1,0 +1,115 @@
+"""Console scripts for Batch command lines.
+
+``logproc-analyze INPUT... --output partial.json``  analyse log files into a partial.
+``logproc-merge PARTIAL... --output-dir DIR``         merge partials into summary.json and report.html.
+
+Exit status: 0 when every input was used (bad lines inside an input are counted, not fatal); 1 when an
+input is missing, unreadable or (for merge) not a partial, with a message on stderr naming it; 2 for
+a bad command line (argparse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import orjson
+
+from airflow_provider_logproc.analysis.analyze import (
+    InputError,
+    analyze_paths,
+    default_workers,
+    merge_aggregates,
+    read_partial_file,
+)
+from airflow_provider_logproc.analysis.fields import FieldMapping
+from airflow_provider_logproc.analysis.report import render_report
+from airflow_provider_logproc.analysis.summary import DEFAULT_TOP, summarize
+
+EXIT_UNUSABLE_INPUT = 1
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Readers (a Batch output upload, a browser) never see a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(temporary, 0o644)  # mkstemp creates 0600; the outputs are meant to be shared
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _dump(document: object) -> bytes:
+    return orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+
+
+def _fail(prog: str, message: str) -> int:
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return EXIT_UNUSABLE_INPUT
+
+
+def analyze_main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="logproc-analyze",
+        description="Analyse access logs (JSON lines or Common/Combined Log Format, plain or .gz) "
+                    "into a mergeable partial.",
+    )
+    parser.add_argument("inputs", nargs="+", help="local log files")
+    parser.add_argument("-o", "--output", required=True, help="partial JSON to write ('-' for stdout)")
+    parser.add_argument("--field", action="append", default=[], metavar="FIELD=KEY",
+                        help="JSON key of a field, e.g. --field timestamp=@timestamp (repeatable)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help=f"processes to use (default: the usable CPUs, here {default_workers()})")
+    args = parser.parse_args(argv)
+    try:
+        mapping = FieldMapping.parse(args.field)
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        aggregate = analyze_paths(args.inputs, mapping=mapping, workers=args.workers)
+    except InputError as exc:
+        return _fail(parser.prog, f"input {exc.path}: {exc.problem}")
+    document = _dump(aggregate.to_partial())
+    if args.output == "-":
+        sys.stdout.buffer.write(document)
+    else:
+        _write_atomically(Path(args.output), document)
+    print(f"{parser.prog}: {aggregate.lines} lines, {aggregate.valid} valid, {aggregate.invalid} invalid "
+          f"-> {args.output}", file=sys.stderr)
+    return 0
+
+
+def merge_main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="logproc-merge",
+        description="Merge analysis partials into summary.json and a self-contained report.html.",
+    )
+    parser.add_argument("partials", nargs="+", help="partial JSON files written by logproc-analyze")
+    parser.add_argument("-d", "--output-dir", required=True, help="where summary.json and report.html go")
+    parser.add_argument("--top", type=int, default=DEFAULT_TOP, help="length of the top lists")
+    parser.add_argument("--title", default="Log analysis", help="report title")
+    args = parser.parse_args(argv)
+    if args.top < 1:
+        parser.error("--top must be at least 1")
+    try:
+        aggregates = [read_partial_file(path) for path in args.partials]
+    except InputError as exc:
+        return _fail(parser.prog, f"partial {exc.path}: {exc.problem}")
+    summary = summarize(merge_aggregates(aggregates), top_n=args.top)
+    out = Path(args.output_dir)
+    _write_atomically(out / "summary.json", _dump(summary))
+    _write_atomically(out / "report.html", render_report(summary, title=args.title).encode())
+    anomalies = len(summary["anomalies"]["hours"]) + len(summary["anomalies"]["ips"])
+    print(f"{parser.prog}: {len(aggregates)} partials, {summary['totals']['valid']} valid records, "
+          f"{anomalies} anomalies -> {out / 'summary.json'}, {out / 'report.html'}", file=sys.stderr)
+    return 0
+
+

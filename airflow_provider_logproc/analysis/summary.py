@@ -1,0 +1,149 @@
+"""The summary of a (merged) aggregate: what ``summary.json`` holds and the report shows.
+
+Deterministic: the same input gives byte-identical JSON (sorted keys, ties broken by key, no
+wall-clock time), so re-running a past day reproduces the same summary.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from typing import Any
+
+from airflow_provider_logproc.analysis.aggregate import MISSING, Aggregate
+from airflow_provider_logproc.analysis.anomalies import hour_anomalies, ip_anomalies
+from airflow_provider_logproc.analysis.sketch import RELATIVE_ACCURACY
+
+SUMMARY_FORMAT = "logproc-analysis-summary"
+SUMMARY_VERSION = 1
+DEFAULT_TOP = 10
+QUANTILES = (0.5, 0.9, 0.95, 0.99)
+
+
+def minute_iso(minute: int) -> str:
+    return dt.datetime.fromtimestamp(minute * 60, tz=dt.UTC).strftime("%Y-%m-%dT%H:%MZ")
+
+
+def hour_iso(hour: int) -> str:
+    return dt.datetime.fromtimestamp(hour * 3600, tz=dt.UTC).strftime("%Y-%m-%dT%H:00Z")
+
+
+def top(counter: dict[str, int], n: int) -> list[dict[str, Any]]:
+    """The n largest counts, ties broken by key so the order is stable."""
+    ranked = sorted(counter.items(), key=lambda item: (-item[1], item[0]))[:n]
+    return [{"key": key, "count": count} for key, count in ranked]
+
+
+def _rate(part: int, whole: int) -> float:
+    return part / whole if whole else 0.0
+
+
+def summarize(aggregate: Aggregate, *, top_n: int = DEFAULT_TOP) -> dict[str, Any]:
+    partial = aggregate.to_partial()
+    valid = aggregate.valid
+    lines = partial["lines"]
+    invalid = sum(partial["invalid_reasons"].values())
+
+    status: dict[int, int] = defaultdict(int)
+    per_minute: dict[int, list[int]] = {}
+    for minute_text, statuses in partial["minutes"].items():
+        row = per_minute.setdefault(int(minute_text), [0, 0, 0])
+        for code_text, n in statuses.items():
+            code = int(code_text)
+            status[code] += n
+            row[0] += n
+            if 400 <= code < 500:
+                row[1] += n
+            elif code >= 500:
+                row[2] += n
+    client_errors = sum(n for code, n in status.items() if 400 <= code < 500)
+    server_errors = sum(n for code, n in status.items() if code >= 500)
+
+    per_hour: dict[int, list[int]] = {}
+    for minute, row in per_minute.items():
+        bucket = per_hour.setdefault(minute // 60, [0, 0, 0])
+        for i in range(3):
+            bucket[i] += row[i]
+    hours = [
+        {"hour": hour_iso(h), "requests": r[0], "client_errors": r[1], "server_errors": r[2]}
+        for h, r in sorted(per_hour.items())
+    ]
+    if per_minute:
+        first, last = min(per_minute), max(per_minute)
+        span = range(first, last + 1)
+        minutes_block: dict[str, Any] = {
+            "start": minute_iso(first),
+            "requests": [per_minute.get(m, (0, 0, 0))[0] for m in span],
+            "client_errors": [per_minute.get(m, (0, 0, 0))[1] for m in span],
+            "server_errors": [per_minute.get(m, (0, 0, 0))[2] for m in span],
+        }
+        period: dict[str, str | None] = {"first_minute": minute_iso(first), "last_minute": minute_iso(last)}
+    else:
+        minutes_block = {"start": None, "requests": [], "client_errors": [], "server_errors": []}
+        period = {"first_minute": None, "last_minute": None}
+
+    methods: dict[str, int] = defaultdict(int)
+    sources: dict[str, int] = defaultdict(int)
+    for _code, method, origin, n in partial["kinds"]:
+        methods[method] += n
+        sources[origin] += n
+
+    classes: dict[str, int] = defaultdict(int)
+    for code, n in status.items():
+        classes[f"{code // 100}xx"] += n
+
+    latency = aggregate.latency
+    byte_stats = partial["bytes"]
+    return {
+        "format": SUMMARY_FORMAT,
+        "version": SUMMARY_VERSION,
+        "inputs": sorted(partial["inputs"], key=lambda item: str(item.get("name"))),
+        "period": period,
+        "totals": {
+            "lines": lines,
+            "blank_lines": partial["blank_lines"],
+            "valid": valid,
+            "invalid": invalid,
+            "invalid_rate": _rate(invalid, lines),
+        },
+        "invalid": {"reasons": partial["invalid_reasons"], "sample": partial["invalid_sample"]},
+        "field_errors": partial["field_errors"],
+        "status": {str(code): n for code, n in sorted(status.items())},
+        "status_classes": dict(sorted(classes.items())),
+        "errors": {
+            "client_errors": client_errors,
+            "server_errors": server_errors,
+            "client_error_rate": _rate(client_errors, valid),
+            "server_error_rate": _rate(server_errors, valid),
+        },
+        "methods": dict(sorted(methods.items())),
+        "sources": dict(sorted(sources.items())),
+        "per_hour": hours,
+        "per_minute": minutes_block,
+        "unique_ips": len(partial["ips"]),
+        "top": {
+            "ips": top(partial["ips"], top_n),
+            "paths": top(partial["paths"], top_n),
+            "user_agents": top(partial["user_agents"], top_n),
+        },
+        "bytes": {
+            "total": byte_stats["total"],
+            "records": byte_stats["records"],
+            "mean": byte_stats["total"] / byte_stats["records"] if byte_stats["records"] else None,
+        },
+        "latency_ms": {
+            "count": latency.count,
+            "mean": latency.mean,
+            "min": latency.min,
+            "max": latency.max,
+            **latency.quantiles(QUANTILES),
+            "method": (f"log-spaced bucket histogram (DDSketch scheme): quantiles within "
+                       f"{RELATIVE_ACCURACY:.1%} relative error of the exact order statistic; "
+                       f"exactly mergeable"),
+        },
+        "anomalies": {
+            "hours": hour_anomalies(hours),
+            "ips": ip_anomalies(partial["ips"], partial["ip_client_errors"], partial["ip_server_errors"]),
+        },
+        "missing_value": MISSING,
+    }
