@@ -1,0 +1,500 @@
+"""The consume loops: an exact time window over every partition, or a consumer-group batch.
+
+Both loops take a ready ``confluent_kafka.Consumer`` (the operator builds it from the official
+``kafka`` connection) and a ``write`` callable that appends bytes to the output, and return per
+partition statistics. Records that cannot be deserialized go to a :class:`DeadLetters` spool.
+No Airflow import here.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import IO, Any, Protocol
+
+import orjson
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from airflow_provider_logproc.consume.envelope import (
+    ION_TEXT_VERSION_MARKER,
+    IonTimestampText,
+    UndecodableRecord,
+    check_encoding,
+    encode_binary_chunk,
+    headers_object,
+    headers_text,
+    object_deserializer,
+    text_deserializer,
+    timestamp_object,
+)
+from airflow_provider_logproc.consume.window import (
+    PartitionPlan,
+    PartitionStats,
+    RetentionGapError,
+    TimeWindow,
+    WindowError,
+    plan_partition,
+    retention_gap_message,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 10_000
+PROGRESS_INTERVAL_S = 10.0
+
+
+class StalledReadError(RuntimeError):
+    """A partition delivered nothing for too long although records remain to be read."""
+
+
+# --- encoders ------------------------------------------------------------------------------------
+
+
+class EnvelopeEncoder(Protocol):
+    def preamble(self) -> bytes: ...
+
+    def add(self, topic: str, partition: int, offset: int, timestamp_ms: int,
+            key: bytes | None, value: bytes | None, headers: Any) -> None: ...
+
+    def drain(self) -> bytes: ...
+
+
+class TextEnvelopeEncoder:
+    """Ion text envelopes, one per line (see :mod:`.envelope`)."""
+
+    def __init__(self, key_deserializer: str, value_deserializer: str):
+        self._key = text_deserializer(key_deserializer, "key")
+        self._value = text_deserializer(value_deserializer, "value")
+        self._timestamp = IonTimestampText()
+        self._topics: dict[str, bytes] = {}
+        self._lines: list[bytes] = []
+
+    def preamble(self) -> bytes:
+        return ION_TEXT_VERSION_MARKER
+
+    def add(self, topic: str, partition: int, offset: int, timestamp_ms: int,
+            key: bytes | None, value: bytes | None, headers: Any) -> None:
+        topic_text = self._topics.get(topic)
+        if topic_text is None:
+            topic_text = self._topics[topic] = orjson.dumps(topic)
+        # Deserialize both before appending, so an undecodable record leaves no partial line.
+        key_text = self._key(key)
+        value_text = self._value(value)
+        self._lines.append(
+            b"{topic:%b,partition:%d,offset:%d,timestamp:%b,key:%b,value:%b,headers:%b}\n"
+            % (topic_text, partition, offset, self._timestamp(timestamp_ms), key_text, value_text,
+               headers_text(headers))
+        )
+
+    def drain(self) -> bytes:
+        chunk = b"".join(self._lines)
+        self._lines.clear()
+        return chunk
+
+
+class BinaryEnvelopeEncoder:
+    """Ion binary envelopes through amazon-ion's C extension, one Ion stream per chunk."""
+
+    def __init__(self, key_deserializer: str, value_deserializer: str):
+        self._key = object_deserializer(key_deserializer, "key")
+        self._value = object_deserializer(value_deserializer, "value")
+        self._envelopes: list[dict[str, Any]] = []
+
+    def preamble(self) -> bytes:
+        return b""  # every chunk starts with its own Ion version marker
+
+    def add(self, topic: str, partition: int, offset: int, timestamp_ms: int,
+            key: bytes | None, value: bytes | None, headers: Any) -> None:
+        key_object = self._key(key)
+        value_object = self._value(value)
+        self._envelopes.append({
+            "topic": topic, "partition": partition, "offset": offset,
+            "timestamp": timestamp_object(timestamp_ms), "key": key_object, "value": value_object,
+            "headers": headers_object(headers),
+        })
+
+    def drain(self) -> bytes:
+        chunk = encode_binary_chunk(self._envelopes)
+        self._envelopes.clear()
+        return chunk
+
+
+def make_encoder(ion_encoding: str, key_deserializer: str, value_deserializer: str) -> EnvelopeEncoder:
+    check_encoding(ion_encoding)
+    if ion_encoding == "text":
+        return TextEnvelopeEncoder(key_deserializer, value_deserializer)
+    return BinaryEnvelopeEncoder(key_deserializer, value_deserializer)
+
+
+# --- dead letters --------------------------------------------------------------------------------
+
+
+class DeadLetters:
+    """Records kept aside, as JSON lines, in a local spool until the run publishes them."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.examples: list[str] = []
+        self._spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=8 << 20)  # noqa: SIM115
+
+    def add(self, topic: str, partition: int, offset: int, timestamp_ms: int, reason: str,
+            key: bytes | None, value: bytes | None) -> None:
+        self.count += 1
+        if len(self.examples) < 5:
+            self.examples.append(f"{topic}[{partition}]@{offset}: {reason}")
+        line = {
+            "topic": topic,
+            "partition": partition,
+            "offset": offset,
+            "timestamp": _iso_ms(timestamp_ms),
+            "timestamp_ms": timestamp_ms,
+            "reason": reason,
+            "key_base64": None if key is None else base64.b64encode(key).decode(),
+            "value_base64": None if value is None else base64.b64encode(value).decode(),
+        }
+        self._spool.write(orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE))
+
+    def copy_to(self, target: IO[bytes]) -> None:
+        self._spool.seek(0)
+        shutil.copyfileobj(self._spool, target, 1 << 20)
+
+    def close(self) -> None:
+        self._spool.close()
+
+
+def _iso_ms(timestamp_ms: int) -> str | None:
+    if timestamp_ms < 0:
+        return None
+    return dt.datetime.fromtimestamp(timestamp_ms / 1000, dt.UTC).isoformat(timespec="milliseconds")
+
+
+# --- progress ------------------------------------------------------------------------------------
+
+
+class Progress:
+    """Logs records/s every ``interval`` seconds during long reads."""
+
+    def __init__(self, what: str, interval: float = PROGRESS_INTERVAL_S, logger: logging.Logger = log):
+        self.what = what
+        self.interval = interval
+        self.logger = logger
+        self.started = time.monotonic()
+        self._next = self.started + interval
+        self.read = 0
+
+    def tick(self, read: int) -> None:
+        self.read += read
+        now = time.monotonic()
+        if now >= self._next:
+            self._next = now + self.interval
+            elapsed = now - self.started
+            self.logger.info("%s: %d records read in %.1f s (%.0f records/s)",
+                             self.what, self.read, elapsed, self.read / elapsed if elapsed else 0.0)
+
+
+# --- window mode ---------------------------------------------------------------------------------
+
+
+def list_partitions(consumer: Consumer, topics: Sequence[str], timeout: float) -> list[tuple[str, int]]:
+    """Every (topic, partition) of the topics, sorted; a missing topic is an error."""
+    found: list[tuple[str, int]] = []
+    for topic in topics:
+        metadata = consumer.list_topics(topic, timeout=timeout)
+        described = metadata.topics.get(topic)
+        if described is None or described.error is not None or not described.partitions:
+            reason = described.error if described is not None and described.error else "no partitions"
+            raise WindowError(f"topic {topic!r} cannot be read: {reason}")
+        found.extend((topic, partition) for partition in described.partitions)
+    return sorted(found)
+
+
+def plan_window(consumer: Consumer, topics: Sequence[str], window: TimeWindow,
+                timeout: float = 30.0) -> list[PartitionPlan]:
+    """Watermarks and ``offsets_for_times(since)`` for every partition, taken once, now."""
+    partitions = list_partitions(consumer, topics, timeout)
+    answers = consumer.offsets_for_times(
+        [TopicPartition(topic, partition, window.since_ms) for topic, partition in partitions], timeout=timeout)
+    by_partition = {(answer.topic, answer.partition): answer for answer in answers}
+    plans = []
+    for topic, partition in partitions:
+        answer = by_partition[(topic, partition)]
+        if answer.error is not None:
+            raise KafkaException(answer.error)
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout, cached=False)
+        plans.append(plan_partition(topic, partition, low, high, answer.offset))
+    return plans
+
+
+@dataclass(frozen=True, slots=True)
+class ReadLimits:
+    batch_size: int = DEFAULT_BATCH_SIZE
+    poll_timeout_s: float = 1.0
+    stall_timeout_s: float = 60.0
+
+
+def read_window(
+    consumer: Consumer,
+    plans: Iterable[PartitionPlan],
+    window: TimeWindow,
+    encoder: EnvelopeEncoder,
+    write: Callable[[bytes], Any],
+    dead_letters: DeadLetters,
+    *,
+    on_retention_gap: str = "fail",
+    limits: ReadLimits = ReadLimits(),
+    progress: Progress | None = None,
+    logger: logging.Logger = log,
+) -> list[PartitionStats]:
+    """Read each planned partition in turn (assign, not subscribe) and write its window's records.
+
+    Partitions are read one after another in (topic, partition) order and each in offset order,
+    so the output is the same bytes whenever the same window is read from the same topic content.
+    """
+    if on_retention_gap not in ("fail", "warn"):
+        raise ValueError(f"on_retention_gap must be 'fail' or 'warn', not {on_retention_gap!r}")
+    progress = progress or Progress("window read", logger=logger)
+    write(encoder.preamble())
+    results = []
+    for plan in plans:
+        stats = PartitionStats(plan.topic, plan.partition)
+        results.append(stats)
+        if plan.is_empty:
+            continue
+        if plan.low == plan.high and plan.low > 0:
+            logger.warning("%s[%d] keeps no records (offsets below %d were deleted)",
+                           plan.topic, plan.partition, plan.low)
+        _read_partition(consumer, plan, window, encoder, write, dead_letters, stats,
+                        on_retention_gap, limits, progress, logger)
+    return results
+
+
+def _read_partition(
+    consumer: Consumer,
+    plan: PartitionPlan,
+    window: TimeWindow,
+    encoder: EnvelopeEncoder,
+    write: Callable[[bytes], Any],
+    dead_letters: DeadLetters,
+    stats: PartitionStats,
+    on_retention_gap: str,
+    limits: ReadLimits,
+    progress: Progress,
+    logger: logging.Logger,
+) -> None:
+    topic, partition = plan.topic, plan.partition
+    since_ms, until_ms, stop_ms = window.since_ms, window.until_ms, window.stop_ms
+    stop_offset = plan.high
+    check_retention = plan.starts_at_retention_edge
+    add = encoder.add
+    consumer.assign([TopicPartition(topic, partition, plan.start)])
+    last_progress = time.monotonic()
+    next_offset = plan.start
+    done = False
+    try:
+        while not done:
+            # consume() waits until it has num_messages or the timeout passes: never ask for more
+            # than the partition still holds, or the last call of every partition waits it out.
+            wanted = max(1, min(limits.batch_size, stop_offset - next_offset))
+            messages = consumer.consume(num_messages=wanted, timeout=limits.poll_timeout_s)
+            if not messages:
+                position = consumer.position([TopicPartition(topic, partition)])[0].offset
+                if position >= stop_offset:
+                    break  # e.g. the last offsets were transaction markers, never delivered
+                if time.monotonic() - last_progress > limits.stall_timeout_s:
+                    raise StalledReadError(
+                        f"{topic}[{partition}]: no records for {limits.stall_timeout_s:.0f} s at offset "
+                        f"{position} although the high watermark was {stop_offset} when the read began")
+                continue
+            last_progress = time.monotonic()
+            for message in messages:
+                error = message.error()
+                if error is not None:
+                    raise _read_error(error, topic, partition)
+                offset = message.offset()
+                if offset >= stop_offset:
+                    done = True
+                    break
+                timestamp_ms = message.timestamp()[1]
+                if check_retention:
+                    check_retention = False
+                    gap = retention_gap_message(plan, timestamp_ms, window)
+                    if gap is not None:
+                        if on_retention_gap == "fail":
+                            raise RetentionGapError(gap)
+                        logger.warning("%s", gap)
+                if timestamp_ms >= stop_ms:
+                    done = True
+                    break
+                if timestamp_ms < since_ms or timestamp_ms >= until_ms:
+                    if timestamp_ms < 0:
+                        dead_letters.add(topic, partition, offset, timestamp_ms,
+                                         "record has no timestamp: cannot place it in a time window",
+                                         message.key(), message.value())
+                        stats.dead_letters += 1
+                    else:
+                        stats.outside_window += 1
+                    if offset + 1 >= stop_offset:
+                        done = True
+                    continue
+                key = message.key()
+                value = message.value()
+                try:
+                    add(topic, partition, offset, timestamp_ms, key, value, message.headers())
+                except UndecodableRecord as bad:
+                    dead_letters.add(topic, partition, offset, timestamp_ms, str(bad), key, value)
+                    stats.dead_letters += 1
+                else:
+                    stats.wrote(offset)
+                if offset + 1 >= stop_offset:
+                    done = True
+                    break
+            next_offset = offset + 1
+            write(encoder.drain())
+            progress.tick(len(messages))
+    finally:
+        consumer.unassign()
+
+
+def _read_error(error: KafkaError, topic: str, partition: int) -> KafkaException:
+    if error.code() == KafkaError._AUTO_OFFSET_RESET:
+        return KafkaException(KafkaError(error.code(), (
+            f"{topic}[{partition}]: the planned start offset is no longer on the broker (deleted by "
+            f"retention while reading?): {error.str()}")))
+    return KafkaException(KafkaError(error.code(), f"{topic}[{partition}]: {error.str()}"))
+
+
+# --- group mode ----------------------------------------------------------------------------------
+
+
+class PartitionSpools:
+    """One local spool per partition, so group-mode output is in (partition, offset) order too."""
+
+    def __init__(self) -> None:
+        self._spools: dict[tuple[str, int], IO[bytes]] = {}
+
+    def write(self, topic: str, partition: int, chunk: bytes) -> None:
+        if not chunk:
+            return
+        spool = self._spools.get((topic, partition))
+        if spool is None:
+            spool = self._spools[(topic, partition)] = tempfile.TemporaryFile()  # noqa: SIM115
+        spool.write(chunk)
+
+    def copy_to(self, target: IO[bytes]) -> None:
+        for key in sorted(self._spools):
+            spool = self._spools[key]
+            spool.seek(0)
+            shutil.copyfileobj(spool, target, 1 << 20)
+
+    def close(self) -> None:
+        for spool in self._spools.values():
+            spool.close()
+        self._spools.clear()
+
+
+@dataclass(slots=True)
+class GroupBatch:
+    stats: dict[tuple[str, int], PartitionStats]
+    next_offsets: dict[tuple[str, int], int]  # what to commit: last read offset + 1 per partition
+
+    @property
+    def record_count(self) -> int:
+        return sum(stats.count for stats in self.stats.values())
+
+    def commit_offsets(self) -> list[TopicPartition]:
+        return [TopicPartition(topic, partition, offset)
+                for (topic, partition), offset in sorted(self.next_offsets.items())]
+
+
+def read_group_batch(
+    consumer: Consumer,
+    encoder: EnvelopeEncoder,
+    spools: PartitionSpools,
+    dead_letters: DeadLetters,
+    *,
+    max_records: int | None,
+    max_duration_s: float | None,
+    join_timeout_s: float = 60.0,
+    limits: ReadLimits = ReadLimits(),
+    progress: Progress | None = None,
+    logger: logging.Logger = log,
+) -> GroupBatch:
+    """Read from an already subscribed consumer until ``max_records``, ``max_duration_s``, or caught up.
+
+    The caller writes ``encoder.preamble()`` and then the spools to the output. Nothing is committed
+    here: the caller commits :meth:`GroupBatch.commit_offsets` once the output
+    is durably written (at-least-once). Records past ``max_records`` in the last fetched batch are
+    not written and not committed, so the next run reads them.
+    """
+    progress = progress or Progress("group read", logger=logger)
+    started = time.monotonic()
+    deadline = started + max_duration_s if max_duration_s is not None else None
+    batch = GroupBatch({}, {})
+    read = 0
+    while True:
+        if max_records is not None and read >= max_records:
+            break
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            break
+        wanted = limits.batch_size if max_records is None else min(limits.batch_size, max_records - read)
+        timeout = limits.poll_timeout_s if deadline is None else max(0.0, min(limits.poll_timeout_s, deadline - now))
+        messages = consumer.consume(num_messages=wanted, timeout=timeout)
+        if not messages:
+            assignment = consumer.assignment()
+            if assignment and _caught_up(consumer, assignment, batch, limits.poll_timeout_s * 5):
+                break
+            if not assignment and time.monotonic() - started > join_timeout_s:
+                raise StalledReadError(f"no partitions assigned to the consumer group within {join_timeout_s:.0f} s")
+            continue
+        current: tuple[str, int] | None = None
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                raise _read_error(error, message.topic() or "?", message.partition() or -1)
+            topic, partition, offset = message.topic(), message.partition(), message.offset()
+            key_pair = (topic, partition)
+            if key_pair != current:
+                if current is not None:
+                    spools.write(*current, encoder.drain())
+                current = key_pair
+            stats = batch.stats.get(key_pair)
+            if stats is None:
+                stats = batch.stats[key_pair] = PartitionStats(topic, partition)
+            timestamp_ms = message.timestamp()[1]
+            key, value = message.key(), message.value()
+            try:
+                encoder.add(topic, partition, offset, timestamp_ms, key, value, message.headers())
+            except UndecodableRecord as bad:
+                dead_letters.add(topic, partition, offset, timestamp_ms, str(bad), key, value)
+                stats.dead_letters += 1
+            else:
+                stats.wrote(offset)
+            batch.next_offsets[key_pair] = offset + 1
+            read += 1
+        if current is not None:
+            spools.write(*current, encoder.drain())
+        progress.tick(len(messages))
+    return batch
+
+
+def _caught_up(consumer: Consumer, assignment: list[TopicPartition], batch: GroupBatch, timeout: float) -> bool:
+    positions = consumer.position(assignment)
+    for position in positions:
+        low, high = consumer.get_watermark_offsets(position, timeout=timeout, cached=False)
+        offset: int | None = position.offset
+        if offset is None or offset < 0:
+            offset = batch.next_offsets.get((position.topic, position.partition))
+        if offset is None:
+            # Nothing fetched yet: caught up only if the partition is empty from the group's start.
+            committed = consumer.committed([position], timeout=timeout)[0].offset
+            offset = committed if committed >= 0 else low
+        if offset < high:
+            return False
+    return True

@@ -1,0 +1,319 @@
+"""KafkaBatchConsumeOperator: the records of an exact time window (or a consumer-group batch) to Ion."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.apache.kafka.hooks.consume import KafkaConsumerHook
+from airflow.sdk import BaseOperator, ObjectStoragePath
+
+from airflow_provider_logproc import staging
+from airflow_provider_logproc.consume.envelope import check_deserializer, check_encoding
+from airflow_provider_logproc.consume.loop import (
+    DeadLetters,
+    PartitionSpools,
+    Progress,
+    ReadLimits,
+    make_encoder,
+    plan_window,
+    read_group_batch,
+    read_window,
+)
+from airflow_provider_logproc.consume.window import PartitionStats, TimeWindow
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+    from confluent_kafka import Consumer
+
+DEAD_LETTER_SUFFIX = "dead-letter.jsonl"
+
+
+class DeadLetterThresholdError(RuntimeError):
+    """More undecodable records than ``max_bad_share`` allows."""
+
+
+def parse_moment(value: dt.datetime | str | None, name: str) -> dt.datetime | None:
+    """A window bound given as a datetime or an ISO 8601 string (templated); naive means UTC."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{name}={value!r} is not an ISO 8601 date-time") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value
+
+
+def parse_duration(value: dt.timedelta | float | str | None, name: str) -> dt.timedelta | None:
+    """A duration as a timedelta or seconds (a number or a templated numeric string)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, dt.timedelta):
+        return value
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}={value!r} is neither a timedelta nor a number of seconds") from None
+    if seconds < 0:
+        raise ValueError(f"{name} must not be negative, got {value!r}")
+    return dt.timedelta(seconds=seconds)
+
+
+class KafkaBatchConsumeOperator(BaseOperator):
+    """
+    Read Kafka records into one Amazon Ion file and return its URI.
+
+    **Window mode** (default): every record of ``topics`` whose timestamp lies in ``[since, until)``
+    (default: the run's data interval), from every partition, read with ``assign`` (no consumer
+    group, nothing committed). Each partition starts at ``offsets_for_times(since)`` and stops at
+    the high watermark taken at the start, or at the first record whose timestamp is
+    ``>= until + max_lateness`` — ``max_lateness`` is how late (by timestamp, relative to its
+    neighbours) a record may still arrive after the window's end and be found. Records are written
+    in (topic, partition, offset) order, so reading the same window again gives the same bytes.
+    If the oldest record a partition still keeps is later than ``since`` and older records were
+    deleted, the window is past retention: the task fails (``on_retention_gap="fail"``) or logs a
+    warning (``"warn"``).
+
+    **Group mode** (``group_id`` given): subscribe as that consumer group, read up to
+    ``max_records`` records / ``max_duration`` or until caught up, and commit the offsets only
+    after the output is written (at-least-once).
+
+    Each record becomes an envelope ``{topic, partition, offset, timestamp, key, value, headers}``.
+    Keys and values are deserialized as ``string``, ``json`` (stored as Ion structs, lists, ...) or
+    ``bytes`` (Ion blobs). A record that fails goes, raw, to a dead-letter file beside the output
+    (JSON lines with topic, partition, offset, timestamp, reason, base64 key and value); the task
+    fails only when the share of such records exceeds ``max_bad_share``.
+
+    XCom: the return value is the output URI; keys ``record_count``, ``dead_letter_count``,
+    ``dead_letter_uri`` (None when there were none) and ``partition_offsets`` (per partition first
+    and last written offset and count).
+
+    :param topics: topic name or names.
+    :param kafka_config_id: the ``kafka`` connection (extra = librdkafka config).
+    :param since: window start (datetime or ISO 8601; default ``data_interval_start``).
+    :param until: window end, exclusive (default ``data_interval_end``).
+    :param max_lateness: see above; a timedelta or seconds (templated); default 0.
+    :param output_uri: where to write (``file://``, ``abfs://``, ...); default
+        ``<staging base>/<dag_id>/<task_id>/<data interval>/raw.ion``.
+    :param staging_base: base for the default output URI (default env ``LOGPROC_STAGING_BASE``).
+    :param key_deserializer: ``string`` | ``json`` | ``bytes``.
+    :param value_deserializer: ``string`` | ``json`` | ``bytes``.
+    :param max_bad_share: highest tolerated share (0..1) of undecodable records.
+    :param on_retention_gap: ``fail`` or ``warn``.
+    :param group_id: consumer group: switches to group mode.
+    :param max_records: group mode: read at most this many records (templated).
+    :param max_duration: group mode: read at most this long (timedelta or seconds; templated).
+    :param ion_encoding: ``text`` (default, written several times faster) or ``binary`` (smaller,
+        faster to read back); both are Ion and read the same.
+    :param poll_timeout: seconds one ``consume`` call waits.
+    :param stall_timeout: fail when a partition delivers nothing this long although records remain.
+    """
+
+    template_fields: Sequence[str] = (
+        "topics", "since", "until", "max_lateness", "output_uri", "staging_base", "group_id", "kafka_config_id",
+        "max_records", "max_duration",
+    )
+    ui_color = "#e8f1f8"
+
+    def __init__(
+        self,
+        *,
+        topics: str | Sequence[str],
+        kafka_config_id: str = "kafka_default",
+        since: dt.datetime | str | None = None,
+        until: dt.datetime | str | None = None,
+        max_lateness: dt.timedelta | float | str = dt.timedelta(0),
+        output_uri: str | None = None,
+        staging_base: str | None = None,
+        key_deserializer: str = "string",
+        value_deserializer: str = "json",
+        max_bad_share: float = 0.0,
+        on_retention_gap: str = "fail",
+        group_id: str | None = None,
+        max_records: int | str | None = None,
+        max_duration: dt.timedelta | float | str | None = None,
+        ion_encoding: str = "text",
+        poll_timeout: float = 1.0,
+        stall_timeout: float = 60.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        check_deserializer(key_deserializer, "key")
+        check_deserializer(value_deserializer, "value")
+        check_encoding(ion_encoding)
+        if not 0.0 <= max_bad_share <= 1.0:
+            raise ValueError(f"max_bad_share must be within [0, 1], got {max_bad_share}")
+        if on_retention_gap not in ("fail", "warn"):
+            raise ValueError(f"on_retention_gap must be 'fail' or 'warn', not {on_retention_gap!r}")
+        self.topics = topics
+        self.kafka_config_id = kafka_config_id
+        self.since = since
+        self.until = until
+        self.max_lateness = max_lateness
+        self.output_uri = output_uri
+        self.staging_base = staging_base
+        self.key_deserializer = key_deserializer
+        self.value_deserializer = value_deserializer
+        self.max_bad_share = max_bad_share
+        self.on_retention_gap = on_retention_gap
+        self.group_id = group_id
+        self.max_records = max_records
+        self.max_duration = max_duration
+        self.ion_encoding = ion_encoding
+        self.poll_timeout = poll_timeout
+        self.stall_timeout = stall_timeout
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    @property
+    def topic_list(self) -> list[str]:
+        topics = [self.topics] if isinstance(self.topics, str) else list(self.topics)
+        if not topics or not all(isinstance(t, str) and t for t in topics):
+            raise ValueError(f"topics must be a topic name or a non-empty list of names, got {self.topics!r}")
+        return topics
+
+    def _max_duration_s(self) -> float | None:
+        duration = parse_duration(self.max_duration, "max_duration")
+        return None if duration is None else duration.total_seconds()
+
+    def _max_records(self) -> int | None:
+        if self.max_records is None or self.max_records == "":
+            return None
+        try:
+            count = int(self.max_records)
+        except (TypeError, ValueError):
+            raise ValueError(f"max_records={self.max_records!r} is not a whole number") from None
+        if count <= 0:
+            raise ValueError(f"max_records must be positive, got {count}")
+        return count
+
+    def _window(self, context: Context) -> TimeWindow:
+        since = parse_moment(self.since, "since") or context.get("data_interval_start")
+        until = parse_moment(self.until, "until") or context.get("data_interval_end")
+        if since is None or until is None:
+            raise ValueError("window mode needs since and until, or a DAG run with a data interval")
+        return TimeWindow.from_datetimes(since, until, parse_duration(self.max_lateness, "max_lateness")
+                                         or dt.timedelta(0))
+
+    def _output_path(self, context: Context) -> ObjectStoragePath:
+        if self.output_uri:
+            return staging.as_path(self.output_uri)
+        if self.group_id is None:
+            label = staging.interval_label(
+                parse_moment(self.since, "since") or context.get("data_interval_start"),
+                parse_moment(self.until, "until") or context.get("data_interval_end"))
+        else:
+            # A group batch has no window; name it by when the run was due (still not the run id).
+            dag_run = context.get("dag_run")
+            moment = getattr(dag_run, "run_after", None) or getattr(dag_run, "logical_date", None)
+            label = f"batch-{staging._utc_label(moment or dt.datetime.now(dt.UTC))}"
+        return staging.default_uri(dag_id=self.dag_id, task_id=self.task_id, label=label,
+                                   filename="raw.ion", base=self.staging_base)
+
+    def _consumer(self, group_mode: bool) -> Consumer:
+        from confluent_kafka import Consumer
+
+        hook = KafkaConsumerHook(self.topic_list, kafka_config_id=self.kafka_config_id)
+        # The hook's own config building (callbacks, managed OAuth) applies unchanged; only the
+        # consumer settings this operator relies on are overridden.
+        config = dict(hook._build_config())
+        config.update({"enable.auto.commit": False, "enable.auto.offset.store": False,
+                       "enable.partition.eof": False})
+        if group_mode:
+            config["group.id"] = self.group_id
+            config.setdefault("auto.offset.reset", "earliest")
+        else:
+            # assign() needs no group, but librdkafka wants a group.id set; nothing is committed.
+            config.setdefault("group.id", f"logproc-window-{self.dag_id}")
+            # A planned start offset that disappears (retention) must fail, not jump to the end.
+            config["auto.offset.reset"] = "error"
+        return Consumer(config)
+
+    # -- execute -----------------------------------------------------------------------------------
+
+    def execute(self, context: Context) -> str:
+        output = self._output_path(context)
+        dead_letter_path = staging.sibling(output, DEAD_LETTER_SUFFIX)
+        encoder = make_encoder(self.ion_encoding, self.key_deserializer, self.value_deserializer)
+        dead_letters = DeadLetters()
+        limits = ReadLimits(poll_timeout_s=self.poll_timeout, stall_timeout_s=self.stall_timeout)
+        consumer = self._consumer(group_mode=self.group_id is not None)
+        started = time.monotonic()
+        try:
+            if self.group_id is None:
+                stats = self._read_window(context, consumer, output, encoder, dead_letters, limits, dead_letter_path)
+            else:
+                stats = self._read_group(consumer, output, encoder, dead_letters, limits, dead_letter_path)
+        finally:
+            dead_letters.close()
+            consumer.close()
+        record_count = sum(s.count for s in stats)
+        elapsed = time.monotonic() - started
+        self.log.info("wrote %d records (%d dead letters) to %s in %.1f s (%.0f records/s)",
+                      record_count, dead_letters.count, output, elapsed, record_count / elapsed if elapsed else 0)
+        ti = context["ti"]
+        ti.xcom_push(key="record_count", value=record_count)
+        ti.xcom_push(key="dead_letter_count", value=dead_letters.count)
+        ti.xcom_push(key="dead_letter_uri", value=str(dead_letter_path) if dead_letters.count else None)
+        ti.xcom_push(key="partition_offsets", value=[s.as_dict() for s in stats])
+        return str(output)
+
+    def _read_window(self, context: Context, consumer: Consumer, output: ObjectStoragePath, encoder: Any,
+                     dead_letters: DeadLetters, limits: ReadLimits,
+                     dead_letter_path: ObjectStoragePath) -> list[PartitionStats]:
+        window = self._window(context)
+        plans = plan_window(consumer, self.topic_list, window)
+        for plan in plans:
+            self.log.info("%s[%d]: offsets %d..%d to read (low %d, high %d)", plan.topic, plan.partition,
+                          plan.start, plan.high - 1, plan.low, plan.high)
+        with staging.atomic_write(output) as handle:
+            stats = read_window(consumer, plans, window, encoder, handle.write, dead_letters,
+                                on_retention_gap=self.on_retention_gap, limits=limits,
+                                progress=Progress("window read", logger=self.log), logger=self.log)
+            self._publish_dead_letters(dead_letters, dead_letter_path, sum(s.count for s in stats))
+        return stats
+
+    def _read_group(self, consumer: Consumer, output: ObjectStoragePath, encoder: Any,
+                    dead_letters: DeadLetters, limits: ReadLimits,
+                    dead_letter_path: ObjectStoragePath) -> list[PartitionStats]:
+        consumer.subscribe(self.topic_list)
+        spools = PartitionSpools()
+        try:
+            batch = read_group_batch(consumer, encoder, spools, dead_letters, max_records=self._max_records(),
+                                     max_duration_s=self._max_duration_s(), limits=limits,
+                                     progress=Progress("group read", logger=self.log), logger=self.log)
+            with staging.atomic_write(output) as handle:
+                handle.write(encoder.preamble())
+                spools.copy_to(handle)
+                self._publish_dead_letters(dead_letters, dead_letter_path, batch.record_count)
+        finally:
+            spools.close()
+        offsets = batch.commit_offsets()
+        if offsets:
+            # Only now, with the output durably in place: at-least-once delivery.
+            consumer.commit(offsets=offsets, asynchronous=False)
+            self.log.info("committed offsets for group %s: %s", self.group_id,
+                          ", ".join(f"{tp.topic}[{tp.partition}]={tp.offset}" for tp in offsets))
+        return [batch.stats[key] for key in sorted(batch.stats)]
+
+    def _publish_dead_letters(self, dead_letters: DeadLetters, path: ObjectStoragePath, good: int) -> None:
+        if not dead_letters.count:
+            if staging.remove_if_exists(path):
+                self.log.info("removed a dead-letter file of an earlier run: %s", path)
+            return
+        with staging.atomic_write(path) as handle:
+            dead_letters.copy_to(handle)
+        total = good + dead_letters.count
+        share = dead_letters.count / total
+        self.log.warning("%d of %d records could not be deserialized; kept in %s (first: %s)",
+                         dead_letters.count, total, path, "; ".join(dead_letters.examples))
+        if share > self.max_bad_share:
+            raise DeadLetterThresholdError(
+                f"{dead_letters.count} of {total} records ({share:.2%}) could not be deserialized, more than "
+                f"max_bad_share={self.max_bad_share:.2%}; they are in {path} (first: "
+                f"{'; '.join(dead_letters.examples)})")
