@@ -198,7 +198,8 @@ class KafkaWindowCompleteSensor(BaseSensorOperator):
             self.log.info("Kafka window complete: %s", event["summary"])
             return self._result(event["summary"])
         if status == "timeout":
-            # BaseSensorOperator.resume_execution turns this into a skip when soft_fail is set.
+            # Logged here too: with soft_fail, resume_execution replaces it with a generic skip message.
+            self.log.error("%s", event["message"])
             raise AirflowSensorTimeout(event["message"])
         raise AirflowException(event.get("message") or f"unexpected trigger event {event!r}")
 

@@ -108,6 +108,7 @@ class KafkaWindowCompleteTrigger(BaseTrigger):
         message = timeout_message(
             topics=self.topics, window_start=self.since, window_end=self.until, timeout=self.timeout,
             progress=progress, last_error=last_error)
+        self.log.warning("%s", message)
         behind = [] if progress is None else [p.to_state() for p in progress.behind]
         return TriggerEvent({"status": "timeout", "message": message, "behind": behind})
 
