@@ -602,7 +602,6 @@ class BatchAccount:
             "AZ_BATCH_TASK_ID": task.id,
             "AZ_BATCH_TASK_DIR": str(task_dir),
             "AZ_BATCH_TASK_WORKING_DIR": str(work_dir),
-            "AZ_BATCH_TASK_RETRY_COUNT": str(task.retry_count),
         })
         return env
 
