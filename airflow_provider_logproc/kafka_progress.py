@@ -48,6 +48,13 @@ _PROBE_CONSUMER_OVERRIDES: dict[str, Any] = {
 _FALLBACK_GROUP_ID = "logproc-window-sensor"
 
 
+# Errors that another check will not cure: fail the task instead of waiting for the timeout.
+_PERMANENT_ERRORS = frozenset({
+    KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED, KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError.CLUSTER_AUTHORIZATION_FAILED, KafkaError._SSL, KafkaError._FATAL,
+})
+
+
 class KafkaUnavailableError(Exception):
     """The cluster did not answer in time (broker down, network): worth retrying on the next check."""
 
@@ -112,6 +119,9 @@ def resolve_window(context: Mapping[str, Any], since: Any, until: Any) -> tuple[
     The same defaults as ``KafkaBatchConsumeOperator``, so a sensor and the consume task placed
     one after the other cover the same records without repeating arguments.
     """
+    # An empty string is "not given" too: what a template such as "{{ params.until or '' }}" renders.
+    since = None if since == "" else since
+    until = None if until == "" else until
     since_value = context.get("data_interval_start") if since is None else since
     until_value = context.get("data_interval_end") if until is None else until
     for name, value, given in (("since", since_value, since), ("until", until_value, until)):
@@ -132,9 +142,9 @@ def resolve_window(context: Mapping[str, Any], since: Any, until: Any) -> tuple[
 
 
 def normalize_topics(topics: Any) -> list[str]:
-    """Topics as a list of names (a single name, as a template may render, is accepted)."""
+    """Topics as a list of names; a string is one topic name, as for ``KafkaBatchConsumeOperator``."""
     if isinstance(topics, str):
-        names = [part.strip() for part in topics.split(",")]
+        names = [topics.strip()]
     elif isinstance(topics, Iterable):
         names = [str(name).strip() for name in topics]
     else:
@@ -341,13 +351,21 @@ def _list_partitions(consumer: Consumer, topics: Sequence[str], config: Mapping[
         try:
             metadata = consumer.list_topics(topic=topic, timeout=timeout)
         except KafkaException as error:
+            kafka_error = error.args[0]
+            if isinstance(kafka_error, KafkaError) and kafka_error.code() in _PERMANENT_ERRORS:
+                raise KafkaWindowConfigError(
+                    f"{_bootstrap(config)} refused the connection's credentials or TLS settings: "
+                    f"{kafka_error.str()}") from None
             raise KafkaUnavailableError(
-                f"no metadata for topic {topic!r} from {_bootstrap(config)}: {error.args[0]}") from None
+                f"no metadata for topic {topic!r} from {_bootstrap(config)}: {kafka_error}") from None
         topic_metadata = metadata.topics.get(topic)
         if topic_metadata is None or topic_metadata.error is not None:
             code = topic_metadata.error.code() if topic_metadata is not None and topic_metadata.error else None
             if code in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC):
                 raise KafkaWindowConfigError(f"topic {topic!r} does not exist on {_bootstrap(config)}")
+            if code in _PERMANENT_ERRORS:
+                raise KafkaWindowConfigError(
+                    f"the connection may not read topic {topic!r} on {_bootstrap(config)}: {topic_metadata.error}")
             raise KafkaUnavailableError(
                 f"metadata for topic {topic!r} from {_bootstrap(config)} has an error: "
                 f"{topic_metadata.error if topic_metadata is not None else 'missing'}")

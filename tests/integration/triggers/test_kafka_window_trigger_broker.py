@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import time
 
 import pytest
@@ -188,3 +189,38 @@ def test_missing_topic_is_an_error_event(kafka_broker):
     event = asyncio.run(first_event(trigger_for("no-such-topic-here")))
     assert event.payload["status"] == "error"
     assert "topic 'no-such-topic-here' does not exist" in event.payload["message"]
+
+
+def test_waits_through_a_broker_restart(tmp_path, monkeypatch, capsys):
+    """A broker that goes away mid-wait costs checks, not the task: the trigger carries on after it."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from airflow_provider_logproc.local.kafka_broker import LocalKafkaBroker
+
+    # A private broker: stopping the session's broker would disturb every other test.
+    broker = LocalKafkaBroker(tmp_path / "kafka-data").start()
+    try:
+        monkeypatch.setenv("AIRFLOW_CONN_KAFKA_RESTART", json.dumps(
+            {"conn_type": "kafka", "extra": broker.connection_extra()}))
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})
+        for future in admin.create_topics([NewTopic("restart", 1, 1, config={"retention.ms": "-1"})]).values():
+            future.result(timeout=15)
+        produce(broker.bootstrap_servers, "restart", [(0, UNTIL_MS - 1)])
+        trigger = trigger_for("restart", kafka_config_id="kafka_restart", request_timeout=1.0)
+
+        async def scenario():
+            task = asyncio.create_task(first_event(trigger, timeout=60))
+            await asyncio.sleep(1.0)
+            await asyncio.to_thread(broker.stop)  # graceful: the broker writes its data dir out
+            await asyncio.sleep(2.5)
+            assert not task.done(), "checks that fail while the broker is down must not end the wait"
+            await asyncio.to_thread(broker.start)
+            await asyncio.to_thread(produce, broker.bootstrap_servers, "restart", [(0, UNTIL_MS + 1)])
+            return await task
+
+        event = asyncio.run(scenario())
+    finally:
+        broker.stop()
+    assert event.payload["status"] == "complete"
+    assert event.payload["summary"]["partitions"][0]["high_watermark"] == 2
+    assert "Kafka window check failed, retrying" in capsys.readouterr().out
