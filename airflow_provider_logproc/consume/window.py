@@ -11,6 +11,7 @@ the window's end and still be found).
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 from dataclasses import dataclass, field
 
@@ -26,8 +27,8 @@ class WindowError(ValueError):
 def to_epoch_ms(moment: dt.datetime) -> int:
     if moment.tzinfo is None:
         raise WindowError(f"naive datetime {moment.isoformat()}: give window bounds a time zone")
-    delta = moment - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-    return delta // dt.timedelta(milliseconds=1)
+    # Integer arithmetic (exact), and no datetime subtraction: pendulum's differs from the stdlib's.
+    return calendar.timegm(moment.utctimetuple()) * 1000 + moment.microsecond // 1000
 
 
 @dataclass(frozen=True, slots=True)
