@@ -196,11 +196,12 @@ def test_dag_bundle(tmp_path) -> Iterator[Path]:
     folder = tmp_path / "dag-bundle"
     folder.mkdir()
     previous = conf.get("dag_processor", "dag_bundle_config_list")
-    bundles = json.loads(previous) + [{
+    bundle = {
         "name": f"logproc-operator-tests-{tmp_path.name}",
         "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
         "kwargs": {"path": str(folder), "refresh_interval": 0},
-    }]
+    }
+    bundles = [*json.loads(previous), bundle]
     conf.set("dag_processor", "dag_bundle_config_list", json.dumps(bundles))
     try:
         yield folder

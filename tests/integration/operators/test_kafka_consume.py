@@ -181,7 +181,7 @@ def test_undecodable_values_go_to_the_dead_letter_file(kafka_topic, kafka_broker
     operator = KafkaBatchConsumeOperator(task_id="consume", topics=topic, output_uri=str(target),
                                          since=day_start(DAY1), until=day_start(DAY2), max_bad_share=0.1)
 
-    uri, xcom = run(operator)
+    _uri, xcom = run(operator)
 
     assert xcom["dead_letter_count"] == len(not_json)
     assert xcom["record_count"] == len(records) - len(not_json)
