@@ -7,7 +7,9 @@ consumer, no group, no commit), so it is safe to run twice at once, as the trigg
 Its serialized form carries every partition's state with absolute times (when each high watermark
 was first seen) and an absolute deadline, so a trigger rebuilt from it — after a triggerer restart,
 or from the state the sensor observed before deferring — resumes the idle clocks and the timeout
-instead of starting them over.
+instead of starting them over. (The triggerer keeps the kwargs given at deferral, i.e. the state of the
+sensor's own check just before it deferred; a partition that moved after that restarts its idle clock
+when the rebuilt trigger first sees it — completion can come later than ideal, never earlier.)
 """
 
 from __future__ import annotations
