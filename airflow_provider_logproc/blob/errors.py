@@ -120,6 +120,7 @@ def redacted_sdk_logs(secrets: Iterable[str]) -> Iterator[None]:
 
 def _status(error: HttpResponseError) -> str:
     code = getattr(error, "error_code", None)
+    code = getattr(code, "value", code)  # the SDK gives a StorageErrorCode enum for known codes
     status = getattr(error, "status_code", None)
     return " ".join(str(part) for part in (f"HTTP {status}" if status else None, code) if part)
 

@@ -83,7 +83,7 @@ def validate_blob_name(name: str, *, what: str = "blob name") -> str:
         )
     for position, segment in enumerate(segments, start=1):
         if segment in ("", ".", ".."):
-            shown = segment or "an empty segment ('//')"
+            shown = repr(segment) if segment else "an empty segment ('//')"
             raise InvalidBlobNameError(
                 f"{what} {name!r} has {shown!s} as path segment {position}: '..', '.' and empty segments "
                 "are refused (they do not mean a parent or current directory in Blob Storage)"

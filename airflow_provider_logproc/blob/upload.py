@@ -572,9 +572,12 @@ def _md5(data: bytes) -> bytes:
     return hashlib.md5(data, usedforsecurity=False).digest()
 
 
-def upload(service: BlobServiceClient, request: BlobUploadRequest, log: logging.Logger | None = None,
+def upload(service: BlobServiceClient, request: BlobUploadRequest, log: Any = None,
            progress_interval: float = PROGRESS_INTERVAL_SECONDS) -> UploadResult:
-    """Upload ``request.sources`` as described by ``request``; see the module docstring for the order."""
+    """Upload ``request.sources`` as described by ``request``; see the module docstring for the order.
+
+    ``log`` is any logger with ``info`` (a ``logging.Logger`` or the operator's structlog logger).
+    """
     log = log or logging.getLogger(__name__)
     container = service.get_container_client(request.container)
     secrets = client_secrets(service)
