@@ -155,6 +155,10 @@ class LocalBatchService:
         return {"conn_type": "azure_batch", "login": self.account_name, "password": self.account_key,
                 "extra": {"account_url": self.account_url}}
 
+    def routes(self) -> list[dict[str, str]]:
+        """The Batch routes the service serves: ``[{"method", "path", "operation"}]``."""
+        return self._admin.call("GET", "routes")["routes"]
+
     def set_scheduling_delay(self, seconds: float) -> None:
         """New tasks stay ``active`` at least this long (so a test can see them queued)."""
         self._admin.call("POST", "settings", {"scheduling_delay": seconds})

@@ -22,6 +22,7 @@ Admin routes (no Batch authentication; the server listens on 127.0.0.1 only):
     GET/POST/DELETE /_local/faults                  list / add a rule (JSON body, see faults.py) / clear
     GET/DELETE /_local/requests[?since=SEQ]         the request log / clear it
     GET/POST /_local/settings                       {"scheduling_delay": seconds}
+    GET  /_local/routes                             the Batch routes served (method, path, operation)
 """
 
 from __future__ import annotations
@@ -49,7 +50,15 @@ from airflow_provider_logproc.local.batch_service.engine import (
     BatchAccount,
 )
 from airflow_provider_logproc.local.batch_service.faults import FAULT_ERROR_CODES, FaultInjector, RequestLog
-from airflow_provider_logproc.local.batch_service.model import BatchApiError, Job, Task, iso, rfc1123
+from airflow_provider_logproc.local.batch_service.model import (
+    BatchApiError,
+    Job,
+    Task,
+    iso,
+    new_etag,
+    rfc1123,
+    utc_now,
+)
 
 log = logging.getLogger("localbatch")
 
@@ -89,6 +98,7 @@ class BatchRequest:
 @dataclass(frozen=True)
 class Route:
     method: str
+    template: str
     pattern: re.Pattern[str]
     operation: str
     handler: Handler
@@ -123,7 +133,7 @@ class BatchServer:
     def _route(self, method: str, template: str, operation: str, handler: Handler) -> None:
         regex = re.sub(r"\{(\w+)\}", lambda m: f"(?P<{m.group(1)}>{'.+' if m.group(1) == 'filePath' else '[^/]+'})",
                        template)
-        self.routes.append(Route(method, re.compile(f"^{regex}/?$"), operation, handler))
+        self.routes.append(Route(method, template, re.compile(f"^{regex}/?$"), operation, handler))
 
     def _add_routes(self) -> None:
         r = self._route
@@ -211,12 +221,12 @@ class BatchServer:
             status = response.status
         except BatchApiError as exc:
             status = exc.status
-            response = _error_response(exc, request_id, http.method)
+            response = _error_response(exc, request_id, http.method, self.base_url)
         except Exception as exc:
             log.exception("%s %s failed", http.method, raw_path)
             status = 500
             response = _error_response(BatchApiError(500, "InternalServerError", f"{type(exc).__name__}: {exc}"),
-                                       request_id, http.method)
+                                       request_id, http.method, self.base_url)
         finally:
             self.request_log.add(method=http.method, path=unquote(raw_path), query=query, operation=operation,
                                  status=status, duration_ms=round((time.monotonic() - started) * 1000, 3),
@@ -235,6 +245,9 @@ class BatchServer:
                 return web.json_response({"status": "ok", "account": self.account.account_name,
                                           "pool": self.account.pool.pool_id,
                                           "taskSlots": self.account.pool.task_slots})
+            if tail == "routes":
+                return web.json_response({"routes": [{"method": route.method, "path": route.template,
+                                                      "operation": route.operation} for route in self.routes]})
             if tail == "faults":
                 if http.method == "GET":
                     return web.json_response({"rules": self.faults.rules()})
@@ -462,7 +475,9 @@ class BatchServer:
         ranged = request.http.headers.get("ocp-range")
         if ranged and not is_dir:
             content = _apply_range(content, ranged)
-        # aiohttp sends Content-Length but no body when answering HEAD.
+        # aiohttp sends Content-Length but no body when answering HEAD; an empty body needs it said.
+        if not content:
+            headers["Content-Length"] = "0"
         return web.Response(status=200, body=content, headers=headers)
 
     # -- pools and nodes -------------------------------------------------------------------------
@@ -649,10 +664,9 @@ def _json(body: dict[str, Any], *, etag: str | None = None, last_modified: Any =
           headers: dict[str, str] | None = None) -> web.Response:
     response = web.Response(status=200, body=json.dumps(body).encode(), headers=headers or {})
     response.headers["Content-Type"] = JSON_CONTENT_TYPE
-    if etag:
-        response.headers["ETag"] = etag
-    if last_modified is not None:
-        response.headers["Last-Modified"] = rfc1123(last_modified)
+    # Every 200 answer carries ETag and Last-Modified (the spec declares them on lists too).
+    response.headers["ETag"] = etag or new_etag()
+    response.headers["Last-Modified"] = rfc1123(last_modified if last_modified is not None else utc_now())
     return response
 
 
@@ -673,12 +687,12 @@ def _empty(status: int, data_service_id: str | None = None, etag: str | None = N
     return response
 
 
-def _error_response(error: BatchApiError, request_id: str, method: str) -> web.Response:
+def _error_response(error: BatchApiError, request_id: str, method: str, base_url: str) -> web.Response:
     if error.status == 304 or method == "HEAD":
         response = web.Response(status=error.status, headers=error.headers)
     else:
-        body = {"odata.metadata": "", **error.body(request_id)}
-        body["odata.metadata"] = "$metadata#Microsoft.Azure.Batch.Protocol.Entities.Container.errors/@Element"
+        body = {"odata.metadata": f"{base_url}/$metadata#Microsoft.Azure.Batch.Protocol.Entities.Container.errors"
+                                  "/@Element", **error.body(request_id)}
         response = web.Response(status=error.status, body=json.dumps(body).encode(), headers=error.headers)
         response.headers["Content-Type"] = JSON_CONTENT_TYPE
     return response
