@@ -534,7 +534,10 @@ class Aggregate:
                     aggregate.minute_status[int(minute) * 1000 + int(status)] = int(n)
             for status, method, origin, n in data["kinds"]:
                 aggregate.kinds[int(status), method, origin] = int(n)
-            aggregate.ips.update(data["ips"])
+            for ip, n in data["ips"].items():
+                if parse_client_ip(ip) != ip:
+                    raise ValueError(f"client IP {ip!r} is not in canonical form")
+                aggregate.ips[ip] = int(n)
             aggregate.ip_client_errors.update(data["ip_client_errors"])
             aggregate.ip_server_errors.update(data["ip_server_errors"])
             aggregate.paths.update(data["paths"])
@@ -542,6 +545,6 @@ class Aggregate:
             aggregate.bytes_total = int(data["bytes"]["total"])
             aggregate.bytes_records = int(data["bytes"]["records"])
             aggregate.latency = LatencyHistogram.from_dict(data["latency_ms"])
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"{where}: malformed partial ({type(exc).__name__}: {exc})") from None
         return aggregate

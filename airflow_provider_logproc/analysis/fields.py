@@ -155,9 +155,13 @@ def parse_client_ip(value: Any) -> str:
     if not isinstance(value, str):
         raise FieldError("client_ip", f"not an IP address: {_short(value)}")
     try:
-        return str(ipaddress.ip_address(value.strip()))
+        address = ipaddress.ip_address(value.strip())
     except ValueError:
         raise FieldError("client_ip", f"not an IPv4 or IPv6 address: {_short(value)}") from None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        # RFC 5952 section 5 form; Python before 3.13 would print ::ffff:c000:201.
+        return f"::ffff:{address.ipv4_mapped}"
+    return str(address)
 
 
 def parse_status(value: Any) -> int:
