@@ -27,7 +27,8 @@ class BatchApiError(Exception):
 
     def __init__(self, status: int, code: str, message: str, values: dict[str, str] | None = None,
                  headers: dict[str, str] | None = None):
-        super().__init__(f"{status} {code}: {message}")
+        details = "".join(f"; {key}={value}" for key, value in (values or {}).items())
+        super().__init__(f"{status} {code}: {message}{details}")
         self.status = status
         self.code = code
         self.message = message
