@@ -119,20 +119,22 @@ def command_line_from_argv(argv: Sequence[str], where: str) -> str:
     return shlex.join(argv)
 
 
-def substitute_placeholders(text: str, values: Mapping[str, str], where: str) -> str:
-    """Replace ``{name}`` placeholders inside one argument; an unknown name is an error."""
+def substitute_placeholders(text: str, values: Mapping[str, str]) -> str:
+    """Replace the known ``{name}`` placeholders inside one argument.
 
-    def replace(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in values:
-            raise BatchSpecError(
-                f"{where}: unknown placeholder {{{name}}} (known: "
-                + ", ".join(f"{{{known}}}" for known in values)
-                + ")"
-            )
-        return values[name]
+    Other ``{...}`` are left as they are: an inline script or a JSON argument may hold braces.
+    :func:`unknown_placeholders` finds them so the operator can warn about likely typos.
+    """
+    return _PLACEHOLDER.sub(lambda match: values.get(match.group(1), match.group(0)), text)
 
-    return _PLACEHOLDER.sub(replace, text)
+
+def unknown_placeholders(template: Mapping[str, Any]) -> list[str]:
+    """``{name}`` in the template's command that are not placeholders (typos, or braces meant literally)."""
+    found: set[str] = set()
+    arguments = [*template.get("command", []), *(template.get("environment") or {}).values()]
+    for argument in arguments:
+        found.update(name for name in _PLACEHOLDER.findall(str(argument)) if name not in TEMPLATE_PLACEHOLDERS)
+    return sorted(found)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -452,10 +454,7 @@ def build_fan_out_task_specs(
             raise BatchSpecError(f"{where}: the URL names no blob")
         input_file = f"{INPUTS_DIR}/{item.blob_name}"
         values = {"input_file": input_file, "output_dir": OUTPUT_DIR, "task_id": task_id, "part_name": item.part_name}
-        argv = [
-            substitute_placeholders(argument, values, f"task_template.command[{position}]")
-            for position, argument in enumerate(template["command"])
-        ]
+        argv = [substitute_placeholders(argument, values) for argument in template["command"]]
         spec: dict[str, Any] = {
             "id": task_id,
             "command": argv,
@@ -465,13 +464,10 @@ def build_fan_out_task_specs(
             ],
         }
         if template.get("display_name"):
-            spec["display_name"] = substitute_placeholders(
-                str(template["display_name"]), values, "task_template.display_name"
-            )
+            spec["display_name"] = substitute_placeholders(str(template["display_name"]), values)
         if template.get("environment"):
             spec["environment"] = {
-                name: substitute_placeholders(str(value), values, f"task_template.environment.{name}")
-                for name, value in template["environment"].items()
+                name: substitute_placeholders(str(value), values) for name, value in template["environment"].items()
             }
         for key in ("constraints", "container", "required_slots"):
             if template.get(key) is not None:
@@ -527,9 +523,9 @@ def split_blob_url(url: str, account_url: str) -> tuple[str, str]:
     return unquote(container), unquote(blob)
 
 
-def sas_expiry(now: datetime, timeout: timedelta) -> datetime:
+def sas_lifetime(timeout: timedelta) -> timedelta:
     """SAS lifetime: long enough for a task queued until the job's timeout, and no longer."""
-    return now + timeout + SAS_EXPIRY_MARGIN
+    return timeout + SAS_EXPIRY_MARGIN
 
 
 def without_query(url: str) -> str:

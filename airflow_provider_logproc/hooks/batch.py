@@ -10,6 +10,8 @@ usual default credential (managed identity / workload identity extras honoured).
 from __future__ import annotations
 
 import json
+import logging
+import os
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.connection import get_async_connection
@@ -24,6 +26,13 @@ from azure.core.credentials import AzureNamedKeyCredential
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
+
+
+# Like the official WasbHook: azure-core logs every request and response at INFO, which would flood
+# task and triggerer logs. AZURE_HTTP_LOGGING_LEVEL brings it back for debugging.
+logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(
+    os.environ.get("AZURE_HTTP_LOGGING_LEVEL", "WARNING").upper()
+)
 
 
 class BatchConnectionError(ValueError):

@@ -19,7 +19,7 @@ import ast
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -29,12 +29,19 @@ from airflow.providers.common.compat.sdk import AirflowException, BaseOperatorLi
 from airflow.sdk import BaseOperator
 from azure.batch import models as batch_models
 from azure.batch.models._models import BatchJobTerminateOptions
-from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
 
 from airflow_provider_logproc.batch_jobs import (
     INPUT_SAS_PERMISSION,
     OUTPUT_DIR,
     OUTPUT_SAS_PERMISSION,
+    TEMPLATE_PLACEHOLDERS,
     BatchSpecError,
     FanOutInput,
     JobOutcome,
@@ -46,14 +53,15 @@ from airflow_provider_logproc.batch_jobs import (
     derive_job_id,
     evaluate_tasks,
     output_blob_urls,
-    sas_expiry,
+    sas_lifetime,
     split_blob_url,
     tail_text,
+    unknown_placeholders,
     validate_batch_id,
-    without_query,
 )
 from airflow_provider_logproc.hooks.batch import AzureBatchJobHook
-from airflow_provider_logproc.triggers.batch import AzureBatchJobTrigger
+from airflow_provider_logproc.sas import SasError, blob_sas_url, container_sas_url
+from airflow_provider_logproc.triggers.batch import AzureBatchJobTrigger, is_transient
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -255,10 +263,17 @@ class AzureBatchJobOperator(BaseOperator):
                     raise BatchSpecError(f"tasks must be a list of task specs, got {type(self.tasks).__name__}")
                 return build_task_specs(self.tasks)
             inputs = normalize_inputs(self.fan_out_inputs)
-            expiry = sas_expiry(datetime.now(UTC), self.timeout)
+            unknown = unknown_placeholders(self.task_template or {})
+            if unknown:
+                self.log.warning(
+                    "task_template: %s are not placeholders and stay as written (placeholders: %s)",
+                    ", ".join(f"{{{name}}}" for name in unknown),
+                    ", ".join(f"{{{name}}}" for name in TEMPLATE_PLACEHOLDERS),
+                )
+            expiry = sas_lifetime(self.timeout)
             fan_out = [FanOutInput(uri, self._input_download_url(uri, expiry)) for uri in inputs]
             return build_fan_out_task_specs(fan_out, self.task_template or {}, self._output_destination(job_id, expiry))
-        except BatchSpecError as error:
+        except (BatchSpecError, SasError) as error:
             raise AirflowException(f"{self.task_id}: {error}") from None
 
     @cached_property
@@ -267,46 +282,57 @@ class AzureBatchJobOperator(BaseOperator):
 
         return WasbHook(wasb_conn_id=self.wasb_conn_id or "wasb_default").get_conn()
 
-    def _input_download_url(self, uri: str, expiry: datetime) -> str:
+    def _input_download_url(self, uri: str, expiry: timedelta) -> str:
         if not self.wasb_conn_id:
             return uri
         container, blob = split_blob_url(uri, self._wasb_client.url)
-        return blob_read_sas_url(self._wasb_client, container, blob, expiry)
+        return blob_sas_url(self._wasb_client, container, blob, permission=INPUT_SAS_PERMISSION, expiry=expiry)
 
     def _effective_output_prefix(self, job_id: str) -> str:
         return (self.output_prefix if self.output_prefix is not None else job_id).strip("/")
 
-    def _output_destination(self, job_id: str, expiry: datetime) -> OutputDestination | None:
+    def _output_destination(self, job_id: str, expiry: timedelta) -> OutputDestination | None:
         if not self.output_container:
             return None
-        sas_url = container_write_sas_url(self._wasb_client, self.output_container, expiry)
+        sas_url = container_sas_url(
+            self._wasb_client, self.output_container, permission=OUTPUT_SAS_PERMISSION, expiry=expiry
+        )
         return OutputDestination(sas_url, self._effective_output_prefix(job_id))
 
     # -- job preparation ------------------------------------------------------------------------------
 
     def prepare_job(self, context: Context, job_id: str) -> bool:
         """Create the job or re-attach to it; add missing tasks. True if the job already finished."""
-        client = self.client
         job = self._get_job(job_id)
         if job is None:
             self.check_pool()
             specs = self.build_specs(job_id)
-            try:
-                client.create_job(self._job_options(context, job_id))
-                self.log.info(
-                    "Created Batch job %s on pool %s with %d task(s) to add", job_id, self.pool_id, len(specs)
-                )
+            if self._create_job(context, job_id):
+                self.log.info("Created Batch job %s on pool %s with %d task(s)", job_id, self.pool_id, len(specs))
                 self.add_tasks(job_id, specs)
                 self._enable_auto_terminate(job_id)
                 return False
-            except ResourceExistsError:
-                # Another attempt created it between our look and our create: re-attach to it.
-                job = self._get_job(job_id)
-                if job is None:
-                    raise
-        return self._reattach(job_id, job)
+            job = self._get_job(job_id)
+            if job is None:
+                raise AirflowException(f"Batch job {job_id} exists according to the service but cannot be read")
+            return self._reattach(job_id, job, specs)
+        return self._reattach(job_id, job, None)
 
-    def _reattach(self, job_id: str, job: Any) -> bool:
+    def _create_job(self, context: Context, job_id: str) -> bool:
+        """Create the job; False if it exists already (another attempt created it meanwhile)."""
+        try:
+            self.client.create_job(self._job_options(context, job_id))
+            return True
+        except ResourceExistsError:
+            return False
+        except (ServiceRequestError, ServiceResponseError):
+            # The SDK does not retry a POST whose answer was lost: the job may exist now. Look first.
+            if self._get_job(job_id) is not None:
+                return False
+            self.client.create_job(self._job_options(context, job_id))
+            return True
+
+    def _reattach(self, job_id: str, job: Any, specs: list[dict[str, Any]] | None) -> bool:
         pool_id = job.pool_info.pool_id if job.pool_info else None
         if pool_id and pool_id != self.pool_id:
             raise AirflowException(
@@ -318,8 +344,9 @@ class AzureBatchJobOperator(BaseOperator):
             return True
         if state == batch_models.BatchJobState.DELETING:
             raise AirflowException(f"Batch job {job_id} is being deleted: retry once it is gone")
-        self.check_pool()
-        specs = self.build_specs(job_id)
+        if specs is None:
+            self.check_pool()
+            specs = self.build_specs(job_id)
         existing = self.existing_task_ids(job_id)
         missing = [spec for spec in specs if spec["id"].lower() not in existing]
         self.log.info(
@@ -394,7 +421,17 @@ class AzureBatchJobOperator(BaseOperator):
             pending = [spec["id"] for spec in chunk]
             for attempt in range(1, MAX_ADD_ATTEMPTS + 1):
                 group = batch_models.BatchTaskGroup({"value": [by_id[task_id] for task_id in pending]})
-                response = self.client.create_task_collection(job_id, group)
+                try:
+                    response = self.client.create_task_collection(job_id, group)
+                except (ServiceRequestError, ServiceResponseError, HttpResponseError) as error:
+                    # The SDK does not retry a POST whose answer was lost; re-adding is safe (TaskExists).
+                    if not is_transient(error) or attempt == MAX_ADD_ATTEMPTS:
+                        raise
+                    self.log.warning(
+                        "Batch job %s: adding tasks failed (%s): trying again", job_id, type(error).__name__
+                    )
+                    time.sleep(min(2**attempt, 10))
+                    continue
                 outcome = classify_add_results(response.get("value") or [])
                 if outcome.already_there:
                     self.log.info("Batch job %s: %d task(s) were already there", job_id, len(outcome.already_there))
@@ -535,52 +572,6 @@ def normalize_inputs(value: Any) -> list[str]:
     if not isinstance(value, list | tuple) or not all(isinstance(item, str) and item for item in value):
         raise BatchSpecError("fan_out_inputs must be a list of blob URLs")
     return list(value)
-
-
-# -- SAS --------------------------------------------------------------------------------------------
-# Short-lived, least-privilege SAS from the wasb connection's credential: the account key when the
-# connection has one, else a user delegation key (Entra). SAS URLs never reach the logs or XCom.
-
-
-def _sas_signing(client: Any, expiry: datetime) -> dict[str, Any]:
-    credential = client.credential
-    account_key = getattr(credential, "account_key", None)
-    if account_key:
-        return {"account_name": client.account_name, "account_key": account_key}
-    if credential is not None and hasattr(credential, "get_token"):
-        start = datetime.now(UTC) - timedelta(minutes=5)
-        return {
-            "account_name": client.account_name,
-            "user_delegation_key": client.get_user_delegation_key(start, expiry),
-        }
-    raise AirflowException(
-        "the wasb connection has neither an account key nor an Entra credential: cannot issue SAS for the Batch tasks"
-    )
-
-
-def blob_read_sas_url(client: Any, container: str, blob: str, expiry: datetime) -> str:
-    from azure.storage.blob import BlobSasPermissions, generate_blob_sas
-
-    sas = generate_blob_sas(
-        container_name=container,
-        blob_name=blob,
-        permission=BlobSasPermissions.from_string(INPUT_SAS_PERMISSION),
-        expiry=expiry,
-        **_sas_signing(client, expiry),
-    )
-    return f"{without_query(client.url).rstrip('/')}/{quote(container)}/{quote(blob)}?{sas}"
-
-
-def container_write_sas_url(client: Any, container: str, expiry: datetime) -> str:
-    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
-
-    sas = generate_container_sas(
-        container_name=container,
-        permission=ContainerSasPermissions.from_string(OUTPUT_SAS_PERMISSION),
-        expiry=expiry,
-        **_sas_signing(client, expiry),
-    )
-    return f"{without_query(client.url).rstrip('/')}/{quote(container)}?{sas}"
 
 
 __all__ = ["OUTPUT_DIR", "AzureBatchJobLink", "AzureBatchJobOperator"]

@@ -65,6 +65,7 @@ class AzureBatchJobTrigger(BaseTrigger):
     :param poll_interval: seconds between task-count requests.
     :param transient_error_budget: seconds of consecutive transient errors (429, 5xx, connection)
         tolerated, retried with exponential backoff, before the trigger gives up with ``error``.
+    :param max_backoff: longest pause between retries (a ``Retry-After`` from the service may ask more).
 
     Event payload: ``status`` (``success`` / ``failed`` / ``timeout`` / ``error``), ``job_id``,
     ``counts`` (active, running, completed, succeeded, failed; ``None`` if never read), ``message``.
@@ -77,6 +78,7 @@ class AzureBatchJobTrigger(BaseTrigger):
         deadline: float,
         poll_interval: float = 15.0,
         transient_error_budget: float = 300.0,
+        max_backoff: float = 30.0,
     ) -> None:
         super().__init__()
         self.job_id = job_id
@@ -84,6 +86,7 @@ class AzureBatchJobTrigger(BaseTrigger):
         self.deadline = float(deadline)
         self.poll_interval = float(poll_interval)
         self.transient_error_budget = float(transient_error_budget)
+        self.max_backoff = float(max_backoff)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -94,6 +97,7 @@ class AzureBatchJobTrigger(BaseTrigger):
                 "deadline": self.deadline,
                 "poll_interval": self.poll_interval,
                 "transient_error_budget": self.transient_error_budget,
+                "max_backoff": self.max_backoff,
             },
         )
 
@@ -152,7 +156,10 @@ class AzureBatchJobTrigger(BaseTrigger):
                         f"(budget {self.transient_error_budget:.0f} s); last: {_describe(error)}",
                     )
                 # Never sleep past the budget or the deadline: the last poll happens at the deadline.
-                delay = max(backoff_delay(attempt), _retry_after(error) or 0.0)
+                initial = min(1.0, self.max_backoff)
+                delay = max(
+                    backoff_delay(attempt, initial=initial, maximum=self.max_backoff), _retry_after(error) or 0.0
+                )
                 delay = min(delay, self.transient_error_budget - spent, max(0.0, self.deadline - now))
                 self.log.warning(
                     "Batch job %s: transient error reading task counts (attempt %d, retry in %.1f s): %s",

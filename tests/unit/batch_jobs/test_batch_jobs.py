@@ -32,9 +32,10 @@ from airflow_provider_logproc.batch_jobs import (
     output_file_target,
     retry_after_seconds,
     sanitize_batch_id,
-    sas_expiry,
+    sas_lifetime,
     split_blob_url,
     tail_text,
+    unknown_placeholders,
 )
 
 VALID_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -144,6 +145,7 @@ def test_full_task_spec_becomes_rest_json_the_sdk_accepts() -> None:
     assert spec["constraints"] == {"maxWallClockTime": "PT1H30M", "retentionTime": "PT1H", "maxTaskRetryCount": 2}
     assert spec["requiredSlots"] == 2
     model = batch_models.BatchTaskCreateOptions(spec)
+    assert model.constraints is not None and model.container_settings is not None
     assert model.constraints.max_wall_clock_time == timedelta(minutes=90)
     assert model.container_settings.image_name == "ghcr.io/x/y:1"
 
@@ -253,15 +255,17 @@ def test_output_patterns_with_wildcards_map_to_a_directory() -> None:
         output_file_target("../secrets", "p")
 
 
-def test_fan_out_refuses_unknown_placeholders_and_shell_strings() -> None:
-    with pytest.raises(BatchSpecError, match=r"task_template.command\[1\]: unknown placeholder \{input\}"):
-        fan_out({"command": ["x", "{input}"]})
+def test_fan_out_refuses_shell_strings_and_leaves_other_braces_alone() -> None:
     with pytest.raises(BatchSpecError, match="list of arguments"):
         fan_out({"command": "x {input_file}"})
     with pytest.raises(BatchSpecError, match="unknown key"):
         fan_out({"command": ["x"], "comand": []})
     with pytest.raises(BatchSpecError, match="empty"):
         fan_out({"command": ["x"]}, parts=[])
+    template = {"command": ["python", "-c", "print(f'{part}')", "{input_file}", '{"a": 1}', "{input}"]}
+    argv = shlex.split(fan_out(template)[0]["commandLine"])
+    assert argv[2:] == ["print(f'{part}')", "inputs/part-00000.jsonl", '{"a": 1}', "{input}"]
+    assert unknown_placeholders(template) == ["input", "part"]
 
 
 def test_fan_out_ids_stay_unique_when_part_names_collide() -> None:
@@ -283,9 +287,7 @@ def test_split_blob_url_only_inside_the_connection_account() -> None:
 
 
 def test_sas_lives_past_the_timeout_and_not_much_longer() -> None:
-    now = datetime(2026, 3, 1, tzinfo=UTC)
-    expiry = sas_expiry(now, timedelta(hours=2))
-    assert timedelta(hours=2) < expiry - now <= timedelta(hours=3)
+    assert timedelta(hours=2) < sas_lifetime(timedelta(hours=2)) <= timedelta(hours=3)
 
 
 def test_sas_permissions_are_least_privilege() -> None:

@@ -9,14 +9,14 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from azure.storage.blob import BlobServiceClient
 
-from airflow_provider_logproc.batch_jobs import BatchSpecError
-from airflow_provider_logproc.operators.batch import (
-    AzureBatchJobOperator,
-    blob_read_sas_url,
-    container_write_sas_url,
-    normalize_inputs,
-    portal_url,
+from airflow_provider_logproc.batch_jobs import (
+    INPUT_SAS_PERMISSION,
+    OUTPUT_SAS_PERMISSION,
+    BatchSpecError,
+    sas_lifetime,
 )
+from airflow_provider_logproc.operators.batch import AzureBatchJobOperator, normalize_inputs, portal_url
+from airflow_provider_logproc.sas import blob_sas_url, container_sas_url
 
 KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 CONNECTION_STRING = (
@@ -80,14 +80,15 @@ def test_inputs_from_a_list_a_rendered_string_or_the_upload_steps_mapping() -> N
 
 def test_sas_urls_are_least_privilege_short_lived_and_point_at_the_blob() -> None:
     client = BlobServiceClient.from_connection_string(CONNECTION_STRING)
-    expiry = datetime.now(UTC) + timedelta(hours=2)
-    read_url = blob_read_sas_url(client, "logs", "app/part 1.jsonl", expiry)
+    lifetime = sas_lifetime(timedelta(hours=2))
+    expiry = datetime.now(UTC) + lifetime
+    read_url = blob_sas_url(client, "logs", "app/part 1.jsonl", permission=INPUT_SAS_PERMISSION, expiry=lifetime)
     parts = urlsplit(read_url)
     assert parts.path == "/devstoreaccount1/logs/app/part%201.jsonl"
     query = parse_qs(parts.query)
     assert query["sp"] == ["r"] and query["sr"] == ["b"]
     assert datetime.fromisoformat(query["se"][0].replace("Z", "+00:00")) <= expiry + timedelta(seconds=1)
-    write_url = container_write_sas_url(client, "results", expiry)
+    write_url = container_sas_url(client, "results", permission=OUTPUT_SAS_PERMISSION, expiry=lifetime)
     query = parse_qs(urlsplit(write_url).query)
     assert query["sp"] == ["cw"] and query["sr"] == ["c"]
     assert KEY not in read_url and KEY not in write_url
