@@ -30,6 +30,7 @@ def test_serialize_round_trip_keeps_the_absolute_deadline() -> None:
         "deadline": 1_900_000_000.5,
         "poll_interval": 2.0,
         "transient_error_budget": 60.0,
+        "max_backoff": 30.0,
     }
 
 
