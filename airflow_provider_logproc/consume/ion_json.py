@@ -259,7 +259,7 @@ class JsonSink:
             self._write(b"]\n" if self._first else b"\n]\n")
 
 
-def iter_ion(source: IO[bytes]) -> Iterator[Any]:
+def iter_ion(source: IO[bytes] | io.RawIOBase) -> Iterator[Any]:
     return simpleion.load(source, single_value=False, parse_eagerly=False, value_model=BARE_VALUE_MODEL)
 
 

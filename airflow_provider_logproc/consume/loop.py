@@ -45,6 +45,14 @@ from airflow_provider_logproc.consume.window import (
 
 log = logging.getLogger(__name__)
 
+
+class Log(Protocol):
+    """What the loops log through: a stdlib logger or Airflow's task logger."""
+
+    def info(self, msg: Any, /, *args: Any, **kwargs: Any) -> Any: ...
+
+    def warning(self, msg: Any, /, *args: Any, **kwargs: Any) -> Any: ...
+
 DEFAULT_BATCH_SIZE = 10_000
 PROGRESS_INTERVAL_S = 10.0
 
@@ -180,7 +188,7 @@ def _iso_ms(timestamp_ms: int) -> str | None:
 class Progress:
     """Logs records/s every ``interval`` seconds during long reads."""
 
-    def __init__(self, what: str, interval: float = PROGRESS_INTERVAL_S, logger: logging.Logger = log):
+    def __init__(self, what: str, interval: float = PROGRESS_INTERVAL_S, logger: Log = log):
         self.what = what
         self.interval = interval
         self.logger = logger
@@ -249,7 +257,7 @@ def read_window(
     on_retention_gap: str = "fail",
     limits: ReadLimits = ReadLimits(),
     progress: Progress | None = None,
-    logger: logging.Logger = log,
+    logger: Log = log,
 ) -> list[PartitionStats]:
     """Read each planned partition in turn (assign, not subscribe) and write its window's records.
 
@@ -285,7 +293,7 @@ def _read_partition(
     on_retention_gap: str,
     limits: ReadLimits,
     progress: Progress,
-    logger: logging.Logger,
+    logger: Log,
 ) -> None:
     topic, partition = plan.topic, plan.partition
     since_ms, until_ms, stop_ms = window.since_ms, window.until_ms, window.stop_ms
@@ -301,7 +309,8 @@ def _read_partition(
             # consume() waits until it has num_messages or the timeout passes: never ask for more
             # than the partition still holds, or the last call of every partition waits it out.
             wanted = max(1, min(limits.batch_size, stop_offset - next_offset))
-            messages = consumer.consume(num_messages=wanted, timeout=limits.poll_timeout_s)
+            # Any: fetched records always have topic, partition and offset (the stubs say Optional).
+            messages: list[Any] = consumer.consume(num_messages=wanted, timeout=limits.poll_timeout_s)
             if not messages:
                 position = consumer.position([TopicPartition(topic, partition)])[0].offset
                 if position >= stop_offset:
@@ -423,7 +432,7 @@ def read_group_batch(
     join_timeout_s: float = 60.0,
     limits: ReadLimits = ReadLimits(),
     progress: Progress | None = None,
-    logger: logging.Logger = log,
+    logger: Log = log,
 ) -> GroupBatch:
     """Read from an already subscribed consumer until ``max_records``, ``max_duration_s``, or caught up.
 
@@ -445,7 +454,7 @@ def read_group_batch(
             break
         wanted = limits.batch_size if max_records is None else min(limits.batch_size, max_records - read)
         timeout = limits.poll_timeout_s if deadline is None else max(0.0, min(limits.poll_timeout_s, deadline - now))
-        messages = consumer.consume(num_messages=wanted, timeout=timeout)
+        messages: list[Any] = consumer.consume(num_messages=wanted, timeout=timeout)
         if not messages:
             assignment = consumer.assignment()
             if assignment and _caught_up(consumer, assignment, batch, limits.poll_timeout_s * 5):

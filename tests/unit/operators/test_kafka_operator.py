@@ -1,0 +1,87 @@
+"""KafkaBatchConsumeOperator: arguments, templating and naming (the reads are in tests/integration)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from types import SimpleNamespace
+
+import pytest
+
+from airflow_provider_logproc.operators.kafka import KafkaBatchConsumeOperator, parse_duration, parse_moment
+
+START = dt.datetime(2024, 3, 2, tzinfo=dt.UTC)
+END = dt.datetime(2024, 3, 3, tzinfo=dt.UTC)
+
+
+def test_template_fields_cover_what_users_template():
+    assert {"topics", "since", "until", "max_lateness", "output_uri", "staging_base", "group_id",
+            "max_records", "max_duration"} <= set(KafkaBatchConsumeOperator.template_fields)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"value_deserializer": "avro"}, "value_deserializer must be one of"),
+        ({"key_deserializer": "int"}, "key_deserializer must be one of"),
+        ({"max_bad_share": 1.5}, r"max_bad_share must be within \[0, 1\]"),
+        ({"on_retention_gap": "ignore"}, "on_retention_gap must be 'fail' or 'warn'"),
+        ({"ion_encoding": "json"}, "ion_encoding must be one of"),
+    ],
+)
+def test_bad_arguments_fail_when_the_dag_is_parsed(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        KafkaBatchConsumeOperator(task_id="c", topics="t", **kwargs)
+
+
+def test_durations_and_moments_from_templates():
+    assert parse_duration("900", "max_lateness") == dt.timedelta(minutes=15)
+    assert parse_duration(1.5, "x") == dt.timedelta(seconds=1.5)
+    assert parse_duration(dt.timedelta(hours=1), "x") == dt.timedelta(hours=1)
+    assert parse_duration(None, "x") is None and parse_duration("", "x") is None
+    with pytest.raises(ValueError, match="max_lateness='soon' is neither"):
+        parse_duration("soon", "max_lateness")
+    with pytest.raises(ValueError, match="must not be negative"):
+        parse_duration("-1", "x")
+    assert parse_moment("2024-03-02T00:00:00+00:00", "since") == START
+    assert parse_moment("2024-03-02T00:00:00", "since") == START  # naive means UTC
+    assert parse_moment(None, "since") is None
+    with pytest.raises(ValueError, match="since='yesterday' is not an ISO 8601"):
+        parse_moment("yesterday", "since")
+
+
+def test_window_defaults_to_the_data_interval_and_lateness_from_a_template():
+    operator = KafkaBatchConsumeOperator(task_id="c", topics="t", max_lateness="600")
+    window = operator._window({"data_interval_start": START, "data_interval_end": END})  # type: ignore[arg-type]
+    assert window.since_ms == 1_709_337_600_000
+    assert window.stop_ms == window.until_ms + 600_000
+    explicit = KafkaBatchConsumeOperator(task_id="c", topics="t", since="2024-03-01T00:00:00Z", until=START)
+    assert explicit._window({}).until_ms == window.since_ms  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="needs since and until"):
+        KafkaBatchConsumeOperator(task_id="c", topics="t")._window({})  # type: ignore[arg-type]
+
+
+def test_default_output_is_named_by_dag_task_and_interval(monkeypatch, tmp_path):
+    from airflow.sdk import DAG
+
+    monkeypatch.setenv("LOGPROC_STAGING_BASE", f"file://{tmp_path}")
+    with DAG("daily_logs", schedule=None):
+        operator = KafkaBatchConsumeOperator(task_id="consume", topics="t")
+    context = {"data_interval_start": START, "data_interval_end": END}
+    assert str(operator._output_path(context)) == (  # type: ignore[arg-type]
+        f"file://{tmp_path}/daily_logs/consume/20240302T000000Z--20240303T000000Z/raw.ion")
+    with DAG("events", schedule=None):
+        group = KafkaBatchConsumeOperator(task_id="consume", topics="t", group_id="g", staging_base="file:///s")
+    run = SimpleNamespace(run_after=dt.datetime(2024, 3, 2, 12, 30, tzinfo=dt.UTC))
+    assert str(group._output_path({"dag_run": run})) == (  # type: ignore[arg-type]
+        "file:///s/events/consume/batch-20240302T123000Z/raw.ion")
+
+
+def test_group_limits_from_templates():
+    operator = KafkaBatchConsumeOperator(task_id="c", topics=["a", "b"], group_id="g", max_records="500",
+                                         max_duration="30")
+    assert operator._max_records() == 500 and operator._max_duration_s() == 30.0
+    assert operator.topic_list == ["a", "b"]
+    with pytest.raises(ValueError, match="max_records must be positive"):
+        KafkaBatchConsumeOperator(task_id="c", topics="t", max_records="0")._max_records()
+    with pytest.raises(ValueError, match="topics must be"):
+        _ = KafkaBatchConsumeOperator(task_id="c", topics=[]).topic_list
