@@ -1,0 +1,316 @@
+"""Benchmark: the log analyzer vs DuckDB and vs polars computing the same aggregates.
+
+A generated day of JSON-lines records (``sample_logs.generate``; ~280 bytes a record, ~280 MB per
+million) is analysed by three contenders, each in its own subprocess so that its peak memory is its
+own, all allowed the same number of cores (``--workers``, default 2):
+
+* analyzer: ``analyze_paths(workers=N)`` (the file cut into byte ranges at line boundaries, one
+  worker process per range, partials merged) and ``summarize()``.
+* duckdb:   ``read_json`` into a table, then the same aggregates in SQL (``SET threads=N``).
+* polars:   ``read_ndjson``, then the same aggregates as expressions (``POLARS_MAX_THREADS=N``).
+
+The aggregates: valid/invalid counts, status histogram, requests/4xx/5xx per minute and per hour,
+requests/4xx/5xx per client IP (all of them, which the anomaly detection needs), unique IPs, top-10
+paths and user agents, methods, sources, bytes, latency p50/p90/p95/p99. The analyzer also validates
+every IP address and timestamp, keeps invalid lines aside and runs the anomaly detection, which the
+other two are not asked to do.
+
+Memory: ``ru_maxrss`` of the contender's process tree (from wait4: the largest single process), and
+the peak of the summed PSS of the tree, sampled every 50 ms (counts the analyzer's worker processes
+together, shared pages once).
+
+    .venv/bin/python bench/bench_analyzer.py                          # 1M records
+    .venv/bin/python bench/bench_analyzer.py --records 1000000 4000000 --repeat 3
+
+Generated files are kept in --data-dir and reused. Exit status 1 if a target is missed
+(``--no-check`` to only print). Targets: analyzer >= 1.2x the faster of DuckDB and polars; analyzer
+peak memory below DuckDB's; analyzer peak memory at the largest size within 25% of the smallest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+DAY = dt.date(2026, 11, 24)
+CONTENDERS = ("analyzer", "duckdb", "polars")
+QUANTILES = (0.5, 0.9, 0.95, 0.99)
+
+
+# --------------------------------------------------------------------------- the contenders
+def run_analyzer(path: str, workers: int) -> dict[str, Any]:
+    from airflow_provider_logproc.analysis import analyze_paths, summarize
+
+    summary = summarize(analyze_paths([path], workers=workers))
+    return {"valid": summary["totals"]["valid"], "status": summary["status"],
+            "unique_ips": summary["unique_ips"], "bytes": summary["bytes"]["total"],
+            "p99": summary["latency_ms"]["p99"]}
+
+
+def run_duckdb(path: str, workers: int) -> dict[str, Any]:
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute(f"SET threads={workers}")
+    con.execute(f"""
+        CREATE TABLE raw AS SELECT * FROM read_json('{path}', format='newline_delimited', ignore_errors=true,
+            columns={{timestamp: 'VARCHAR', client_ip: 'VARCHAR', method: 'VARCHAR', path: 'VARCHAR',
+                     status: 'BIGINT', bytes: 'BIGINT', latency_ms: 'DOUBLE', user_agent: 'VARCHAR',
+                     source: 'VARCHAR'}})""")
+    con.execute(r"""
+        CREATE TABLE logs AS SELECT *,
+            CASE WHEN regexp_full_match(timestamp, '\d+') THEN CAST(timestamp AS BIGINT)
+                 ELSE epoch_ms(CAST(timestamp AS TIMESTAMPTZ)) END AS ts_ms
+        FROM raw WHERE client_ip IS NOT NULL AND status BETWEEN 100 AND 599 AND timestamp IS NOT NULL""")
+    q = con.execute
+    valid = q("SELECT count(*) FROM logs").fetchone()[0]  # type: ignore[index]
+    status = dict(q("SELECT status, count(*) FROM logs GROUP BY 1").fetchall())
+    q("""SELECT ts_ms // 60000, count(*), count(*) FILTER (status BETWEEN 400 AND 499),
+                count(*) FILTER (status >= 500) FROM logs GROUP BY 1""").fetchall()
+    q("""SELECT ts_ms // 3600000, count(*), count(*) FILTER (status BETWEEN 400 AND 499),
+                count(*) FILTER (status >= 500) FROM logs GROUP BY 1""").fetchall()
+    ips = q("""SELECT client_ip, count(*), count(*) FILTER (status BETWEEN 400 AND 499),
+                      count(*) FILTER (status >= 500) FROM logs GROUP BY 1""").fetchall()
+    for column in ("path", "user_agent"):
+        q(f"SELECT {column}, count(*) AS n FROM logs GROUP BY 1 ORDER BY n DESC, 1 LIMIT 10").fetchall()
+    q("SELECT method, count(*) FROM logs GROUP BY 1").fetchall()
+    q("SELECT source, count(*) FROM logs GROUP BY 1").fetchall()
+    quantiles = ", ".join(f"quantile_disc(latency_ms, {p})" for p in QUANTILES)
+    total_bytes, *latency = q(f"SELECT sum(bytes), {quantiles} FROM logs").fetchone()  # type: ignore[misc]
+    return {"valid": valid, "status": {str(k): v for k, v in sorted(status.items())}, "unique_ips": len(ips),
+            "bytes": total_bytes, "p99": latency[-1]}
+
+
+def run_polars(path: str, workers: int) -> dict[str, Any]:
+    os.environ["POLARS_MAX_THREADS"] = str(workers)  # read when polars is first imported
+    import polars as pl
+
+    frame = pl.read_ndjson(path, schema_overrides={"timestamp": pl.String})
+    ts = pl.col("timestamp")
+    status = pl.col("status")
+    parsed = (
+        pl.when(ts.str.contains(r"^\d+$")).then(ts.cast(pl.Int64, strict=False))
+        .otherwise(ts.str.replace(r"Z$", "+00:00")
+                   .str.to_datetime(format="%Y-%m-%dT%H:%M:%S%.f%:z", strict=False, time_zone="UTC")
+                   .dt.epoch("ms"))
+    )
+    logs = (
+        frame.with_columns(parsed.alias("ts_ms"))
+        .filter(pl.col("client_ip").is_not_null() & status.is_between(100, 599) & pl.col("ts_ms").is_not_null())
+        .with_columns(
+            (pl.col("ts_ms") // 60000).alias("minute"),
+            (pl.col("ts_ms") // 3600000).alias("hour"),
+            status.is_between(400, 499).alias("e4"),
+            (status >= 500).alias("e5"),
+        )
+    )
+    counts = [pl.len(), pl.col("e4").sum(), pl.col("e5").sum()]
+    logs.group_by("minute").agg(counts).rows()
+    logs.group_by("hour").agg(counts).rows()
+    ips = logs.group_by("client_ip").agg(counts).rows()
+    status_counts = dict(logs.group_by("status").len().rows())
+    for column in ("path", "user_agent"):
+        logs.group_by(column).len().sort(["len", column], descending=[True, False]).head(10).rows()
+    logs.group_by("method").len().rows()
+    logs.group_by("source").len().rows()
+    totals = logs.select(
+        pl.col("bytes").sum().alias("bytes"),
+        *[pl.col("latency_ms").quantile(p, interpolation="lower").alias(f"p{p}") for p in QUANTILES],
+    ).row(0, named=True)
+    return {"valid": logs.height, "status": {str(k): v for k, v in sorted(status_counts.items())},
+            "unique_ips": len(ips), "bytes": totals["bytes"], "p99": totals["p0.99"]}
+
+
+RUNNERS = {"analyzer": run_analyzer, "duckdb": run_duckdb, "polars": run_polars}
+
+
+def child(contender: str, path: str, workers: int) -> None:
+    started = time.perf_counter()
+    result = RUNNERS[contender](path, workers)
+    seconds = time.perf_counter() - started
+    print(json.dumps({"seconds": seconds, "result": result}))
+
+
+# --------------------------------------------------------------------------- measuring a child
+def _descendants(pid: int) -> list[int]:
+    """``pid`` and its descendants, through /proc/PID/task/TID/children (cheap: no scan of /proc)."""
+    found, stack = [], [pid]
+    while stack:
+        current = stack.pop()
+        found.append(current)
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as children:
+                    stack.extend(int(child) for child in children.read().split())
+        except OSError:
+            continue
+    return found
+
+
+def _tree_pss_kib(root: int) -> int:
+    """Summed PSS of ``root`` and its descendants (kB); processes that vanish meanwhile count 0."""
+    total = 0
+    for pid in _descendants(root):
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as rollup:
+                for line in rollup:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+                        break
+        except OSError:
+            continue
+    return total
+
+
+def measure(contender: str, path: Path, workers: int) -> dict[str, Any]:
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--child", contender, "--file", str(path), "--workers", str(workers)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    peak_pss = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak_pss
+        while not done.is_set():
+            peak_pss = max(peak_pss, _tree_pss_kib(process.pid))
+            done.wait(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    assert process.stdout is not None
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    done.set()
+    sampler.join()
+    if process.returncode != 0:
+        raise RuntimeError(f"{contender} failed with exit status {process.returncode}")
+    report = json.loads(output.strip().splitlines()[-1])
+    report["ru_maxrss_mb"] = usage.ru_maxrss / 1024
+    report["peak_pss_mb"] = peak_pss / 1024
+    return report
+
+
+def ensure_file(data_dir: Path, records: int, bad_share: float) -> Path:
+    from airflow_provider_logproc import sample_logs
+
+    path = data_dir / f"day-{DAY.isoformat()}-{records}-bad{bad_share}.jsonl"
+    if path.exists():
+        return path
+    data_dir.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".tmp")
+    started = time.perf_counter()
+    with partial.open("wb") as out:
+        for record in sample_logs.generate(DAY, records, seed=1, bad_share=bad_share):
+            out.write(record.value + b"\n")
+    partial.rename(path)
+    print(f"generated {path} ({path.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - started:.0f} s",
+          file=sys.stderr)
+    return path
+
+
+# --------------------------------------------------------------------------- reporting
+def report(records: int, size_mb: float, best: dict[str, dict[str, Any]]) -> None:
+    print(f"\n{records:,} records ({size_mb:.0f} MB), best time of the runs, largest memory of the runs:")
+    print(f"  {'contender':9s} {'seconds':>8s} {'records/s':>10s} {'time vs analyzer':>17s} "
+          f"{'ru_maxrss MB':>13s} {'peak PSS MB':>12s}")
+    base = best["analyzer"]["seconds"] if "analyzer" in best else None
+    for name, run in best.items():
+        ratio = f"{run['seconds'] / base:.2f}x" if base else "-"
+        print(f"  {name:9s} {run['seconds']:8.2f} {records / run['seconds']:10,.0f} {ratio:>17s} "
+              f"{run['ru_maxrss_mb']:13.0f} {run['peak_pss_mb']:12.0f}")
+    results = {name: run["result"] for name, run in best.items()}
+    reference = results.get("analyzer")
+    for name, result in results.items():
+        if reference is not None and name != "analyzer":
+            same = {key: result[key] == reference[key] for key in ("valid", "status", "unique_ips", "bytes")}
+            verdict = "agree" if all(same.values()) else f"DISAGREE on {[k for k, v in same.items() if not v]}"
+            print(f"  {name} vs analyzer: counts {verdict}; "
+                  f"p99 {result['p99']} vs {reference['p99']:.1f} (0.5% sketch)")
+
+
+def check(results: dict[int, dict[str, dict[str, Any]]], *, no_check: bool) -> int:
+    failures = []
+    print("\nTargets:")
+    sizes = sorted(results)
+    for records in sizes:
+        best = results[records]
+        if {"analyzer", "duckdb", "polars"} <= set(best):
+            faster = min(best["duckdb"]["seconds"], best["polars"]["seconds"])
+            ratio = faster / best["analyzer"]["seconds"]
+            passed = ratio >= 1.2
+            failures += [] if passed else [f"speed at {records}"]
+            print(f"  {records:,}: analyzer speed vs the faster of DuckDB/polars = {ratio:.2f}x (target >= 1.2) "
+                  f"{'OK' if passed else 'MISSED'}")
+        if {"analyzer", "duckdb"} <= set(best):
+            ours, theirs = best["analyzer"]["peak_pss_mb"], best["duckdb"]["peak_pss_mb"]
+            passed = ours < theirs
+            failures += [] if passed else [f"memory at {records}"]
+            print(f"  {records:,}: analyzer peak PSS {ours:.0f} MB vs DuckDB {theirs:.0f} MB (target: below) "
+                  f"{'OK' if passed else 'MISSED'}")
+    if len(sizes) > 1 and all("analyzer" in results[s] for s in sizes):
+        low, high = results[sizes[0]]["analyzer"]["peak_pss_mb"], results[sizes[-1]]["analyzer"]["peak_pss_mb"]
+        passed = high <= low * 1.25
+        failures += [] if passed else ["memory growth"]
+        print(f"  analyzer peak PSS {sizes[0]:,} -> {sizes[-1]:,} records: {low:.0f} -> {high:.0f} MB "
+              f"(same distinct keys; target: within 25%) {'OK' if passed else 'MISSED'}")
+    return 1 if failures and not no_check else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, nargs="+", default=[1_000_000], help="file sizes in records")
+    parser.add_argument("--workers", type=int, default=2, help="cores each contender may use (default 2)")
+    parser.add_argument("--repeat", type=int, default=2, help="runs per contender and size; best time is kept")
+    parser.add_argument("--contenders", default=",".join(CONTENDERS), help="comma-separated subset")
+    parser.add_argument("--bad-share", type=float, default=0.0,
+                        help="share of broken records (default 0: polars' read_ndjson refuses a file with "
+                             "non-UTF-8 lines outright, ignore_errors or not)")
+    parser.add_argument("--data-dir", default="/tmp/logproc-bench", help="where generated files are kept")
+    parser.add_argument("--no-check", action="store_true", help="print only; exit 0 even if a target is missed")
+    parser.add_argument("--child", choices=CONTENDERS, help=argparse.SUPPRESS)
+    parser.add_argument("--file", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.file, args.workers)
+        return 0
+
+    contenders = [name.strip() for name in args.contenders.split(",") if name.strip()]
+    print(f"{os.cpu_count()} CPUs here, {args.workers} per contender; Python {sys.version.split()[0]}",
+          file=sys.stderr)
+    results: dict[int, dict[str, dict[str, Any]]] = {}
+    for records in args.records:
+        path = ensure_file(Path(args.data_dir), records, args.bad_share)
+        best: dict[str, dict[str, Any]] = {}
+        for attempt in range(args.repeat):
+            for name in contenders:  # interleaved, so background noise spreads over all of them
+                run = measure(name, path, args.workers)
+                print(f"  run {attempt + 1} {name}: {run['seconds']:.2f} s, peak PSS {run['peak_pss_mb']:.0f} MB",
+                      file=sys.stderr)
+                if name not in best:
+                    best[name] = run
+                else:
+                    previous = best[name]
+                    fastest = run if run["seconds"] < previous["seconds"] else previous
+                    best[name] = {**fastest,
+                                  "ru_maxrss_mb": max(run["ru_maxrss_mb"], previous["ru_maxrss_mb"]),
+                                  "peak_pss_mb": max(run["peak_pss_mb"], previous["peak_pss_mb"])}
+        results[records] = best
+        report(records, path.stat().st_size / 1e6, best)
+    return check(results, no_check=args.no_check)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
