@@ -66,9 +66,14 @@ async def serve(args: argparse.Namespace, key: str) -> None:
         "local Batch service: account %s at %s, pool %s with %d task slots, data in %s",
         args.account, base_url, args.pool_id, args.slots, args.data_dir)
     stopped = asyncio.Event()
+
+    def on_signal() -> None:
+        account.shutting_down = True  # before anything else: tasks killed by this signal are not failures
+        stopped.set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopped.set)
+        loop.add_signal_handler(sig, on_signal)
     await stopped.wait()
     logging.getLogger("localbatch").info("stopping")
     await runner.cleanup()

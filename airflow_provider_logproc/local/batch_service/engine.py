@@ -27,13 +27,14 @@ from typing import Any
 
 import aiohttp
 
-from airflow_provider_logproc.local.batch_service import blobs
+from airflow_provider_logproc.local.batch_service import blobs, store
 from airflow_provider_logproc.local.batch_service.model import (
     ID_PATTERN,
     BatchApiError,
     Job,
     Task,
     bad_property,
+    change_count,
     missing_property,
     parse_duration,
     unsupported_property,
@@ -259,6 +260,9 @@ class BatchAccount:
         self._scheduler: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._saver: asyncio.Task[None] | None = None
+        self._saved_changes = -1
+        self.shutting_down = False
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -266,13 +270,51 @@ class BatchAccount:
         for sub in ("shared", "startup", "workitems"):
             (self.node_root / sub).mkdir(parents=True, exist_ok=True)
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=30))
+        self._restore()
         self._scheduler = asyncio.create_task(self._schedule_loop(), name="localbatch-scheduler")
+        self._saver = asyncio.create_task(self._save_loop(), name="localbatch-saver")
+
+    @property
+    def state_path(self) -> Path:
+        return self.data_dir / store.STATE_FILE
+
+    def _restore(self) -> None:
+        self.jobs, self._seq = store.load(self.state_path)
+        for job in list(self.jobs.values()):
+            if job.state == "terminating":
+                self._spawn(self._finish_termination(job, []))
+            elif job.state == "deleting":
+                self._spawn(self._finish_delete(job))
+            else:
+                self._check_all_complete(job)
+
+    async def _save_loop(self, interval: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.save()
+            except OSError:
+                log.exception("could not save the state to %s", self.state_path)
+
+    async def save(self) -> None:
+        """Write the jobs and tasks to disk if anything changed since the last write."""
+        changes = change_count()
+        if changes == self._saved_changes:
+            return
+        document = store.snapshot(self.jobs)
+        await asyncio.to_thread(store.write, self.state_path, document)
+        self._saved_changes = changes
 
     async def close(self) -> None:
-        if self._scheduler:
-            self._scheduler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._scheduler
+        self.shutting_down = True
+        for background in (self._scheduler, self._saver):
+            if background:
+                background.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await background
+        # Saved before the tasks are killed: a running task is requeued when the service comes back.
+        with contextlib.suppress(OSError):
+            await self.save()
         for job in self.jobs.values():
             for task in job.tasks.values():
                 self._kill(task)
@@ -510,7 +552,7 @@ class BatchAccount:
         try:
             requeue = await self._attempt(task)
         except asyncio.CancelledError:
-            if task.state != "completed":
+            if task.state != "completed" and not self.shutting_down:
                 self._complete(task, result="failure", failure=_task_ended(_end_message(task)))
             raise
         except Exception as exc:  # a bug here must not leave the task running forever
@@ -555,6 +597,13 @@ class BatchAccount:
         task.touch()
         self.tasks_run += 1
         exit_code, failure, timed_out = await self._execute(task, task_dir, work_dir)
+        if exit_code is not None and exit_code > 128 and not task.end_reason and not timed_out:
+            # Stopping the service signals its whole process group, tasks included. Give the
+            # service's own signal handler a moment: a task killed by the shutdown is not a task
+            # failure; it stays running in the saved state and is requeued after a restart.
+            await asyncio.sleep(0.1)
+            if self.shutting_down:
+                raise asyncio.CancelledError
         if task.end_reason and failure is None and not timed_out:
             failure = _task_ended(_end_message(task))
         if exit_code is not None and failure is None and exit_code != 0:

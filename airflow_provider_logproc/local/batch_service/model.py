@@ -87,12 +87,20 @@ def parse_duration(text: str, name: str) -> float:
             + parts.get("minutes", 0.0) * 60 + parts.get("seconds", 0.0))
 
 
-_etag_counter = itertools.count()
+_etag_counter = itertools.count(1)
+_last_etag_seq = 0
 
 
 def new_etag() -> str:
     """Batch-style ETag: ``0x`` and hex digits, different after every change."""
-    return f"0x{time.time_ns() // 100 + next(_etag_counter):X}"
+    global _last_etag_seq
+    _last_etag_seq = next(_etag_counter)
+    return f"0x{time.time_ns() // 100 + _last_etag_seq:X}"
+
+
+def change_count() -> int:
+    """How many entity versions were made so far (every change of a job or task makes one)."""
+    return _last_etag_seq
 
 
 @dataclass

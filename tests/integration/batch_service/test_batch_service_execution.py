@@ -250,3 +250,33 @@ def test_task_processes_die_with_the_service(batch_service_factory, how):
     getattr(service, how)()
     assert not group_alive(service.pid)
     wait_until(lambda: not processes_with(f"sleep {marker}"), 5, "task processes to be gone")
+
+
+@pytest.mark.parametrize("how", ["stop", "kill"])
+def test_jobs_survive_a_restart_and_running_tasks_are_requeued(batch_service_factory, how):
+    from airflow_provider_logproc.local.batch_service import LocalBatchService
+
+    service = batch_service_factory(task_slots=2)
+    client = service.client()
+    new_job(client, "survivor")
+    client.create_tasks("survivor", [m.BatchTaskCreateOptions(id="done", command_line="/bin/echo before")])
+    completed(client, "survivor", "done")
+    client.create_task("survivor", m.BatchTaskCreateOptions(
+        id="interrupted", command_line="/bin/sh -c 'echo run >> ../runs.txt; sleep 2'"))
+    wait_until(lambda: client.get_task("survivor", "interrupted").state == m.BatchTaskState.RUNNING, 10)
+    time.sleep(1.5)  # the state is written about once a second
+    getattr(service, how)()
+
+    again = LocalBatchService(service.data_dir, port=service.port, account_key=service.account_key,
+                              task_slots=2).start()
+    try:
+        client = again.client()
+        assert client.get_task("survivor", "done").execution_info.result == m.BatchTaskExecutionResult.SUCCESS
+        assert read_file(client, "survivor", "done", "stdout.txt") == "before\n"
+        task = completed(client, "survivor", "interrupted", timeout=20)
+        assert task.execution_info.requeue_count == 1
+        assert task.execution_info.result == m.BatchTaskExecutionResult.SUCCESS
+        assert read_file(client, "survivor", "interrupted", "runs.txt") == "run\nrun\n"
+        assert client.get_job_task_counts("survivor").task_counts.succeeded == 2
+    finally:
+        again.stop()
