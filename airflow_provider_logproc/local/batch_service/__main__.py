@@ -88,8 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.write_connection:
         connection = {"conn_type": "azure_batch", "login": args.account, "password": key,
                       "extra": {"account_url": f"http://{args.host}:{args.port}"}}
-        args.write_connection.touch(mode=0o600)
-        args.write_connection.write_text(json.dumps(connection))
+        descriptor = os.open(args.write_connection, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(descriptor, 0o600)  # also when the file existed with wider permissions
+        with os.fdopen(descriptor, "w") as out:
+            out.write(json.dumps(connection))
         logging.getLogger("localbatch").info("wrote the azure_batch connection to %s", args.write_connection)
     asyncio.run(serve(args, key))
     return 0

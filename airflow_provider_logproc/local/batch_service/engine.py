@@ -519,9 +519,11 @@ class BatchAccount:
                     self._terminate(job, "MaxWallClockTimeExpiry")
                     continue
                 next_due = job.deadline if next_due is None else min(next_due, job.deadline)
-            if job.state != "active" or job.pool_id != self.pool.pool_id:
+            if job.state != "active" or job.pool_id != self.pool.pool_id or not job.pending:
                 continue
-            running = sum(1 for task in job.tasks.values() if task.state in ("preparing", "running"))
+            running = 0
+            if job.max_parallel_tasks != -1:
+                running = sum(1 for task in job.tasks.values() if task.state in ("preparing", "running"))
             for key, task in list(job.pending.items()):
                 if job.max_parallel_tasks != -1 and running >= job.max_parallel_tasks:
                     break

@@ -471,7 +471,7 @@ class BatchServer:
             "ETag": f"0x{int(stat.st_mtime_ns // 100):X}",
             "Content-Type": "application/octet-stream",
         }
-        content = b"" if is_dir else target.read_bytes()
+        content = b"" if is_dir else await asyncio.to_thread(target.read_bytes)
         ranged = request.http.headers.get("ocp-range")
         if ranged and not is_dir:
             content = _apply_range(content, ranged)
