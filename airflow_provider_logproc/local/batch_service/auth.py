@@ -18,11 +18,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
+import email.utils
 import hashlib
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qs
+
+# The service refuses signed requests whose date is further than this from its clock (replays).
+MAX_CLOCK_SKEW = dt.timedelta(minutes=15)
 
 SIGNED_HEADERS = (
     "content-encoding",
@@ -85,6 +90,7 @@ def verify(
     headers: Mapping[str, str],
     account_name: str,
     account_key: str,
+    now: dt.datetime | None = None,
 ) -> AuthFailure | None:
     """None when the request carries a valid SharedKey signature for this account, else why not.
 
@@ -112,4 +118,22 @@ def verify(
             403, "AuthenticationFailed",
             f"The MAC signature found in the HTTP request '{signature}' is not the same as any computed signature.",
         )
+    return _check_date(headers, now or dt.datetime.now(dt.UTC))
+
+
+def _check_date(headers: Mapping[str, str], now: dt.datetime) -> AuthFailure | None:
+    lowered = {name.lower(): value for name, value in headers.items()}
+    stamp = lowered.get("ocp-date") or lowered.get("date")
+    if not stamp:
+        return AuthFailure(403, "AuthenticationFailed", "The request has neither an ocp-date nor a Date header.")
+    try:
+        sent = email.utils.parsedate_to_datetime(stamp)
+    except (TypeError, ValueError):
+        sent = None
+    if sent is None or sent.tzinfo is None:
+        return AuthFailure(403, "AuthenticationFailed", f"The request date {stamp!r} is not an RFC 1123 date.")
+    if abs(now - sent) > MAX_CLOCK_SKEW:
+        return AuthFailure(403, "AuthenticationFailed",
+                           f"Request date header too old or too new: {stamp!r} (server time "
+                           f"{email.utils.format_datetime(now, usegmt=True)}).")
     return None

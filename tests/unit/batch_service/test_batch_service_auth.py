@@ -90,3 +90,22 @@ def test_missing_or_foreign_authorization():
 def test_key_must_be_base64():
     assert auth.valid_account_key(KEY)
     assert not auth.valid_account_key("not base64!")
+
+
+def test_stale_or_missing_date_is_refused():
+    import datetime as dt
+
+    request = signed_by_sdk("GET", "http://127.0.0.1:1/jobs?api-version=2025-06-01")
+    parts = urlsplit(request.url)
+    headers = dict(request.headers)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=20)
+    stale = auth.verify("GET", parts.path, parts.query, headers, ACCOUNT, KEY, now=later)
+    assert stale is not None and stale.status == 403 and "too old" in stale.detail
+    assert auth.verify("GET", parts.path, parts.query, headers, ACCOUNT, KEY,
+                       now=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)) is None
+    # Without ocp-date the signature itself covers no date: refused.
+    undated = {name: value for name, value in headers.items() if name.lower() != "ocp-date"}
+    undated["Authorization"] = "SharedKey {}:{}".format(ACCOUNT, auth.sign(
+        KEY, auth.string_to_sign("GET", parts.path, parts.query, undated, ACCOUNT)))
+    failure = auth.verify("GET", parts.path, parts.query, undated, ACCOUNT, KEY)
+    assert failure is not None and "neither an ocp-date nor a Date" in failure.detail
