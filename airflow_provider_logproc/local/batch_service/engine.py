@@ -19,6 +19,7 @@ import os
 import shlex
 import shutil
 import signal
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -637,6 +638,11 @@ class BatchAccount:
     def _environment(self, task: Task, task_dir: Path, work_dir: Path) -> dict[str, str]:
         assert task.job is not None
         env = {name: os.environ[name] for name in self.task_env_passthrough if name in os.environ}
+        # `python` in a command line is the interpreter running this service, as a pool's start task
+        # would have installed the packages a task needs on a real node.
+        interpreter_dir = str(Path(sys.executable).parent)
+        env["PATH"] = os.pathsep.join([interpreter_dir, *(p for p in env.get("PATH", "").split(os.pathsep)
+                                                          if p and p != interpreter_dir)])
         for setting in (task.job.spec.get("commonEnvironmentSettings") or []) + (task.spec.get("environmentSettings")
                                                                                 or []):
             env[str(setting["name"])] = str(setting.get("value") or "")

@@ -74,6 +74,25 @@ def test_command_line_runs_without_a_shell_with_batch_environment(batch_client, 
     assert task.execution_info.exit_code == 0
 
 
+def test_python_on_the_task_path_is_the_services_interpreter(batch_client, batch_job_id):
+    import sys
+
+    new_job(batch_client, batch_job_id)
+    batch_client.create_task(batch_job_id, m.BatchTaskCreateOptions(
+        id="py", command_line="python3 -c 'import sys, azure.batch; print(sys.prefix)'"))
+    task = completed(batch_client, batch_job_id, "py")
+    assert task.execution_info.exit_code == 0, read_file(batch_client, batch_job_id, "py", "stderr.txt")
+    assert read_file(batch_client, batch_job_id, "py", "stdout.txt").strip() == sys.prefix
+
+
+def test_max_parallel_tasks_limits_a_job(batch_client, batch_job_id):
+    new_job(batch_client, batch_job_id, max_parallel_tasks=1)
+    batch_client.create_tasks(batch_job_id, [m.BatchTaskCreateOptions(id=f"t{i}", command_line="/bin/sleep 0.2")
+                                             for i in range(3)])
+    wait_until(lambda: batch_client.get_job_task_counts(batch_job_id).task_counts.completed == 3, 20)
+    assert max_overlap(list(batch_client.list_tasks(batch_job_id))) == 1
+
+
 def test_missing_program_is_a_user_error_without_exit_code(batch_client, batch_job_id):
     new_job(batch_client, batch_job_id)
     batch_client.create_task(batch_job_id, m.BatchTaskCreateOptions(id="t", command_line="no-such-program --x"))

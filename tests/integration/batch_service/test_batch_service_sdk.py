@@ -67,6 +67,8 @@ def test_250_tasks_in_collections_then_list_filter_page_stdout_terminate_delete(
 
     stdout = b"".join(batch_client.download_task_file(batch_job_id, "task-100", "stdout.txt"))
     assert stdout == b"part 100\n"
+    assert b"".join(batch_client.download_task_file(batch_job_id, "task-100", "stdout.txt",
+                                                     ocp_range="bytes=5-7")) == b"100"
     properties = batch_client.get_task_file_properties(batch_job_id, "task-100", "stdout.txt")
     assert properties.content_length == len(stdout)
     assert properties.is_directory is False
