@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fnmatch
 import glob
 import logging
 import os
@@ -369,7 +368,7 @@ class BatchAccount:
         """Jobs_UpdateJob (PATCH): the properties given replace the job's."""
         if not isinstance(patch, dict):
             raise BatchApiError(400, "InvalidRequestBody", "The request body is not a JSON object.")
-        self._require_job_changeable(job)
+        self.require_job_changeable(job)
         allowed = {"priority", "allowTaskPreemption", "maxParallelTasks", "constraints", "poolInfo",
                    "onAllTasksComplete", "metadata", "networkConfiguration"}
         unknown = set(patch) - allowed
@@ -386,7 +385,7 @@ class BatchAccount:
         self._check_all_complete(job)
         self.wake()
 
-    def _require_job_changeable(self, job: Job) -> None:
+    def require_job_changeable(self, job: Job) -> None:
         if job.state == "completed":
             raise BatchApiError(409, "JobCompleted", "The specified job is already in a completed state.")
         if job.state == "terminating":
@@ -396,7 +395,7 @@ class BatchAccount:
                                                         "being garbage collected.")
 
     def terminate_job(self, job: Job, reason: str | None) -> None:
-        self._require_job_changeable(job)
+        self.require_job_changeable(job)
         self._terminate(job, reason or "UserTerminate")
 
     def _terminate(self, job: Job, reason: str) -> None:
@@ -461,7 +460,7 @@ class BatchAccount:
         return task
 
     def add_task(self, job: Job, spec: Any) -> Task:
-        self._require_job_changeable(job)
+        self.require_job_changeable(job)
         spec = validate_task(spec, self.pool.task_slots)
         if spec["id"].lower() in job.tasks:
             raise BatchApiError(409, "TaskExists", "The specified task already exists.")
@@ -476,7 +475,7 @@ class BatchAccount:
     def terminate_task(self, task: Task) -> None:
         assert task.job is not None
         if task.job.state in ("completed", "deleting"):
-            self._require_job_changeable(task.job)
+            self.require_job_changeable(task.job)
         if task.state == "completed":
             return  # the service answers 204 and leaves a completed task alone
         task.end_reason = "user"
@@ -814,6 +813,3 @@ def match_output_files(work_dir: Path, pattern: str, path: str | None) -> list[t
         out.append((source, f"{prefix}/{relative}" if prefix else relative))
     return out
 
-
-def is_safe_relative(file_path: str) -> bool:
-    return not file_path.startswith("/") and ".." not in Path(file_path).parts and not fnmatch.fnmatch(file_path, "")

@@ -385,7 +385,7 @@ class BatchServer:
                                 "The value provided for one of the properties in the request body is invalid.",
                                 {"PropertyName": "value", "PropertyValue": str(len(specs)),
                                  "Reason": f"at most {MAX_TASKS_PER_COLLECTION} tasks per addtaskcollection call"})
-        self.account._require_job_changeable(job)
+        self.account.require_job_changeable(job)
         results = []
         for spec in specs:
             task_id = spec.get("id") if isinstance(spec, dict) else None
