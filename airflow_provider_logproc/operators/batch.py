@@ -423,6 +423,12 @@ class AzureBatchJobOperator(BaseOperator):
                 group = batch_models.BatchTaskGroup({"value": [by_id[task_id] for task_id in pending]})
                 try:
                     response = self.client.create_task_collection(job_id, group)
+                except ResourceExistsError as error:
+                    code = getattr(getattr(error, "error", None), "code", None)
+                    raise AirflowException(
+                        f"Batch job {job_id} no longer takes tasks ({code or error.status_code}): it finished "
+                        "while tasks were being added. Delete the job to run this window again."
+                    ) from None
                 except (ServiceRequestError, ServiceResponseError, HttpResponseError) as error:
                     # The SDK does not retry a POST whose answer was lost; re-adding is safe (TaskExists).
                     if not is_transient(error) or attempt == MAX_ADD_ATTEMPTS:
@@ -472,25 +478,12 @@ class AzureBatchJobOperator(BaseOperator):
     # -- results ----------------------------------------------------------------------------------
 
     def read_outcome(self, job_id: str) -> JobOutcome:
-        tasks = self.client.list_tasks(job_id, select=["id", "state", "executionInfo"])
-        return evaluate_tasks(job_id, tasks)
+        return read_outcome(self.client, job_id)
 
     def finish(self, job_id: str, outcome: JobOutcome | None = None) -> dict[str, Any]:
-        outcome = outcome or self.read_outcome(job_id)
-        for task in outcome.tasks:
-            self.log.info("Batch task %s: %s, exit code %s", task.id, task.state, task.exit_code)
-        for task in outcome.failed[:MAX_FAILED_TASK_LOGS]:
-            for file_name in ("stderr.txt", "stdout.txt"):
-                self.log.info(
-                    "Batch task %s %s (tail):\n%s", task.id, file_name, self.task_file_tail(job_id, task.id, file_name)
-                )
-        if outcome.failed:
-            raise AirflowException(outcome.failure_message())
-        if outcome.unfinished or not outcome.tasks:
-            raise AirflowException(
-                f"Batch job {job_id} ended with {len(outcome.unfinished)} of {len(outcome.tasks)} task(s) not "
-                "completed (terminated, e.g. after a timeout or a kill). Delete the job to run this window again."
-            )
+        outcome = check_outcome(
+            self.client, outcome or self.read_outcome(job_id), self.log, " Delete the job to run this window again."
+        )
         outputs = self.list_outputs(job_id, [task.id for task in outcome.tasks])
         self.log.info(
             "Batch job %s: all %d task(s) succeeded, %d output blob(s)", job_id, len(outcome.tasks), len(outputs)
@@ -500,16 +493,6 @@ class AzureBatchJobOperator(BaseOperator):
             self.log.info("Batch job %s: deletion requested", job_id)
         self._active_job_id = None
         return {"job_id": job_id, "tasks": [task.as_xcom() for task in outcome.tasks], "outputs": outputs}
-
-    def task_file_tail(self, job_id: str, task_id: str, file_name: str) -> str:
-        try:
-            chunks = self.client.download_task_file(job_id, task_id, file_name)
-            data = b""
-            for chunk in chunks:
-                data = (data + chunk)[-(LOG_TAIL_BYTES * 2) :]
-            return tail_text(data, LOG_TAIL_BYTES) or "(empty)"
-        except HttpResponseError as error:
-            return f"(not available: HTTP {error.status_code})"
 
     def list_outputs(self, job_id: str, task_ids: list[str]) -> list[str]:
         if not self.output_container:
@@ -540,6 +523,45 @@ class AzureBatchJobOperator(BaseOperator):
             self.log.debug("No portal link: %s", error)
             return
         context["ti"].xcom_push(key=PORTAL_URL_XCOM_KEY, value=url)
+
+
+def read_outcome(client: BatchClient, job_id: str) -> JobOutcome:
+    """The job's tasks (all pages) reduced to what the result rules need."""
+    return evaluate_tasks(job_id, client.list_tasks(job_id, select=["id", "state", "executionInfo"]))
+
+
+def check_outcome(client: BatchClient, outcome: JobOutcome, log: Any, unfinished_hint: str = "") -> JobOutcome:
+    """The result rules shared by the operator and the sensor.
+
+    Log each task's exit code and the stderr/stdout tails of failed tasks; fail naming the failed
+    tasks and their exit codes, or the tasks a termination left unfinished.
+    """
+    job_id = outcome.job_id
+    for task in outcome.tasks:
+        log.info("Batch task %s: %s, exit code %s", task.id, task.state, task.exit_code)
+    for task in outcome.failed[:MAX_FAILED_TASK_LOGS]:
+        for file_name in ("stderr.txt", "stdout.txt"):
+            log.info(
+                "Batch task %s %s (tail):\n%s", task.id, file_name, task_file_tail(client, job_id, task.id, file_name)
+            )
+    if outcome.failed:
+        raise AirflowException(outcome.failure_message())
+    if outcome.unfinished or not outcome.tasks:
+        raise AirflowException(
+            f"Batch job {job_id} ended with {len(outcome.unfinished)} of {len(outcome.tasks)} task(s) not "
+            f"completed (terminated, e.g. after a timeout or a kill).{unfinished_hint}"
+        )
+    return outcome
+
+
+def task_file_tail(client: BatchClient, job_id: str, task_id: str, file_name: str) -> str:
+    try:
+        data = b""
+        for chunk in client.download_task_file(job_id, task_id, file_name):
+            data = (data + chunk)[-(LOG_TAIL_BYTES * 2) :]
+        return tail_text(data, LOG_TAIL_BYTES) or "(empty)"
+    except HttpResponseError as error:
+        return f"(not available: HTTP {error.status_code})"
 
 
 async def first_event(trigger: AzureBatchJobTrigger) -> dict[str, Any]:

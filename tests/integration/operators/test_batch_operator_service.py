@@ -11,6 +11,7 @@ import datetime as dt
 import importlib
 import json
 import logging
+import shlex
 import sys
 import time
 import uuid
@@ -213,13 +214,12 @@ def test_bad_task_spec_fails_before_any_job_is_created(batch_service, batch_rese
 # -- re-attach ------------------------------------------------------------------------------------
 
 
-def test_retry_after_job_creation_reuses_the_job_and_adds_only_missing_tasks(batch_service, batch_reset, parts):
-    inputs = parts(["a\n", "b\n", "c\n", "d\n", "e\n"])
+def test_retry_after_job_creation_reuses_the_job_and_adds_nothing_twice(batch_service, batch_reset, parts):
+    inputs = parts(["a\n", "b\n", "c\n"])
     dag_id = f"batch_{uuid.uuid4().hex[:8]}"
-    first = operator(dag_id, fan_out_inputs=inputs[:2], task_template=TEMPLATE, wasb_conn_id="wasb_default")
-    # The first attempt created the job and added two tasks, then died before waiting.
-    first_deferred = defer(first, make_context())
-    job_id = first_deferred.trigger.job_id  # type: ignore[attr-defined]
+    first = operator(dag_id, fan_out_inputs=inputs, task_template=TEMPLATE, wasb_conn_id="wasb_default")
+    # The first attempt created the job, added its tasks and deferred; then the worker died.
+    job_id = defer(first, make_context()).trigger.job_id  # type: ignore[attr-defined]
     seq = batch_service.request_log.last_seq()
 
     retry = operator(dag_id, fan_out_inputs=inputs, task_template=TEMPLATE, wasb_conn_id="wasb_default")
@@ -227,20 +227,40 @@ def test_retry_after_job_creation_reuses_the_job_and_adds_only_missing_tasks(bat
     deferred = defer(retry, context)
 
     assert deferred.trigger.job_id == job_id  # type: ignore[attr-defined]
-    entries = batch_service.request_log.entries(since=seq)
-    assert [entry["operation"] for entry in entries if entry["operation"] == "Jobs_CreateJob"] == []
-    added = [entry for entry in entries if entry["operation"] == "Tasks_CreateTaskCollection"]
-    assert len(added) == 1
+    operations = [entry["operation"] for entry in batch_service.request_log.entries(since=seq)]
+    assert "Jobs_CreateJob" not in operations and "Tasks_CreateTaskCollection" not in operations
     result = resume(retry, deferred, context)
-    assert sorted(task["id"] for task in result["tasks"]) == [f"part-{index:05d}" for index in range(5)]
-    assert len(list(batch_service.client().list_tasks(job_id))) == 5
+    assert [task["id"] for task in result["tasks"]] == ["part-00000", "part-00001", "part-00002"]
 
     # A third attempt after the job finished goes straight to the results: no new job, no wait.
     seq = batch_service.request_log.last_seq()
     again = operator(dag_id, fan_out_inputs=inputs, task_template=TEMPLATE, wasb_conn_id="wasb_default")
     assert again.execute(make_context())["job_id"] == job_id  # type: ignore[arg-type]
-    operations = {entry["operation"] for entry in batch_service.request_log.entries(since=seq)}
-    assert not operations & {"Jobs_CreateJob", "Tasks_CreateTaskCollection", TASK_COUNTS}
+    operations = [entry["operation"] for entry in batch_service.request_log.entries(since=seq)]
+    assert not set(operations) & {"Jobs_CreateJob", "Tasks_CreateTaskCollection", TASK_COUNTS}
+
+
+def test_retry_after_a_crash_while_adding_tasks_adds_only_the_missing_ones(batch_service, batch_reset, batch_client):
+    """The first attempt died after creating the job and adding part of the tasks (job still noaction)."""
+    op = operator(tasks=explicit_tasks(5, seconds=0.2))
+    context = make_context()
+    job_id = op.resolve_job_id(context)  # type: ignore[arg-type]
+    batch_client.create_job(batch_models.BatchJobCreateOptions(
+        {"id": job_id, "poolInfo": {"poolId": POOL}, "onAllTasksComplete": "noaction"}))
+    specs = [{"id": task["id"], "commandLine": shlex.join(task["command"])} for task in explicit_tasks(2, seconds=0.2)]
+    batch_client.create_task_collection(job_id, batch_models.BatchTaskGroup({"value": specs}))
+    seq = batch_service.request_log.last_seq()
+
+    deferred = defer(op, context)
+
+    added = [entry for entry in batch_service.request_log.entries(since=seq)
+             if entry["operation"] == "Tasks_CreateTaskCollection"]
+    assert len(added) == 1
+    assert batch_service.request_log.count(operation="Jobs_CreateJob", since=seq) == 0
+    assert batch_service.request_log.count(operation="Jobs_UpdateJob", since=seq) == 1  # auto-terminate switched on
+    result = resume(op, deferred, context)
+    assert [task["id"] for task in result["tasks"]] == [f"t{index:04d}" for index in range(5)]
+    assert len(list(batch_client.list_tasks(job_id))) == 5
 
 
 def test_lost_answer_to_add_tasks_is_retried_without_duplicates(batch_service, batch_reset, parts):
