@@ -29,9 +29,41 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["software"],
             }
         ],
-        "operators": [],
-        "sensors": [],
-        "hooks": [],
-        "triggers": [],
-        "notifications": [],
+        "operators": [
+            {
+                "integration-name": "Log processing",
+                "python-modules": [
+                    "airflow_provider_logproc.operators.kafka",
+                    "airflow_provider_logproc.operators.ion",
+                    "airflow_provider_logproc.operators.blob",
+                    "airflow_provider_logproc.operators.batch",
+                    "airflow_provider_logproc.operators.report",
+                ],
+            }
+        ],
+        "sensors": [
+            {
+                "integration-name": "Log processing",
+                "python-modules": [
+                    "airflow_provider_logproc.sensors.kafka",
+                ],
+            }
+        ],
+        "hooks": [
+            {
+                "integration-name": "Log processing",
+                "python-modules": ["airflow_provider_logproc.hooks.batch"],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": "Log processing",
+                "python-modules": [
+                    "airflow_provider_logproc.triggers.kafka",
+                    "airflow_provider_logproc.triggers.batch",
+                ],
+            }
+        ],
+        "notifications": ["airflow_provider_logproc.notifications.file.LogprocFileNotifier"],
+        "extra-links": ["airflow_provider_logproc.operators.batch.AzureBatchJobLink"],
     }

@@ -112,7 +112,21 @@ def restore_from_archive(params: dict[str, Any] | None = None, **context: Any) -
                             target)
 
 
-def add_analysis_steps(jsonl_source: Any, blob_prefix: str) -> tuple[Any, Any, Any]:
+def pipeline_counts(consume_task_id: str) -> dict[str, str]:
+    """Templates of the earlier steps' counters, so the report accounts for every record read."""
+    return {
+        "consumed_records": f"{{{{ ti.xcom_pull(task_ids='{consume_task_id}', key='record_count') }}}}",
+        "undecodable_records": f"{{{{ ti.xcom_pull(task_ids='{consume_task_id}', key='dead_letter_count') }}}}",
+        "undecodable_records_file": f"{{{{ ti.xcom_pull(task_ids='{consume_task_id}', key='dead_letter_uri') }}}}",
+        "invalid_records": "{{ ti.xcom_pull(task_ids='to_json', key='invalid_count') }}",
+        "invalid_records_file": "{{ ti.xcom_pull(task_ids='to_json', key='invalid_uri') }}",
+        "records_analysed": "{{ ti.xcom_pull(task_ids='to_json', key='record_count') }}",
+    }
+
+
+def add_analysis_steps(
+    jsonl_source: Any, blob_prefix: str, pipeline_counts: dict[str, str] | None = None
+) -> tuple[Any, Any, Any]:
     """JSON lines → Blob parts → Batch fan-out of the analyzer → merged summary and report."""
     from airflow_provider_logproc.operators.batch import AzureBatchJobOperator
     from airflow_provider_logproc.operators.blob import BlobUploadOperator
@@ -145,6 +159,7 @@ def add_analysis_steps(jsonl_source: Any, blob_prefix: str) -> tuple[Any, Any, A
         partials="{{ ti.xcom_pull(task_ids='analyze')['outputs'] }}",
         container="{{ params.results_container }}",
         prefix=blob_prefix,
+        pipeline_counts=pipeline_counts,
         anomaly_notifiers=anomaly_notifiers(),
     )
 
@@ -166,7 +181,8 @@ def build_daily_pipeline() -> None:
         topics=TOPIC,
         max_lateness="{{ params.max_lateness_minutes * 60 }}",
         idle_timeout="{{ params.idle_timeout_minutes * 60 }}",
-        poke_interval=60,
+        # Poke mode only (deferrable mode polls in the triggerer); the demo shortens it.
+        poke_interval=float(os.environ.get("LOGPROC_SENSOR_POKE_INTERVAL", "60")),
         timeout=6 * 3600,
     )
     source = choose_source()
@@ -193,7 +209,8 @@ def build_daily_pipeline() -> None:
         validate_records=True,
         trigger_rule="none_failed_min_one_success",
     )
-    upload_parts, _analyze, _report = add_analysis_steps(to_json, blob_prefix=f"{TOPIC}/{WINDOW_PATH}")
+    upload_parts, _analyze, _report = add_analysis_steps(
+        to_json, blob_prefix=f"{TOPIC}/{WINDOW_PATH}", pipeline_counts=pipeline_counts("consume"))
 
     wait_for_window >> source >> [consume, restored]
     consume >> archive_raw
@@ -225,5 +242,8 @@ def build_event_pipeline(consumer_group: str = "logproc-on-new-logs") -> None:
         validate_records=True,
     )
     upload_parts, _analyze, _report = add_analysis_steps(
-        to_json, blob_prefix=f"{TOPIC}/events/{{{{ run_id | replace(':', '_') | replace('+', '_') }}}}")
+        to_json,
+        blob_prefix=f"{TOPIC}/events/{{{{ run_id | replace(':', '_') | replace('+', '_') }}}}",
+        pipeline_counts=pipeline_counts("consume_new"),
+    )
     consume >> to_json >> upload_parts

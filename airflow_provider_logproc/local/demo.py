@@ -49,6 +49,7 @@ def airflow_environment(home: Path, stack: LocalStack, staging: Path) -> dict[st
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "LOGPROC_STAGING_BASE": staging.as_uri(),
         "LOGPROC_TOPIC": DEMO_TOPIC,
+        "LOGPROC_SENSOR_POKE_INTERVAL": "1",
         # The local pool's "node image" is this Python environment: the analyzer's console script.
         "LOGPROC_ANALYZER_COMMAND": str(bin_dir / "logproc-analyze"),
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",

@@ -49,6 +49,8 @@ class LogprocFileNotifier(BaseNotifier):
     """
 
     template_fields: Sequence[str] = ("message", "path", "details")
+    # Messages are text whatever the DAG's setting (a serialized DAG in a callback may not have one).
+    render_template_as_native_obj = False
 
     def __init__(
         self,
@@ -63,6 +65,14 @@ class LogprocFileNotifier(BaseNotifier):
         self.kind = kind
         self.path = path
         self.details = details or {}
+
+    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        # DAG-level callbacks get a SerializedDAG, which has no template environment of its own
+        # (Airflow 3.3, e.g. under `airflow dags test`): render with the default environment then.
+        dag = context.get("dag")
+        if jinja_env is None and dag is not None and not hasattr(dag, "get_template_env"):
+            jinja_env = self.get_template_env(dag=None)
+        super().render_template_fields(context, jinja_env)
 
     def notify(self, context: Any) -> None:
         ti = context.get("ti") or context.get("task_instance")

@@ -35,3 +35,11 @@ def test_secrets_known_to_the_masker_are_redacted(tmp_path):
     LogprocFileNotifier(message="failed", path=str(target))(
         {"dag": DAG_, "exception": RuntimeError("auth failed with key s3cr3t-Value-42")})
     assert "s3cr3t-Value-42" not in target.read_text()
+
+
+def test_dag_callbacks_with_a_serialized_dag_still_render(tmp_path):
+    # `airflow dags test` passes a SerializedDAG (no get_template_env) to DAG-level callbacks.
+    target = tmp_path / "notes.jsonl"
+    LogprocFileNotifier(message="{{ run_id }} failed", path=str(target))(
+        {"dag": SimpleNamespace(dag_id="logproc_daily"), "run_id": "manual__1"})
+    assert json.loads(target.read_text())["message"] == "manual__1 failed"

@@ -1,0 +1,138 @@
+"""The pipeline's last step: merge the Batch tasks' partial analyses into a summary and a report."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+SUMMARY_NAME = "summary.json"
+REPORT_NAME = "report.html"
+
+
+def blob_location(url: str) -> tuple[str, str]:
+    """``(container, blob name)`` of a blob URL, for Azure and for emulator-style (account in path) URLs."""
+    from azure.storage.blob import BlobClient
+
+    client = BlobClient.from_blob_url(url)
+    if not client.container_name or not client.blob_name:
+        raise ValueError(f"not a blob URL (no container or blob name): {url}")
+    return client.container_name, client.blob_name
+
+
+def anomaly_count(summary: dict[str, Any]) -> int:
+    anomalies = summary.get("anomalies") or {}
+    return sum(len(items) for items in anomalies.values() if isinstance(items, list))
+
+
+def headline(summary: dict[str, Any]) -> dict[str, Any]:
+    """The small counters that go to XCom (the summary itself stays in Blob Storage)."""
+    totals, errors = summary["totals"], summary["errors"]
+    return {
+        "valid": totals["valid"],
+        "invalid": totals["invalid"],
+        "client_errors": errors["client_errors"],
+        "server_errors": errors["server_errors"],
+        "unique_ips": summary["unique_ips"],
+        "anomalies": anomaly_count(summary),
+    }
+
+
+class LogAnalysisReportOperator(BaseOperator):
+    """Merge partial analyses (blobs written by the Batch tasks) into ``summary.json`` and ``report.html``.
+
+    Both are written to ``container`` under ``prefix`` (replacing a previous run's: same window, same
+    names). Partials are merged in URL order, so the same partials always give the same bytes. When the
+    analysis finds anomalies, each of ``anomaly_notifiers`` is called with the task's context.
+
+    :param partials: blob URLs of the partial analyses (templated; usually from the Batch step's XCom).
+    :param container: the results container (templated).
+    :param prefix: blob name prefix for the summary and the report (templated).
+    :param pipeline_counts: counters from the earlier steps (templated), e.g. dead-lettered records,
+        recorded in the summary under ``pipeline`` so the report accounts for every record.
+    :param title: the report's title (templated).
+    :param wasb_conn_id: the ``wasb`` connection.
+    :param anomaly_notifiers: Airflow notifiers called when anomalies are found.
+    :return: ``{"summary_uri": ..., "report_uri": ...}``; XCom key ``headline`` holds the counters.
+    """
+
+    template_fields: Sequence[str] = ("partials", "container", "prefix", "pipeline_counts", "title")
+    ui_color = "#e8f4ea"
+
+    def __init__(
+        self,
+        *,
+        partials: list[str] | str,
+        container: str,
+        prefix: str,
+        pipeline_counts: dict[str, Any] | None = None,
+        title: str = "Log analysis {{ data_interval_start | ds }} ({{ params.topic }})",
+        wasb_conn_id: str = "wasb_default",
+        anomaly_notifiers: Sequence[Any] = (),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.partials = partials
+        self.container = container
+        self.prefix = prefix
+        self.pipeline_counts = pipeline_counts
+        self.title = title
+        self.wasb_conn_id = wasb_conn_id
+        self.anomaly_notifiers = list(anomaly_notifiers)
+
+    def execute(self, context: Context) -> dict[str, str]:
+        import orjson
+        from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
+        from azure.storage.blob import ContentSettings
+
+        from airflow_provider_logproc.analysis import Aggregate, merge_aggregates, render_report, summarize
+
+        urls = [self.partials] if isinstance(self.partials, str) else list(self.partials or [])
+        if not urls:
+            raise ValueError(f"{self.task_id}: no partial analyses to merge (partials is empty)")
+        service = WasbHook(wasb_conn_id=self.wasb_conn_id).get_conn()
+        aggregates = []
+        for url in sorted(urls):
+            container, name = blob_location(url)
+            data = service.get_blob_client(container, name).download_blob().readall()
+            try:
+                aggregates.append(Aggregate.from_partial(orjson.loads(data), where=url))
+            except (orjson.JSONDecodeError, ValueError) as exc:
+                raise ValueError(f"{self.task_id}: {url} is not a partial analysis: {exc}") from None
+        summary = summarize(merge_aggregates(aggregates))
+        if self.pipeline_counts:
+            summary["pipeline"] = self.pipeline_counts
+        prefix = self.prefix.strip("/")
+        outputs = {
+            "summary_uri": (f"{prefix}/{SUMMARY_NAME}",
+                            orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS),
+                            "application/json"),
+            "report_uri": (f"{prefix}/{REPORT_NAME}", render_report(summary, title=self.title).encode(),
+                           "text/html; charset=utf-8"),
+        }
+        result: dict[str, str] = {}
+        for key, (name, body, content_type) in outputs.items():
+            blob = service.get_blob_client(self.container, name)
+            blob.upload_blob(body, overwrite=True, content_settings=ContentSettings(content_type=content_type))
+            result[key] = blob.url
+        counters = headline(summary)
+        self.log.info("merged %d partials: %s; summary %s, report %s",
+                      len(aggregates), counters, result["summary_uri"], result["report_uri"])
+        context["ti"].xcom_push(key="headline", value=counters)
+        if counters["anomalies"]:
+            self._notify_anomalies(context, summary, result)
+        return result
+
+    def _notify_anomalies(self, context: Context, summary: dict[str, Any], result: dict[str, str]) -> None:
+        details = {
+            "anomalies": [a.get("message") for items in summary["anomalies"].values() for a in items][:20],
+            "report_uri": result["report_uri"],
+        }
+        for notifier in self.anomaly_notifiers:
+            if hasattr(notifier, "details") and isinstance(notifier.details, dict):
+                notifier.details = {**notifier.details, **details}
+            notifier(context)
