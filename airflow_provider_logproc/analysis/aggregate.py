@@ -293,6 +293,8 @@ class Aggregate:
     # ------------------------------------------------------------------ slow path
     def _normalize_line(self, line: bytes) -> Normalized:
         stripped = line.strip()
+        if stripped.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte order mark at the start of a file
+            stripped = stripped[3:]
         if stripped[:1] in (b"{", b"[", b'"') or (stripped[:1].isdigit() and b" " not in stripped):
             try:
                 record = orjson.loads(stripped)

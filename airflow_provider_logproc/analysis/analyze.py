@@ -36,9 +36,14 @@ class InputError(Exception):
         self.path = path
         self.problem = problem
 
+    def __reduce__(self) -> tuple[type[InputError], tuple[str, str]]:
+        # Raised in worker processes: pickle with both arguments, not Exception's single message.
+        return (InputError, (self.path, self.problem))
+
 
 @dataclass(frozen=True, slots=True)
 class _Task:
+    input_index: int  # position among the inputs (the same file may be given twice)
     path: str
     start: int
     end: int | None  # None: to the end of the stream (gzip, or the whole file)
@@ -120,7 +125,7 @@ def _line_boundaries(path: str, size: int, parts: int) -> list[int]:
 
 def _plan(paths: Sequence[str], workers: int) -> list[_Task]:
     tasks: list[_Task] = []
-    for path in paths:
+    for index, path in enumerate(paths):
         if not os.path.exists(path):
             raise InputError(path, "no such file")
         if os.path.isdir(path):
@@ -131,10 +136,10 @@ def _plan(paths: Sequence[str], workers: int) -> list[_Task]:
         except OSError as exc:
             raise InputError(path, f"cannot be read: {exc.strerror or exc}") from None
         if compressed or workers < 2 or size < SPLIT_MIN_BYTES:
-            tasks.append(_Task(path, 0, None, compressed))
+            tasks.append(_Task(index, path, 0, None, compressed))
             continue
         cuts = _line_boundaries(path, size, workers)
-        tasks.extend(_Task(path, start, end, False) for start, end in itertools.pairwise(cuts))
+        tasks.extend(_Task(index, path, start, end, False) for start, end in itertools.pairwise(cuts))
     return tasks
 
 
@@ -168,15 +173,15 @@ def analyze_paths(
     else:
         results = [_run_task(task, mapping) for task in tasks]
     total = Aggregate(mapping)
-    lines_before: dict[str, int] = {}
-    input_lines: dict[str, dict[str, Any]] = {}
+    lines_before: dict[int, int] = {}
+    input_lines: dict[int, dict[str, Any]] = {}
     for task, (aggregate, lines) in zip(tasks, results, strict=True):
-        offset = lines_before.get(task.path, 0)
+        offset = lines_before.get(task.input_index, 0)
         if offset:
             aggregate.invalid_sample = [replace(entry, line=entry.line + offset)
                                         for entry in aggregate.invalid_sample]
-        lines_before[task.path] = offset + lines
-        summary = input_lines.setdefault(task.path, {
+        lines_before[task.input_index] = offset + lines
+        summary = input_lines.setdefault(task.input_index, {
             "name": task.path, "compressed": task.gzip, "lines": 0, "blank_lines": 0, "invalid": 0,
         })
         summary["lines"] += aggregate.lines

@@ -6,10 +6,12 @@ through ``html.escape`` before it is written, in text and in attributes alike.
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 from collections.abc import Sequence
 from typing import Any
 
+_MAX_CONTINUOUS_HOURS = 7 * 24
 _STATUS_COLOURS = {"1xx": "#8e8e8e", "2xx": "#2e7d32", "3xx": "#1565c0", "4xx": "#ef6c00", "5xx": "#c62828"}
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;padding:24px;color:#222;background:#fafafa}
@@ -44,22 +46,35 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _epoch_minute(iso: str) -> int:
+    return int(dt.datetime.fromisoformat(iso).timestamp()) // 60
+
+
 def _traffic_chart(hours: Sequence[dict[str, Any]], minutes: dict[str, Any]) -> str:
-    """Hourly stacked bars (ok / 4xx / 5xx) with the per-minute request rate as a line over them."""
+    """Hourly stacked bars (ok / 4xx / 5xx) with the per-minute request rate as a line over them.
+
+    Hours sit on a continuous time axis when the data spans at most a week; beyond that (stray
+    timestamps far away) only the hours with traffic are drawn, side by side, without the minute line.
+    """
     width, height, left, bottom, top = 920, 260, 50, 30, 12
     if not hours:
         return "<p class='muted'>No valid records.</p>"
     plot_w, plot_h = width - left - 10, height - bottom - top
     peak = max(h["requests"] for h in hours) or 1
-    bar_w = plot_w / len(hours)
-    parts = [f"<svg width='{width}' height='{height}' role='img' "
-             f"aria-label='requests and errors per hour'>"]
+    hour_numbers = [_epoch_minute(h["hour"]) // 60 for h in hours]
+    first_hour = hour_numbers[0]
+    continuous = hour_numbers[-1] - first_hour < _MAX_CONTINUOUS_HOURS
+    slots = hour_numbers[-1] - first_hour + 1 if continuous else len(hours)
+    bar_w = plot_w / slots
+    parts = [f"<svg width='{width}' height='{height}' role='img' aria-label='requests and errors per hour'>"]
     for i in range(5):
         y = top + plot_h * i / 4
         parts.append(f"<line x1='{left}' x2='{width - 10}' y1='{y:.1f}' y2='{y:.1f}' stroke='#eee'/>"
                      f"<text x='{left - 6}' y='{y + 4:.1f}' text-anchor='end'>{round(peak * (4 - i) / 4):,}</text>")
+    label_every = max(1, slots // 24)
     for i, h in enumerate(hours):
-        x = left + i * bar_w
+        slot = hour_numbers[i] - first_hour if continuous else i
+        x = left + slot * bar_w
         y_base = top + plot_h
         for value, colour, label in ((h["requests"] - h["client_errors"] - h["server_errors"], "#90caf9", "ok"),
                                      (h["client_errors"], _STATUS_COLOURS["4xx"], "4xx"),
@@ -69,15 +84,17 @@ def _traffic_chart(hours: Sequence[dict[str, Any]], minutes: dict[str, Any]) -> 
             parts.append(f"<rect x='{x + 1:.1f}' y='{y_base:.1f}' width='{max(bar_w - 2, 1):.1f}' "
                          f"height='{bar_h:.1f}' fill='{colour}'><title>{_e(h['hour'])} {label}: "
                          f"{value:,}</title></rect>")
-        if len(hours) <= 48 or i % max(1, len(hours) // 24) == 0:
+        if slot % label_every == 0:
             parts.append(f"<text x='{x + bar_w / 2:.1f}' y='{height - 12}' text-anchor='middle'>"
                          f"{_e(h['hour'][11:13])}</text>")
     requests = minutes.get("requests") or []
-    if len(requests) > 1:
+    if continuous and len(requests) > 1:
         minute_peak = max(requests) or 1
-        step = plot_w / (len(requests) - 1)
-        points = " ".join(f"{left + i * step:.1f},{top + plot_h * (1 - v / minute_peak):.1f}"
-                          for i, v in enumerate(requests))
+        origin = first_hour * 60
+        points = " ".join(
+            f"{left + (_epoch_minute(m) - origin + 0.5) * bar_w / 60:.1f},{top + plot_h * (1 - v / minute_peak):.1f}"
+            for m, v in zip(minutes["minute"], requests, strict=True)
+        )
         parts.append(f"<polyline points='{points}' fill='none' stroke='#37474f' stroke-width='0.8' "
                      f"opacity='0.6'><title>requests per minute (own scale, peak {minute_peak:,})</title></polyline>")
     parts.append("</svg>")

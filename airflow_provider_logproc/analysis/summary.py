@@ -68,19 +68,19 @@ def summarize(aggregate: Aggregate, *, top_n: int = DEFAULT_TOP) -> dict[str, An
         {"hour": hour_iso(h), "requests": r[0], "client_errors": r[1], "server_errors": r[2]}
         for h, r in sorted(per_hour.items())
     ]
-    if per_minute:
-        first, last = min(per_minute), max(per_minute)
-        span = range(first, last + 1)
-        minutes_block: dict[str, Any] = {
-            "start": minute_iso(first),
-            "requests": [per_minute.get(m, (0, 0, 0))[0] for m in span],
-            "client_errors": [per_minute.get(m, (0, 0, 0))[1] for m in span],
-            "server_errors": [per_minute.get(m, (0, 0, 0))[2] for m in span],
-        }
-        period: dict[str, str | None] = {"first_minute": minute_iso(first), "last_minute": minute_iso(last)}
-    else:
-        minutes_block = {"start": None, "requests": [], "client_errors": [], "server_errors": []}
-        period = {"first_minute": None, "last_minute": None}
+    # Sparse columns (only minutes with traffic): one stray timestamp years away must not turn the
+    # summary into millions of empty minutes.
+    minute_keys = sorted(per_minute)
+    minutes_block: dict[str, list[Any]] = {
+        "minute": [minute_iso(m) for m in minute_keys],
+        "requests": [per_minute[m][0] for m in minute_keys],
+        "client_errors": [per_minute[m][1] for m in minute_keys],
+        "server_errors": [per_minute[m][2] for m in minute_keys],
+    }
+    period: dict[str, str | None] = {
+        "first_minute": minute_iso(minute_keys[0]) if minute_keys else None,
+        "last_minute": minute_iso(minute_keys[-1]) if minute_keys else None,
+    }
 
     methods: dict[str, int] = defaultdict(int)
     sources: dict[str, int] = defaultdict(int)

@@ -115,3 +115,25 @@ def test_empty_file_is_a_usable_input(tmp_path: Path) -> None:
 
 def test_analyze_lines_accepts_text() -> None:
     assert analyze_lines(['{"timestamp": 0, "client_ip": "192.0.2.1", "status": 200}']).valid == 1
+
+
+def test_the_same_file_twice_counts_twice_with_its_own_line_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    path.write_bytes(b'{"timestamp": 0, "client_ip": "192.0.2.1", "status": 200}\n{"bad"\n')
+    aggregate = analyze_paths([path, path], workers=2)
+    assert aggregate.valid == 2
+    assert [(e.source, e.line) for e in aggregate.invalid_sample] == [(str(path), 2), (str(path), 2)]
+    assert len(aggregate.inputs) == 2
+
+
+def test_input_errors_survive_the_trip_from_a_worker_process() -> None:
+    import pickle
+
+    error = pickle.loads(pickle.dumps(InputError("x.gz", "cannot be read: truncated")))
+    assert (error.path, error.problem, str(error)) == ("x.gz", "cannot be read: truncated",
+                                                      "x.gz: cannot be read: truncated")
+
+
+def test_a_byte_order_mark_is_ignored() -> None:
+    line = b'\xef\xbb\xbf{"timestamp": 0, "client_ip": "192.0.2.1", "status": 200}'
+    assert analyze_lines([line]).valid == 1

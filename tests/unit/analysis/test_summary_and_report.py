@@ -39,6 +39,7 @@ def test_summary_totals_of_the_generated_day(generated_day_summary: dict) -> Non
     assert sum(h["requests"] for h in generated_day_summary["per_hour"]) == 49_500
     assert len(generated_day_summary["per_hour"]) == 24
     assert len(generated_day_summary["per_minute"]["requests"]) == 1440
+    assert generated_day_summary["per_minute"]["minute"][0] == "2026-11-24T00:00Z"
     assert generated_day_summary["top"]["ips"][0]["key"] == sample_logs.NOISY_CLIENT_IP
     assert set(generated_day_summary["sources"]) == {"web", "iot", "mobile"}
     assert generated_day_summary["latency_ms"]["p50"] < generated_day_summary["latency_ms"]["p99"]
@@ -122,3 +123,14 @@ def test_report_escapes_log_data_and_is_self_contained(generated_day_summary: di
     assert full.index("Anomalies") < full.index("Requests and errors per hour")
     assert "203.0.113.66" in full
     assert full.count("<svg") == 3
+
+
+def test_a_stray_timestamp_years_away_keeps_the_summary_small() -> None:
+    lines = [orjson.dumps({"timestamp": "2026-11-24T10:00:00Z", "client_ip": "192.0.2.1", "status": 200}),
+             orjson.dumps({"timestamp": 0, "client_ip": "192.0.2.1", "status": 200})]  # 1970
+    summary = summarize(analyze_lines(lines))
+    assert summary["per_minute"]["minute"] == ["1970-01-01T00:00Z", "2026-11-24T10:00Z"]
+    assert summary["period"] == {"first_minute": "1970-01-01T00:00Z", "last_minute": "2026-11-24T10:00Z"}
+    report = render_report(summary)
+    assert len(report) < 20_000
+    assert "<polyline" not in report  # no continuous time axis over 56 years
