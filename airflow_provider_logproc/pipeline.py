@@ -79,6 +79,11 @@ def anomaly_notifiers() -> list[Any]:
     return notifiers
 
 
+def _templated(value: Any) -> Any:
+    """Mark an argument filled in at run time (Jinja or an XComArg), not the parameter's declared type."""
+    return value
+
+
 PIPELINE_MACROS = {"logproc_window_path": window_path}
 
 # Jinja snippets for the names every task derives from the run's window.
@@ -134,17 +139,17 @@ def add_analysis_steps(
 
     upload_parts = BlobUploadOperator(
         task_id="upload_parts",
-        source=jsonl_source.output,
+        source=_templated(jsonl_source.output),
         container="{{ params.logs_container }}",
         prefix=blob_prefix,
-        parts="{{ params.parts }}",
+        parts=_templated("{{ params.parts }}"),
         content_type="application/x-ndjson",
         create_container=True,
     )
     analyze = AzureBatchJobOperator(
         task_id="analyze",
         pool_id="{{ params.pool_id }}",
-        fan_out_inputs=upload_parts.output,
+        fan_out_inputs=_templated(upload_parts.output),
         task_template={
             "command": [*analyzer_command(), "{input_file}", "--output", "{output_dir}/partial.json"],
             "output_file_pattern": "partial.json",
@@ -195,7 +200,7 @@ def build_daily_pipeline() -> None:
     )
     archive_raw = BlobUploadOperator(
         task_id="archive_raw",
-        source=consume.output,
+        source=_templated(consume.output),
         container="{{ params.archive_container }}",
         blob_name=f"{TOPIC}/{WINDOW_PATH}/raw.ion",
         content_type="application/ion",
@@ -237,7 +242,7 @@ def build_event_pipeline(consumer_group: str = "logproc-on-new-logs") -> None:
     )
     to_json = IonToJsonOperator(
         task_id="to_json",
-        source_uri=consume.output,
+        source_uri=_templated(consume.output),
         output_uri=f"{run_dir}/raw.jsonl",
         validate_records=True,
     )

@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
-DEFAULT_READ_SIZE = 8 * 1024 * 1024
+DEFAULT_READ_SIZE = 1024 * 1024
 GZIP_LEVEL = 6
 # zlib's gzip wrapper (wbits 16+15) writes mtime 0 and no file name: the same input always gives the
 # same bytes, so reruns upload identical parts and skip_if_same can compare MD5s.

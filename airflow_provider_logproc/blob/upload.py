@@ -303,10 +303,16 @@ class BlockBlobWriter:
         self._upload_id = uuid.uuid4().hex[:12]
 
     def write(self, data: bytes | memoryview) -> None:
-        self._pending.append(data)
-        self._pending_size += len(data)
-        if self._pending_size >= self._request.block_size:
-            self._stage(self._take_pending())
+        # Blocks are cut at exactly block_size: equal-sized buffers keep the allocator from fragmenting.
+        view = memoryview(data)
+        block_size = self._request.block_size
+        while len(view):
+            piece = view[: block_size - self._pending_size]
+            self._pending.append(piece)
+            self._pending_size += len(piece)
+            view = view[len(piece) :]
+            if self._pending_size == block_size:
+                self._stage_pending()
 
     def _take_pending(self) -> bytes:
         block = b"".join(self._pending)
@@ -319,32 +325,38 @@ class BlockBlobWriter:
             with self._context.errors(f"uploading block of blob {self.name!r}"):
                 raise self._failure
 
-    def _stage(self, block: bytes) -> None:
+    def _stage_pending(self) -> None:
         self._raise_failure()
         block_id = f"{self._upload_id}-{len(self._block_ids):06d}"
-        self._context.in_flight.acquire()  # bounds memory: at most max_concurrency blocks queued or sending
+        # At most max_concurrency blocks exist at once (queued or sending), and the next one is only
+        # assembled when a slot is free: memory stays flat whatever the input size.
+        self._context.in_flight.acquire()
         try:
-            future = self._context.executor.submit(
-                self._client.stage_block, block_id, block, length=len(block),
-                validate_content=self._request.validate_md5)
+            holder = [self._take_pending()]  # the sending thread takes the only reference, drops it when done
+            future = self._context.executor.submit(self._send_block, block_id, holder)
         except BaseException:
             self._context.in_flight.release()
             raise
-        size = len(block)
-        future.add_done_callback(lambda done: self._block_done(done, size))
+        future.add_done_callback(self._block_done)
         self._block_ids.append(block_id)
         self._futures.append(future)
 
-    def _block_done(self, future: Future[Any], size: int) -> None:
-        self._context.in_flight.release()
+    def _send_block(self, block_id: str, holder: list[bytes]) -> None:
+        block = holder.pop()
+        size = len(block)
+        try:
+            self._client.stage_block(block_id, block, length=size, validate_content=self._request.validate_md5)
+        finally:
+            del block
+            self._context.in_flight.release()
+        self._context.progress.add_sent(size)
+
+    def _block_done(self, future: Future[Any]) -> None:
         if future.cancelled():
             return
         error = future.exception()
-        if error is not None:
-            if self._failure is None:
-                self._failure = error
-        else:
-            self._context.progress.add_sent(size)
+        if error is not None and self._failure is None:
+            self._failure = error
 
     def _blob_kwargs(self, digest: PartDigest) -> dict[str, Any]:
         request = self._request
@@ -375,7 +387,7 @@ class BlockBlobWriter:
                     self._context.progress.add_sent(len(data))
                     return
                 if self._pending_size:
-                    self._stage(self._take_pending())
+                    self._stage_pending()
                 for future in self._futures:
                     future.result()
                 self._raise_failure()

@@ -7,10 +7,12 @@ Two encoders write the same Ion data model:
   concatenated chunks form one valid Ion stream. Compact and the fastest to read back, but the
   C encoder holds the GIL and runs at ~55k envelopes/s with struct values, well below what the
   consumer delivers.
-* ``text`` — Ion text written directly for the fixed envelope shape. A JSON value re-serialized by
-  orjson is valid Ion text (orjson escapes only with escapes Ion also has and never emits
-  surrogates), so the value stays a struct/list/number/string in Ion. ~7 times faster to write than
-  binary; JSON numbers with a fraction become Ion decimals (exact), with an exponent Ion floats.
+* ``text`` — Ion text written directly for the fixed envelope shape. Every JSON text orjson accepts
+  is also Ion text with the same structure (objects → structs, arrays → lists, the same string
+  escapes, surrogate pairs included), so a validated JSON value is embedded as it is and stays a
+  struct/list/number/string in Ion. Many times faster to write than binary; JSON numbers with a
+  fraction become Ion decimals and integers keep all their digits (exact), numbers with an
+  exponent become Ion floats.
 
 A value or key that cannot be deserialized raises :class:`UndecodableRecord` (the caller keeps
 it aside in a dead-letter file).
@@ -93,8 +95,13 @@ def _string_text(raw: bytes, field: str) -> bytes:
 
 
 def _json_text(raw: bytes, field: str) -> bytes:
-    # Re-serializing canonicalizes to orjson's output, which is valid Ion text (see module doc).
-    return orjson.dumps(_json_object(raw, field))
+    # orjson validates (UTF-8, syntax, surrogates); JSON it accepts is also valid Ion text with the
+    # same meaning, so the raw bytes go in as they are: no re-serialization, exact number digits.
+    try:
+        orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise UndecodableRecord(field, f"not JSON ({error})") from None
+    return raw
 
 
 def _blob_text(raw: bytes, field: str) -> bytes:
@@ -112,22 +119,36 @@ def text_deserializer(name: str, field: str) -> Callable[[bytes | None], bytes]:
     return deserialize
 
 
-class IonTimestampText:
-    """Epoch milliseconds → Ion timestamp text (UTC, millisecond precision), caching the second."""
+_SECOND_AND_MILLIS: list[bytes] = []
 
-    __slots__ = ("_prefix", "_second")
+
+def _second_and_millis_table() -> list[bytes]:
+    # "SS.mmmZ" for every millisecond of a minute (60,000 entries, ~3 MB, built once per process).
+    if not _SECOND_AND_MILLIS:
+        _SECOND_AND_MILLIS.extend(b"%02d.%03dZ" % divmod(millis, 1000) for millis in range(60_000))
+    return _SECOND_AND_MILLIS
+
+
+class IonTimestampText:
+    """Epoch milliseconds → Ion timestamp text (UTC, millisecond precision).
+
+    Formatting is the hottest step per record after JSON validation, so the minute's prefix is
+    cached and the seconds and milliseconds come from a table.
+    """
+
+    __slots__ = ("_minute", "_prefix", "_suffixes")
 
     def __init__(self) -> None:
-        self._second = -1
+        self._minute = -1
         self._prefix = b""
+        self._suffixes = _second_and_millis_table()
 
     def __call__(self, timestamp_ms: int) -> bytes:
-        second, millis = divmod(timestamp_ms, 1000)
-        if second != self._second:
-            moment = dt.datetime.fromtimestamp(second, dt.UTC)
-            self._prefix = moment.strftime("%Y-%m-%dT%H:%M:%S").encode()
-            self._second = second
-        return b"%b.%03dZ" % (self._prefix, millis)
+        minute, millis = divmod(timestamp_ms, 60_000)
+        if minute != self._minute:
+            self._prefix = dt.datetime.fromtimestamp(minute * 60, dt.UTC).strftime("%Y-%m-%dT%H:%M:").encode()
+            self._minute = minute
+        return self._prefix + self._suffixes[millis]
 
 
 def headers_text(headers: list[tuple[str, bytes | None]] | None) -> bytes:

@@ -77,11 +77,22 @@ class TextEnvelopeEncoder:
     """Ion text envelopes, one per line (see :mod:`.envelope`)."""
 
     def __init__(self, key_deserializer: str, value_deserializer: str):
-        self._key = text_deserializer(key_deserializer, "key")
+        self._key_text = text_deserializer(key_deserializer, "key")
         self._value = text_deserializer(value_deserializer, "value")
         self._timestamp = IonTimestampText()
         self._topics: dict[str, bytes] = {}
+        self._keys: dict[bytes, bytes] = {}  # keys repeat (device, host, ...): encode each once
         self._lines: list[bytes] = []
+
+    def _key(self, key: bytes | None) -> bytes:
+        if key is None:
+            return b"null"
+        text = self._keys.get(key)
+        if text is None:
+            text = self._key_text(key)
+            if len(self._keys) < 100_000:
+                self._keys[key] = text
+        return text
 
     def preamble(self) -> bytes:
         return ION_TEXT_VERSION_MARKER
@@ -146,10 +157,21 @@ def make_encoder(ion_encoding: str, key_deserializer: str, value_deserializer: s
 class DeadLetters:
     """Records kept aside, as JSON lines, in a local spool until the run publishes them."""
 
-    def __init__(self) -> None:
+    def __init__(self, path: str | None = None) -> None:
         self.count = 0
         self.examples: list[str] = []
-        self._spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=8 << 20)  # noqa: SIM115
+        self._spool: IO[bytes] = (
+            open(path, "w+b") if path else tempfile.SpooledTemporaryFile(max_size=8 << 20))  # noqa: SIM115
+
+    def absorb(self, path: str, count: int, examples: list[str]) -> None:
+        """Append another spool's dead letters (a partition read in a worker process)."""
+        with open(path, "rb") as other:
+            shutil.copyfileobj(other, self._spool, 1 << 20)
+        self.count += count
+        self.examples.extend(examples[: max(0, 5 - len(self.examples))])
+
+    def flush(self) -> None:
+        self._spool.flush()
 
     def add(self, topic: str, partition: int, offset: int, timestamp_ms: int, reason: str,
             key: bytes | None, value: bytes | None) -> None:
@@ -258,6 +280,7 @@ def read_window(
     limits: ReadLimits = ReadLimits(),
     progress: Progress | None = None,
     logger: Log = log,
+    write_preamble: bool = True,
 ) -> list[PartitionStats]:
     """Read each planned partition in turn (assign, not subscribe) and write its window's records.
 
@@ -267,19 +290,26 @@ def read_window(
     if on_retention_gap not in ("fail", "warn"):
         raise ValueError(f"on_retention_gap must be 'fail' or 'warn', not {on_retention_gap!r}")
     progress = progress or Progress("window read", logger=logger)
-    write(encoder.preamble())
+    if write_preamble:
+        write(encoder.preamble())
     results = []
     for plan in plans:
         stats = PartitionStats(plan.topic, plan.partition)
         results.append(stats)
+        warn_if_emptied_by_retention(plan, logger)
         if plan.is_empty:
             continue
-        if plan.low == plan.high and plan.low > 0:
-            logger.warning("%s[%d] keeps no records (offsets below %d were deleted)",
-                           plan.topic, plan.partition, plan.low)
         _read_partition(consumer, plan, window, encoder, write, dead_letters, stats,
                         on_retention_gap, limits, progress, logger)
     return results
+
+
+def warn_if_emptied_by_retention(plan: PartitionPlan, logger: Log) -> None:
+    # Nothing is kept, so the deleted records' timestamps are unknown: a gap cannot be told apart
+    # from a partition that simply had no traffic in the window. Say so rather than stay silent.
+    if plan.low == plan.high and plan.low > 0:
+        logger.warning("%s[%d] keeps no records (offsets below %d were deleted by retention); if the "
+                       "window had records there, they are gone", plan.topic, plan.partition, plan.low)
 
 
 def _read_partition(

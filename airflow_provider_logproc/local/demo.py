@@ -86,7 +86,8 @@ def fetch_results(stack: LocalStack, day: dt.date, out_dir: Path) -> dict[str, A
     (out_dir / "summary.json").write_bytes(summary)
     report = client.get_blob_client("results", f"{prefix}/report.html").download_blob().readall()
     (out_dir / "report.html").write_bytes(report)
-    return {"summary": orjson.loads(summary), "report_url": f"{stack.azurite.blob_endpoint}/results/{prefix}/report.html"}
+    report_url = f"{stack.azurite.blob_endpoint}/results/{prefix}/report.html"
+    return {"summary": orjson.loads(summary), "report_url": report_url}
 
 
 def headline(summary: dict[str, Any]) -> str:

@@ -22,6 +22,7 @@ from airflow_provider_logproc.consume.loop import (
     read_group_batch,
     read_window,
 )
+from airflow_provider_logproc.consume.parallel import choose_workers, read_window_in_workers
 from airflow_provider_logproc.consume.window import PartitionStats, TimeWindow
 
 if TYPE_CHECKING:
@@ -112,6 +113,10 @@ class KafkaBatchConsumeOperator(BaseOperator):
         faster to read back); both are Ion and read the same.
     :param poll_timeout: seconds one ``consume`` call waits.
     :param stall_timeout: fail when a partition delivers nothing this long although records remain.
+    :param workers: window mode: worker processes reading partitions in parallel (encoding is
+        CPU-bound and holds the GIL). Default: one per partition up to the CPU count when the window
+        holds at least 100,000 offsets, else 1 (read in the task's process). The output bytes are
+        the same either way.
     """
 
     template_fields: Sequence[str] = (
@@ -140,6 +145,7 @@ class KafkaBatchConsumeOperator(BaseOperator):
         ion_encoding: str = "text",
         poll_timeout: float = 1.0,
         stall_timeout: float = 60.0,
+        workers: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -167,6 +173,9 @@ class KafkaBatchConsumeOperator(BaseOperator):
         self.ion_encoding = ion_encoding
         self.poll_timeout = poll_timeout
         self.stall_timeout = stall_timeout
+        if workers is not None and workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        self.workers = workers
 
     # -- helpers -----------------------------------------------------------------------------------
 
@@ -215,9 +224,7 @@ class KafkaBatchConsumeOperator(BaseOperator):
         return staging.default_uri(dag_id=self.dag_id, task_id=self.task_id, label=label,
                                    filename="raw.ion", base=self.staging_base)
 
-    def _consumer(self, group_mode: bool) -> Consumer:
-        from confluent_kafka import Consumer
-
+    def _consumer_config(self, group_mode: bool) -> dict[str, Any]:
         hook = KafkaConsumerHook(self.topic_list, kafka_config_id=self.kafka_config_id)
         # The hook's own config building (callbacks, managed OAuth) applies unchanged; only the
         # consumer settings this operator relies on are overridden.
@@ -232,7 +239,7 @@ class KafkaBatchConsumeOperator(BaseOperator):
             config.setdefault("group.id", f"logproc-window-{self.dag_id}")
             # A planned start offset that disappears (retention) must fail, not jump to the end.
             config["auto.offset.reset"] = "error"
-        return Consumer(config)
+        return config
 
     # -- execute -----------------------------------------------------------------------------------
 
@@ -242,11 +249,15 @@ class KafkaBatchConsumeOperator(BaseOperator):
         encoder = make_encoder(self.ion_encoding, self.key_deserializer, self.value_deserializer)
         dead_letters = DeadLetters()
         limits = ReadLimits(poll_timeout_s=self.poll_timeout, stall_timeout_s=self.stall_timeout)
-        consumer = self._consumer(group_mode=self.group_id is not None)
+        from confluent_kafka import Consumer
+
+        config = self._consumer_config(group_mode=self.group_id is not None)
+        consumer = Consumer(config)
         started = time.monotonic()
         try:
             if self.group_id is None:
-                stats = self._read_window(context, consumer, output, encoder, dead_letters, limits, dead_letter_path)
+                stats = self._read_window(context, consumer, config, output, encoder, dead_letters, limits,
+                                          dead_letter_path)
             else:
                 stats = self._read_group(consumer, output, encoder, dead_letters, limits, dead_letter_path)
         finally:
@@ -263,18 +274,27 @@ class KafkaBatchConsumeOperator(BaseOperator):
         ti.xcom_push(key="partition_offsets", value=[s.as_dict() for s in stats])
         return str(output)
 
-    def _read_window(self, context: Context, consumer: Consumer, output: ObjectStoragePath, encoder: Any,
-                     dead_letters: DeadLetters, limits: ReadLimits,
+    def _read_window(self, context: Context, consumer: Consumer, config: dict[str, Any], output: ObjectStoragePath,
+                     encoder: Any, dead_letters: DeadLetters, limits: ReadLimits,
                      dead_letter_path: ObjectStoragePath) -> list[PartitionStats]:
         window = self._window(context)
         plans = plan_window(consumer, self.topic_list, window)
         for plan in plans:
             self.log.info("%s[%d]: offsets %d..%d to read (low %d, high %d)", plan.topic, plan.partition,
                           plan.start, plan.high - 1, plan.low, plan.high)
+        workers = choose_workers(self.workers, plans, config)
         with staging.atomic_write(output) as handle:
-            stats = read_window(consumer, plans, window, encoder, handle.write, dead_letters,
-                                on_retention_gap=self.on_retention_gap, limits=limits,
-                                progress=Progress("window read", logger=self.log), logger=self.log)
+            if workers > 1:
+                self.log.info("reading %d partitions in %d worker processes", len(plans), workers)
+                stats = read_window_in_workers(
+                    config, plans, window, workers=workers, ion_encoding=self.ion_encoding,
+                    key_deserializer=self.key_deserializer, value_deserializer=self.value_deserializer,
+                    on_retention_gap=self.on_retention_gap, limits=limits, write=handle.write,
+                    dead_letters=dead_letters, logger=self.log)
+            else:
+                stats = read_window(consumer, plans, window, encoder, handle.write, dead_letters,
+                                    on_retention_gap=self.on_retention_gap, limits=limits,
+                                    progress=Progress("window read", logger=self.log), logger=self.log)
             self._publish_dead_letters(dead_letters, dead_letter_path, sum(s.count for s in stats))
         return stats
 
