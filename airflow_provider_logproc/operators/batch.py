@@ -52,6 +52,7 @@ from airflow_provider_logproc.batch_jobs import (
     classify_add_results,
     derive_job_id,
     evaluate_tasks,
+    format_counts,
     output_blob_urls,
     sas_lifetime,
     split_blob_url,
@@ -223,7 +224,7 @@ class AzureBatchJobOperator(BaseOperator):
             self.terminate_job(job_id, f"Airflow task {self.task_id} timed out after {self.timeout}", wait=True)
             raise AirflowException(
                 f"Batch job {job_id} timed out after {self.timeout} and was terminated"
-                + (f" (task counts: {event['counts']})" if event.get("counts") else "")
+                + (f" ({format_counts(event['counts'])})" if event.get("counts") else "")
             )
         if status not in ("success", "failed"):
             raise AirflowException(f"Waiting for Batch job {job_id} failed: {event.get('message')}")
@@ -506,7 +507,7 @@ class AzureBatchJobOperator(BaseOperator):
         # azure-batch 15.1 raises ValueError before sending when no options are given: always pass them.
         try:
             poller = self.client.begin_terminate_job(
-                job_id, BatchJobTerminateOptions({"terminateReason": reason[:200]})
+                job_id, BatchJobTerminateOptions({"terminateReason": reason[:200]}), polling_interval=1
             )
             self.log.info("Batch job %s: terminate requested (%s)", job_id, reason)
             if wait:

@@ -189,7 +189,7 @@ def test_timeout_terminates_the_job_and_fails(batch_service, batch_reset, parts)
     context = make_context()
     deferred = defer(op, context)
     started = time.monotonic()
-    with pytest.raises(AirflowException, match="timed out after 0:00:02 and was terminated"):
+    with pytest.raises(AirflowException, match=r"timed out after 0:00:02 and was terminated \(active \d, running"):
         resume(op, deferred, context)
     assert time.monotonic() - started < 20
     job = batch_service.client().get_job(deferred.trigger.job_id)  # type: ignore[attr-defined]
@@ -367,6 +367,15 @@ def test_deadline_already_past_gives_timeout_after_one_last_look(batch_service, 
     payload = asyncio.run(first_event(trigger))
     assert payload["status"] == "timeout"
     assert batch_service.request_log.count(operation=TASK_COUNTS, since=seq) == 1
+
+
+def test_delete_on_completion_removes_a_successful_job(batch_service, batch_reset):
+    op = operator(tasks=explicit_tasks(2), delete_job_on_completion=True)
+    context = make_context()
+    deferred = defer(op, context)
+    result = resume(op, deferred, context)
+    assert len(result["tasks"]) == 2
+    assert batch_service.request_log.count(operation="Jobs_DeleteJob") == 1
 
 
 # -- on_kill ----------------------------------------------------------------------------------------
