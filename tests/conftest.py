@@ -32,6 +32,8 @@ os.environ.update(
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         # Staging for the operators' default output locations.
         "LOGPROC_STAGING_BASE": f"file://{_SESSION_DIR / 'staging'}",
+        # The daily DAG's window sensor, in poke mode, checks this often (seconds).
+        "LOGPROC_SENSOR_POKE_INTERVAL": "0.5",
     }
 )
 
