@@ -15,11 +15,12 @@ the same counting code, so they cannot disagree.
 
 from __future__ import annotations
 
+import base64
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple
 
 import orjson
 
@@ -88,6 +89,18 @@ class InvalidLine:
                 "message": self.message, "text": self.text}
 
 
+def invalid_line_json(source: str, line: int, reason: str, message: str, raw: bytes) -> bytes:
+    """One quarantined line as a JSON line; the original bytes are kept exactly (base64) when they
+    are not UTF-8, so nothing is lost to decoding."""
+    entry: dict[str, Any] = {"source": source, "line": line, "reason": reason, "message": message}
+    try:
+        entry["text"] = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        entry["text"] = raw.decode("utf-8", errors="backslashreplace")
+        entry["raw_base64"] = base64.b64encode(raw).decode("ascii")
+    return orjson.dumps(entry) + b"\n"
+
+
 class _Slow(Exception):
     """Raised inside the fast path to hand a line to the slow path."""
 
@@ -143,6 +156,8 @@ class Aggregate:
         self.bytes_records = 0
         self.latency = LatencyHistogram()
         self.inputs: list[dict[str, Any]] = []
+        # Where every invalid line goes, if anywhere (the sample above keeps only the first few).
+        self.invalid_sink: IO[bytes] | None = None
         # Caches for the fast path; never part of the result.
         self._iso_prefix: dict[str, int] = {}
         self._iso_seconds: set[str] = set()
@@ -286,6 +301,8 @@ class Aggregate:
 
     def _keep_invalid(self, source: str, lineno: int, line: bytes, problem: InvalidRecord) -> None:
         self.invalid_reasons[problem.reason] += 1
+        if self.invalid_sink is not None:
+            self.invalid_sink.write(invalid_line_json(source, lineno, problem.reason, str(problem), line))
         if len(self.invalid_sample) < INVALID_SAMPLE_SIZE:
             text = line[:INVALID_TEXT_LIMIT].decode("utf-8", errors="backslashreplace")
             self.invalid_sample.append(InvalidLine(source, lineno, problem.reason, str(problem), text))

@@ -19,6 +19,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
+import orjson
+
 from airflow_provider_logproc.analysis.aggregate import Aggregate
 from airflow_provider_logproc.analysis.fields import FieldMapping
 
@@ -89,8 +91,10 @@ def ingest_blocks(aggregate: Aggregate, blocks: Iterable[bytes], source: str) ->
     return lines_seen
 
 
-def _run_task(task: _Task, mapping: FieldMapping) -> tuple[Aggregate, int]:
+def _run_task(task: _Task, mapping: FieldMapping, invalid_part: str | None = None) -> tuple[Aggregate, int]:
     aggregate = Aggregate(mapping)
+    sink = open(invalid_part, "wb") if invalid_part else None  # noqa: SIM115 - closed in finally
+    aggregate.invalid_sink = sink
     try:
         if task.gzip:
             with gzip.open(task.path, "rb") as stream:
@@ -102,6 +106,10 @@ def _run_task(task: _Task, mapping: FieldMapping) -> tuple[Aggregate, int]:
                 lines = ingest_blocks(aggregate, _iter_blocks(handle, limit), task.path)
     except (OSError, EOFError, zlib.error) as exc:
         raise InputError(task.path, f"cannot be read: {exc}") from None
+    finally:
+        aggregate.invalid_sink = None
+        if sink is not None:
+            sink.close()
     aggregate.finish()
     aggregate.drop_caches()
     return aggregate, lines
@@ -143,8 +151,24 @@ def _plan(paths: Sequence[str], workers: int) -> list[_Task]:
     return tasks
 
 
-def _run_task_star(args: tuple[_Task, FieldMapping]) -> tuple[Aggregate, int]:
+def _run_task_star(args: tuple[_Task, FieldMapping, str | None]) -> tuple[Aggregate, int]:
     return _run_task(*args)
+
+
+def _collect_invalid(parts: list[tuple[str, int]], destination: str) -> None:
+    """Concatenate the tasks' quarantine files in input order, line numbers shifted to the whole file."""
+    temporary = f"{destination}.tmp-{os.getpid()}"
+    with open(temporary, "wb") as out:
+        for part, offset in parts:
+            with open(part, "rb") as lines:
+                for line in lines:
+                    if offset:
+                        entry = orjson.loads(line)
+                        entry["line"] += offset
+                        line = orjson.dumps(entry) + b"\n"
+                    out.write(line)
+            os.unlink(part)
+    os.replace(temporary, destination)
 
 
 def _pool_context() -> Any:
@@ -158,20 +182,32 @@ def analyze_paths(
     *,
     mapping: FieldMapping | None = None,
     workers: int | None = None,
+    invalid_output: str | os.PathLike[str] | None = None,
 ) -> Aggregate:
     """Analyse local log files (JSON lines or CLF, plain or gzip) into one aggregate.
 
-    Raises InputError if any input is missing or unreadable; bad lines are counted, never raised.
+    ``invalid_output``: a JSON-lines file that receives every invalid line (input, line number,
+    reason, text; the raw bytes in base64 when they are not UTF-8). Raises InputError if any input
+    is missing or unreadable; bad lines are counted, never raised.
     """
     mapping = mapping or FieldMapping()
     names = [os.fspath(path) for path in paths]
     workers = default_workers() if workers is None else max(1, workers)
     tasks = _plan(names, workers)
-    if workers > 1 and len(tasks) > 1:
-        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=_pool_context()) as pool:
-            results = list(pool.map(_run_task_star, [(task, mapping) for task in tasks]))
-    else:
-        results = [_run_task(task, mapping) for task in tasks]
+    destination = os.fspath(invalid_output) if invalid_output is not None else None
+    part_names = [f"{destination}.part-{os.getpid()}-{i}" if destination else None for i in range(len(tasks))]
+    jobs = list(zip(tasks, [mapping] * len(tasks), part_names, strict=True))
+    try:
+        if workers > 1 and len(tasks) > 1:
+            with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=_pool_context()) as pool:
+                results = list(pool.map(_run_task_star, jobs))
+        else:
+            results = [_run_task_star(job) for job in jobs]
+    except BaseException:
+        for part in part_names:
+            if part:
+                Path(part).unlink(missing_ok=True)
+        raise
     total = Aggregate(mapping)
     lines_before: dict[int, int] = {}
     input_lines: dict[int, dict[str, Any]] = {}
@@ -189,6 +225,13 @@ def analyze_paths(
         summary["invalid"] += aggregate.invalid
         total.merge(aggregate)
     total.inputs = list(input_lines.values())
+    if destination:
+        offsets: list[tuple[str, int]] = []
+        seen: dict[int, int] = {}
+        for task, (_aggregate, lines), part in zip(tasks, results, part_names, strict=True):
+            offsets.append((str(part), seen.get(task.input_index, 0)))
+            seen[task.input_index] = seen.get(task.input_index, 0) + lines
+        _collect_invalid(offsets, destination)
     return total
 
 
@@ -218,8 +261,6 @@ def merge_aggregates(aggregates: Iterable[Aggregate]) -> Aggregate:
 
 def read_partial_file(path: str | Path) -> Aggregate:
     """Load a partial written by ``logproc-analyze``; InputError if missing, ValueError if not a partial."""
-    import orjson
-
     name = os.fspath(path)
     try:
         data = Path(name).read_bytes()

@@ -66,6 +66,9 @@ def analyze_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-o", "--output", required=True, help="partial JSON to write ('-' for stdout)")
     parser.add_argument("--field", action="append", default=[], metavar="FIELD=KEY",
                         help="JSON key of a field, e.g. --field timestamp=@timestamp (repeatable)")
+    parser.add_argument("--invalid-output", metavar="FILE",
+                        help="also write every invalid line (input, line number, reason, text) to this "
+                             "JSON-lines file; the partial always holds the counts and a sample")
     parser.add_argument("--workers", type=int, default=None,
                         help=f"processes to use (default: the usable CPUs, here {default_workers()})")
     args = parser.parse_args(argv)
@@ -73,8 +76,11 @@ def analyze_main(argv: Sequence[str] | None = None) -> int:
         mapping = FieldMapping.parse(args.field)
     except ValueError as exc:
         parser.error(str(exc))
+    if args.invalid_output:
+        Path(args.invalid_output).parent.mkdir(parents=True, exist_ok=True)
     try:
-        aggregate = analyze_paths(args.inputs, mapping=mapping, workers=args.workers)
+        aggregate = analyze_paths(args.inputs, mapping=mapping, workers=args.workers,
+                                  invalid_output=args.invalid_output)
     except InputError as exc:
         return _fail(parser.prog, f"input {exc.path}: {exc.problem}")
     document = _dump(aggregate.to_partial())

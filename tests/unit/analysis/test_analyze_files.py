@@ -137,3 +137,27 @@ def test_input_errors_survive_the_trip_from_a_worker_process() -> None:
 def test_a_byte_order_mark_is_ignored() -> None:
     line = b'\xef\xbb\xbf{"timestamp": 0, "client_ip": "192.0.2.1", "status": 200}'
     assert analyze_lines([line]).valid == 1
+
+
+def test_every_invalid_line_is_kept_aside_with_whole_file_line_numbers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import base64
+
+    import orjson
+
+    lines = _json_lines(3000, bad_share=0.0)
+    bad_positions = [10, 1700, 2999]
+    for position in bad_positions:
+        lines[position] = b"\xff\xfe broken " + str(position).encode()
+    path = tmp_path / "day.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    monkeypatch.setattr(analyze_module, "SPLIT_MIN_BYTES", 1)
+    quarantine = tmp_path / "invalid.jsonl"
+    aggregate = analyze_paths([path, path], workers=3, invalid_output=quarantine)
+    entries = [orjson.loads(line) for line in quarantine.read_bytes().splitlines()]
+    assert [e["line"] for e in entries] == [p + 1 for p in bad_positions] * 2
+    assert aggregate.invalid == len(entries) == 6
+    assert all(e["reason"] == "not_utf8" and e["source"] == str(path) for e in entries)
+    assert base64.b64decode(entries[1]["raw_base64"]) == b"\xff\xfe broken 1700"
+    assert sorted(tmp_path.iterdir()) == sorted([path, quarantine])  # no task parts left behind

@@ -136,3 +136,13 @@ def test_the_analyzer_needs_no_airflow(tmp_path: Path, day_parts: list[Path]) ->
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "out" / "report.html").exists()
+
+
+def test_invalid_lines_can_be_written_aside(tmp_path: Path) -> None:
+    log = tmp_path / "x.jsonl"
+    log.write_bytes(b'{"timestamp": 0, "client_ip": "192.0.2.1", "status": 200}\nnonsense\n')
+    quarantine = tmp_path / "invalid" / "x.invalid.jsonl"
+    assert analyze_main([str(log), "-o", str(tmp_path / "p.json"), "--invalid-output", str(quarantine)]) == 0
+    entries = [orjson.loads(line) for line in quarantine.read_bytes().splitlines()]
+    assert entries == [{"source": str(log), "line": 2, "reason": "unrecognised_line",
+                        "message": "neither a JSON object nor a Common/Combined Log Format line", "text": "nonsense"}]
