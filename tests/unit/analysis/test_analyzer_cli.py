@@ -146,3 +146,16 @@ def test_invalid_lines_can_be_written_aside(tmp_path: Path) -> None:
     entries = [orjson.loads(line) for line in quarantine.read_bytes().splitlines()]
     assert entries == [{"source": str(log), "line": 2, "reason": "unrecognised_line",
                         "message": "neither a JSON object nor a Common/Combined Log Format line", "text": "nonsense"}]
+
+
+def test_module_entry_point_dispatches(tmp_path: Path) -> None:
+    log = tmp_path / "x.jsonl"
+    log.write_bytes(b'{"timestamp": 0, "client_ip": "192.0.2.1", "status": 200}\n')
+    done = subprocess.run([sys.executable, "-m", "airflow_provider_logproc.analysis", "analyze", str(log),
+                           "-o", str(tmp_path / "p.json")], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    usage = subprocess.run([sys.executable, "-m", "airflow_provider_logproc.analysis"], cwd=REPO_ROOT,
+                           capture_output=True, text=True, timeout=60)
+    assert usage.returncode == 2
+    assert "analyze,merge" in usage.stderr
