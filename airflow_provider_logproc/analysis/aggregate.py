@@ -102,10 +102,11 @@ def invalid_line_json(source: str, line: int, reason: str, message: str, raw: by
 
 
 class _Slow(Exception):
-    """Raised inside the fast path to hand a line to the slow path."""
+    """Raised inside the fast path to hand a line to the slow path.
 
-
-_SLOW = _Slow()
+    Always a new instance: re-raising one shared instance would chain every raise's traceback onto
+    it and keep growing.
+    """
 
 
 class IpCounter(dict[str, int]):
@@ -120,7 +121,7 @@ class IpCounter(dict[str, int]):
 
     def __missing__(self, key: str) -> int:
         if parse_client_ip(key) != key:
-            raise _SLOW
+            raise _Slow
         return 0
 
 
@@ -200,7 +201,6 @@ class Aggregate:
         text_or_none = (str, type(None))
         number_or_none = (int, float, type(None))
         ms_threshold = EPOCH_MS_THRESHOLD
-        slow = _SLOW
         normalize_line = self._normalize_line
         minute_of = self._minute_of
         bytes_total = self.bytes_total
@@ -229,7 +229,7 @@ class Aggregate:
                 elif ts.__class__ is int and ts >= 0:
                     minute = ts // 60000 if ts >= ms_threshold else ts // 60
                 else:
-                    raise slow
+                    raise _Slow
                 if (
                     status.__class__ is not int
                     or not 100 <= status <= 599
@@ -240,7 +240,7 @@ class Aggregate:
                     or latency.__class__ not in number_or_none
                     or not (size is None or (size.__class__ is int and size >= 0))
                 ):
-                    raise slow
+                    raise _Slow
                 # Last, as it is the first count: an unseen IP is validated by IpCounter.__missing__,
                 # which raises (nothing counted yet) for anything but a canonical address.
                 ips[ip] += 1

@@ -281,3 +281,22 @@ def test_partials_reject_other_formats_and_versions() -> None:
     bad_ip = {**partial, "ips": {"not an ip": 3}}
     with pytest.raises(ValueError, match=r"r\.json: malformed partial"):
         Aggregate.from_partial(bad_ip, where="r.json")
+
+
+def test_slow_path_lines_do_not_accumulate_memory() -> None:
+    import tracemalloc
+
+    # A non-canonical IPv6 address, or a number as the method, sends a line to the slow path.
+    lines = [orjson.dumps({"timestamp": 0, "client_ip": "2001:DB8::1", "status": 200}),
+             orjson.dumps({"timestamp": 0, "client_ip": "192.0.2.1", "status": 200, "method": 5})] * 10_000
+    aggregate = Aggregate()
+    aggregate.ingest_lines(lines, source="x")  # warm the caches and counters
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        aggregate.ingest_lines(lines, source="x")
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert aggregate.valid == 40_000
+    assert grown < 100_000, f"{grown} bytes kept after 20 000 slow-path lines"
