@@ -52,7 +52,8 @@ def hour_anomalies(hours: list[dict[str, Any]]) -> list[dict[str, Any]]:
     active = [h for h in hours if h["requests"] > 0]
     if len(active) < 3:
         return found  # no baseline to depart from
-    for kind, field in (("hour_server_error_rate", "server_errors"), ("hour_client_error_rate", "client_errors")):
+    for kind, field, label in (("hour_server_error_rate", "server_errors", "5xx (server error)"),
+                               ("hour_client_error_rate", "client_errors", "4xx (client error)")):
         baseline = statistics.median(h[field] / h["requests"] for h in active)
         for h in active:
             events, trials = h[field], h["requests"]
@@ -62,7 +63,7 @@ def hour_anomalies(hours: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 found.append({
                     "kind": kind, "hour": h["hour"], "rate": rate, "baseline_rate": baseline,
                     "count": events, "requests": trials, "score": z,
-                    "message": (f"{field.replace('_', ' ')} rate {rate:.1%} in hour {h['hour']} "
+                    "message": (f"{label} rate {rate:.1%} in hour {h['hour']} "
                                 f"vs a baseline of {baseline:.1%} ({events} of {trials} requests)"),
                 })
     counts = [h["requests"] for h in active]
