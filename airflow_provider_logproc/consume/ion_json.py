@@ -40,7 +40,7 @@ JSON_TYPES: dict[str, tuple[type, ...]] = {
     "array": (list,),
     "null": (type(None),),
 }
-CHUNK_RECORDS = 10_000
+CHUNK_RECORDS = 4096  # records between checks of the output buffer
 # validate_records=True: what every access-log record needs (the analyzer's required fields).
 LOG_RECORD_FIELDS: dict[str, str | tuple[str, ...]] = {
     "timestamp": ("string", "integer"),
@@ -225,41 +225,57 @@ class ConversionResult:
 
 
 class JsonSink:
-    """Buffers encoded records and writes JSON lines or one JSON array."""
+    """Writes JSON lines or one JSON array, collecting records in a memory buffer between writes.
+
+    Records go into a BytesIO one at a time and out to ``write`` about every megabyte: measurably
+    faster than joining a list of records, and few calls reach a (possibly remote) output file.
+    """
+
+    FLUSH_BYTES = 1 << 20
 
     def __init__(self, write: Callable[[bytes], Any], output_format: str):
         if output_format not in OUTPUT_FORMATS:
             raise ValueError(f"output_format must be one of {', '.join(OUTPUT_FORMATS)}, not {output_format!r}")
         self._write = write
         self._array = output_format == "json_array"
-        self._parts: list[bytes] = []
+        self._buffer = io.BytesIO()
         self._first = True
+        # add(record): the conversion loop's per-record call; a C method for JSON lines.
+        self.add: Callable[[bytes], Any] = self._add_to_array if self._array else self._buffer.write
         if self._array:
-            write(b"[")
+            self._buffer.write(b"[")
 
-    def add(self, encoded: bytes) -> None:
-        self._parts.append(encoded)
-        if len(self._parts) >= CHUNK_RECORDS:
+    def _add_to_array(self, encoded: bytes) -> None:
+        self._buffer.write(b"\n" if self._first else b",\n")
+        self._buffer.write(encoded)
+        self._first = False
+
+    def flush_if_full(self) -> None:
+        if self._buffer.tell() >= self.FLUSH_BYTES:
             self.flush()
 
     def flush(self) -> None:
-        if not self._parts:
-            return
-        if self._array:
-            separator = b",\n"
-            self._write((b"\n" if self._first else separator) + separator.join(self._parts))
-        else:
-            self._write(b"".join(self._parts))
-        self._first = False
-        self._parts.clear()
+        if self._buffer.tell():
+            self._write(self._buffer.getvalue())
+            self._buffer.seek(0)
+            self._buffer.truncate()
 
     def close(self) -> None:
-        self.flush()
         if self._array:
-            self._write(b"]\n" if self._first else b"\n]\n")
+            self._buffer.write(b"]\n" if self._first else b"\n]\n")
+        self.flush()
+
+
+try:  # amazon-ion's C extension, called directly: simpleion.load wraps every value in a Python generator step
+    import amazon._ioncmodule as _ionc
+except ImportError:  # pragma: no cover - wheels without the extension
+    _ionc = None
 
 
 def iter_ion(source: IO[bytes] | io.RawIOBase) -> Iterator[Any]:
+    """Top-level values of an Ion stream, read lazily in 8 KiB blocks with the bare value model."""
+    if _ionc is not None:
+        return iter(_ionc.ionc_read(source, value_model=BARE_VALUE_MODEL.value, text_buffer_size_limit=None))
     return simpleion.load(source, single_value=False, parse_eagerly=False, value_model=BARE_VALUE_MODEL)
 
 
@@ -291,37 +307,42 @@ def convert_ion_to_json(
     result = ConversionResult()
     counting = CountingReader(source)
     index = 0
+    valid = 0
+    add = sink.add
+    flush_every = CHUNK_RECORDS - 1  # a power of two minus one: cheap to test
     records = iter_ion(counting)
-    while True:
-        try:
-            record = next(records)
-        except StopIteration:
-            break
-        except IonException as error:
-            raise CorruptIonError(
-                f"{source_name}: corrupt Ion at record index {index} (records 0..{index - 1} were read; "
-                f"the reader had consumed {counting.bytes_read} bytes): {error}".replace("0..-1", "none")
-            ) from error
-        if unwrap_value:
-            if type(record) is dict and "value" in record:
-                value = record["value"]
+    try:
+        # The per-record loop of the conversion; the Ion reader raises from the `for` line only.
+        for record in records:
+            if unwrap_value:
+                if type(record) is dict and "value" in record:
+                    value = record["value"]
+                else:
+                    _invalid(write_invalid, index, "not an envelope: no 'value' field", record, default, option)
+                    result.invalid_count += 1
+                    index += 1
+                    continue
             else:
-                _invalid(write_invalid, index, "not an envelope: no 'value' field", record, default, option)
-                result.invalid_count += 1
-                index += 1
-                continue
-        else:
-            value = record
-        if validator is not None:
-            reason = validator.problems(value)
-            if reason is not None:
-                _invalid(write_invalid, index, reason, record, default, option)
-                result.invalid_count += 1
-                index += 1
-                continue
-        sink.add(dumps(value, default=default, option=record_option))
-        result.record_count += 1
-        index += 1
+                value = record
+            if validator is not None:
+                reason = validator.problems(value)
+                if reason is not None:
+                    _invalid(write_invalid, index, reason, record, default, option)
+                    result.invalid_count += 1
+                    index += 1
+                    continue
+            add(dumps(value, default=default, option=record_option))
+            valid += 1
+            index += 1
+            if not index & flush_every:
+                sink.flush_if_full()
+    except (IonException, RecursionError) as error:
+        read = f"records 0..{index - 1} were read" if index else "no record was read"
+        raise CorruptIonError(
+            f"{source_name}: corrupt Ion at record index {index} ({read}; the reader had consumed "
+            f"{counting.bytes_read} bytes): {error or type(error).__name__}"
+        ) from error
+    result.record_count = valid
     sink.close()
     return result
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import io
 import logging
 import shutil
 import tempfile
@@ -70,6 +71,9 @@ class EnvelopeEncoder(Protocol):
     def add(self, topic: str, partition: int, offset: int, timestamp_ms: int,
             key: bytes | None, value: bytes | None, headers: Any) -> None: ...
 
+    def add_messages(self, topic: str, partition: int, messages: list[Any]) -> list[tuple[Any, UndecodableRecord]]:
+        ...
+
     def drain(self) -> bytes: ...
 
 
@@ -82,7 +86,8 @@ class TextEnvelopeEncoder:
         self._timestamp = IonTimestampText()
         self._topics: dict[str, bytes] = {}
         self._keys: dict[bytes, bytes] = {}  # keys repeat (device, host, ...): encode each once
-        self._lines: list[bytes] = []
+        # A BytesIO rather than a list of lines to join: measurably faster per record.
+        self._buffer = io.BytesIO()
 
     def _key(self, key: bytes | None) -> bytes:
         if key is None:
@@ -105,15 +110,44 @@ class TextEnvelopeEncoder:
         # Deserialize both before appending, so an undecodable record leaves no partial line.
         key_text = self._key(key)
         value_text = self._value(value)
-        self._lines.append(
+        self._buffer.write(
             b"{topic:%b,partition:%d,offset:%d,timestamp:%b,key:%b,value:%b,headers:%b}\n"
             % (topic_text, partition, offset, self._timestamp(timestamp_ms), key_text, value_text,
                headers_text(headers))
         )
 
+    def add_messages(self, topic: str, partition: int, messages: list[Any]) -> list[tuple[Any, UndecodableRecord]]:
+        """Encode confluent-kafka messages of one partition; returns those that cannot be decoded.
+
+        The per-record loop of the whole read: names are bound locally and the envelope's constant
+        head is formatted once per call.
+        """
+        topic_text = self._topics.get(topic)
+        if topic_text is None:
+            topic_text = self._topics[topic] = orjson.dumps(topic)
+        head = b"{topic:%b,partition:%d,offset:" % (topic_text, partition)
+        append = self._buffer.write
+        key_text = self._key
+        value_text = self._value
+        stamp = self._timestamp
+        refused: list[tuple[Any, UndecodableRecord]] = []
+        for message in messages:
+            try:
+                key = key_text(message.key())
+                value = value_text(message.value())
+            except UndecodableRecord as bad:
+                refused.append((message, bad))
+                continue
+            headers = message.headers()
+            append(b"%b%d,timestamp:%b,key:%b,value:%b,headers:%b}\n" % (
+                head, message.offset(), stamp(message.timestamp()[1]), key, value,
+                headers_text(headers) if headers else b"[]"))
+        return refused
+
     def drain(self) -> bytes:
-        chunk = b"".join(self._lines)
-        self._lines.clear()
+        chunk = self._buffer.getvalue()
+        self._buffer.seek(0)
+        self._buffer.truncate()
         return chunk
 
 
@@ -137,6 +171,16 @@ class BinaryEnvelopeEncoder:
             "timestamp": timestamp_object(timestamp_ms), "key": key_object, "value": value_object,
             "headers": headers_object(headers),
         })
+
+    def add_messages(self, topic: str, partition: int, messages: list[Any]) -> list[tuple[Any, UndecodableRecord]]:
+        refused: list[tuple[Any, UndecodableRecord]] = []
+        for message in messages:
+            try:
+                self.add(topic, partition, message.offset(), message.timestamp()[1], message.key(), message.value(),
+                         message.headers())
+            except UndecodableRecord as bad:
+                refused.append((message, bad))
+        return refused
 
     def drain(self) -> bytes:
         chunk = encode_binary_chunk(self._envelopes)
@@ -329,7 +373,6 @@ def _read_partition(
     since_ms, until_ms, stop_ms = window.since_ms, window.until_ms, window.stop_ms
     stop_offset = plan.high
     check_retention = plan.starts_at_retention_edge
-    add = encoder.add
     consumer.assign([TopicPartition(topic, partition, plan.start)])
     last_progress = time.monotonic()
     next_offset = plan.start
@@ -351,6 +394,7 @@ def _read_partition(
                         f"{position} although the high watermark was {stop_offset} when the read began")
                 continue
             last_progress = time.monotonic()
+            accepted: list[Any] = []
             for message in messages:
                 error = message.error()
                 if error is not None:
@@ -370,34 +414,43 @@ def _read_partition(
                 if timestamp_ms >= stop_ms:
                     done = True
                     break
-                if timestamp_ms < since_ms or timestamp_ms >= until_ms:
-                    if timestamp_ms < 0:
-                        dead_letters.add(topic, partition, offset, timestamp_ms,
-                                         "record has no timestamp: cannot place it in a time window",
-                                         message.key(), message.value())
-                        stats.dead_letters += 1
-                    else:
-                        stats.outside_window += 1
-                    if offset + 1 >= stop_offset:
-                        done = True
-                    continue
-                key = message.key()
-                value = message.value()
-                try:
-                    add(topic, partition, offset, timestamp_ms, key, value, message.headers())
-                except UndecodableRecord as bad:
-                    dead_letters.add(topic, partition, offset, timestamp_ms, str(bad), key, value)
+                if since_ms <= timestamp_ms < until_ms:
+                    accepted.append(message)
+                elif timestamp_ms < 0:
+                    dead_letters.add(topic, partition, offset, timestamp_ms,
+                                     "record has no timestamp: cannot place it in a time window",
+                                     message.key(), message.value())
                     stats.dead_letters += 1
                 else:
-                    stats.wrote(offset)
+                    stats.outside_window += 1
                 if offset + 1 >= stop_offset:
                     done = True
                     break
+            if accepted:
+                refused = encoder.add_messages(topic, partition, accepted)
+                for bad_message, reason in refused:
+                    dead_letters.add(topic, partition, bad_message.offset(), bad_message.timestamp()[1], str(reason),
+                                     bad_message.key(), bad_message.value())
+                stats.dead_letters += len(refused)
+                _count_written(stats, accepted, refused)
             next_offset = offset + 1
             write(encoder.drain())
             progress.tick(len(messages))
     finally:
         consumer.unassign()
+
+
+def _count_written(stats: PartitionStats, accepted: list[Any], refused: list[tuple[Any, Any]]) -> None:
+    if not refused:
+        if stats.first_offset is None:
+            stats.first_offset = accepted[0].offset()
+        stats.last_offset = accepted[-1].offset()
+        stats.count += len(accepted)
+        return
+    refused_offsets = {message.offset() for message, _ in refused}
+    for message in accepted:
+        if message.offset() not in refused_offsets:
+            stats.wrote(message.offset())
 
 
 def _read_error(error: KafkaError, topic: str, partition: int) -> KafkaException:

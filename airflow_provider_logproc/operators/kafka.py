@@ -114,7 +114,7 @@ class KafkaBatchConsumeOperator(BaseOperator):
     :param poll_timeout: seconds one ``consume`` call waits.
     :param stall_timeout: fail when a partition delivers nothing this long although records remain.
     :param workers: window mode: worker processes reading partitions in parallel (encoding is
-        CPU-bound and holds the GIL). Default: one per partition up to the CPU count when the window
+        CPU-bound and holds the GIL). Default: one per partition, up to twice the CPUs, when the window
         holds at least 100,000 offsets, else 1 (read in the task's process). The output bytes are
         the same either way.
     """

@@ -345,3 +345,49 @@ def test_unknown_topic_is_a_clear_error(kafka_broker, session_dir):
 
 def _unused(_: Callable[..., Any]) -> None:  # keep imports honest for type checkers
     return None
+
+
+@pytest.mark.parametrize("ion_encoding", ["text", "binary"])
+def test_worker_processes_give_the_same_bytes_as_one_process(three_days, session_dir, ion_encoding):
+    window = {"since": day_start(DAY1), "until": day_start(DAY3), "max_lateness": dt.timedelta(hours=1)}
+    outputs = {}
+    for workers in (1, 3):
+        target = session_dir / f"workers-{ion_encoding}-{workers}" / "raw.ion"
+        _, xcom = run(KafkaBatchConsumeOperator(task_id="consume", topics=three_days["topic"], output_uri=str(target),
+                                                ion_encoding=ion_encoding, workers=workers, **window))
+        outputs[workers] = (target.read_bytes(), xcom)
+    assert outputs[1][0] == outputs[3][0]
+    assert outputs[1][1] == outputs[3][1]
+    assert outputs[3][1]["record_count"] == 2 * PER_DAY
+    assert [p.name for p in (session_dir / f"workers-{ion_encoding}-3").iterdir()] == ["raw.ion"]
+
+
+def test_worker_processes_merge_dead_letters_and_report_failures(kafka_topic, kafka_broker, session_dir):
+    topic = kafka_topic(partitions=3)
+    records = list(sample_logs.generate(DAY1, 600, seed=14, bad_share=0.05))
+    sample_logs.produce(records, topic, {"bootstrap.servers": kafka_broker.bootstrap_servers}, partitions=3)
+    window = {"since": day_start(DAY1), "until": day_start(DAY2)}
+    results = {}
+    for workers in (1, 3):
+        target = session_dir / f"dead-workers-{workers}" / "raw.ion"
+        _, xcom = run(KafkaBatchConsumeOperator(task_id="c", topics=topic, output_uri=str(target), max_bad_share=0.5,
+                                                workers=workers, **window))
+        results[workers] = (target.read_bytes(), target.with_name("raw.dead-letter.jsonl").read_bytes(), xcom)
+    assert results[1][0] == results[3][0]
+    assert results[1][1] == results[3][1]  # dead letters in the same (partition, offset) order
+    assert results[3][2]["dead_letter_count"] == sum(1 for r in records if r.is_bad and not _is_json(r.value))
+
+    # A failure inside a worker reaches the task as the same error, with no output left behind.
+    target = session_dir / "dead-workers-strict" / "raw.ion"
+    with pytest.raises(DeadLetterThresholdError, match="could not be deserialized"):
+        run(KafkaBatchConsumeOperator(task_id="c", topics=topic, output_uri=str(target), workers=3, **window))
+    assert not target.exists()
+    # Records deleted from the start of every partition (DeleteRecords, as retention would):
+    # the gap is found inside the workers and raised in the task as RetentionGapError.
+    admin = AdminClient({"bootstrap.servers": kafka_broker.bootstrap_servers})
+    for future in admin.delete_records([TopicPartition(topic, p, 5) for p in range(3)]).values():
+        future.result(timeout=15)
+    with pytest.raises(RetentionGapError, match=r"keeps records from offset 5 on"):
+        run(KafkaBatchConsumeOperator(task_id="c", topics=topic, output_uri=str(target), workers=3,
+                                      max_bad_share=0.5, **window))
+    assert not target.exists()

@@ -1,0 +1,252 @@
+"""Benchmark: consume a Kafka window to Ion vs a bare confluent-kafka loop, and vs the official operator.
+
+Starts its own broker (noida-db via LocalKafkaBroker), produces ``--records`` JSON log records
+(~200-byte values, 3 partitions) with timestamps spread over one day, then runs, each in a fresh
+child process on the same topic in the same run:
+
+* ``bare``      — confluent-kafka: assign all partitions, ``consume(num_messages=10000)`` until the
+                  high watermarks, write each value + newline (NDJSON). The baseline.
+* ``ion-text``  — KafkaBatchConsumeOperator (window = that day), Ion text envelopes (the default),
+                  default ``workers`` (one process per partition up to the CPU count).
+* ``ion-text-1``— the same with ``workers=1``: everything in one process.
+* ``ion-binary``— the same with ``ion_encoding="binary"`` (amazon-ion C extension).
+* ``official``  — Airflow's ConsumeFromTopicOperator with a per-message apply_function writing the
+                  same NDJSON file.
+
+Prints records/s, the ratio to the bare loop, and each child's peak RSS. With ``--rss-records``
+(e.g. ``1000000,4000000``) it repeats the operator runs at those sizes and prints peak RSS per size.
+
+    .venv/bin/python bench/bench_consume.py --records 1000000
+    .venv/bin/python bench/bench_consume.py --records 200000 --rss-records 200000,800000
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+DAY = dt.date(2024, 6, 1)
+PARTITIONS = 3
+POOL_SIZE = 50_000
+
+
+def produce(bootstrap: str, topic: str, count: int) -> None:
+    """``count`` records of DAY: a pool of realistic records reused, timestamps spread over the day."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from airflow_provider_logproc import sample_logs
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(topic, PARTITIONS, 1, config={"retention.ms": "-1"})]).values():
+        future.result(timeout=30)
+    pool = list(sample_logs.generate(DAY, min(count, POOL_SIZE), seed=42))
+    day_start = int(dt.datetime.combine(DAY, dt.time(), tzinfo=dt.UTC).timestamp() * 1000)
+    step = 86_400_000 / count
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.num.messages": 10_000,
+                         "compression.type": "lz4", "queue.buffering.max.messages": 1_000_000})
+    for i in range(count):
+        record = pool[i % len(pool)]
+        while True:
+            try:
+                producer.produce(topic, value=record.value, key=record.key, partition=i % PARTITIONS,
+                                 timestamp=day_start + int(i * step))
+                break
+            except BufferError:
+                producer.poll(0.05)
+        if i % 10_000 == 0:
+            producer.poll(0)
+    if producer.flush(120):
+        raise RuntimeError("records not delivered")
+
+
+# --- children ------------------------------------------------------------------------------------
+
+
+def child_bare(bootstrap: str, topic: str, output: str) -> tuple[int, float]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    started = time.perf_counter()
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bare-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False})
+    highs = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(PARTITIONS)}
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+    remaining = {p for p, high in highs.items() if high > 0}
+    count = 0
+    with open(output, "wb") as out:
+        while remaining:
+            for message in consumer.consume(num_messages=10_000, timeout=1.0):
+                if message.error():
+                    raise RuntimeError(message.error())
+                out.write(message.value())
+                out.write(b"\n")
+                count += 1
+                if message.offset() + 1 >= highs[message.partition()]:
+                    remaining.discard(message.partition())
+    consumer.close()
+    return count, time.perf_counter() - started
+
+
+class _TaskInstance:
+    def __init__(self) -> None:
+        self.xcom: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcom[key] = value
+
+
+def child_operator(bootstrap: str, topic: str, output: str, encoding: str, workers: int | None) -> tuple[int, float]:
+    from airflow_provider_logproc.operators.kafka import KafkaBatchConsumeOperator
+
+    os.environ["AIRFLOW_CONN_KAFKA_DEFAULT"] = json.dumps(
+        {"conn_type": "kafka", "extra": {"bootstrap.servers": bootstrap, "group.id": "bench"}})
+    since = dt.datetime.combine(DAY, dt.time(), tzinfo=dt.UTC)
+    operator = KafkaBatchConsumeOperator(task_id="consume", topics=topic, since=since,
+                                         until=since + dt.timedelta(days=1), output_uri=f"file://{output}",
+                                         ion_encoding=encoding, workers=workers)
+    ti = _TaskInstance()
+    started = time.perf_counter()  # the Airflow import is not timed; connection lookup and fsync are
+    operator.execute({"ti": ti})  # type: ignore[arg-type]
+    return int(ti.xcom["record_count"]), time.perf_counter() - started
+
+
+_out_file: Any = None
+
+
+def write_value(message: Any) -> None:
+    _out_file.write(message.value())
+    _out_file.write(b"\n")
+
+
+def child_official(bootstrap: str, topic: str, output: str, count: int) -> tuple[int, float]:
+    global _out_file
+    from airflow.providers.apache.kafka.operators.consume import ConsumeFromTopicOperator
+
+    os.environ["AIRFLOW_CONN_KAFKA_BENCH_OFFICIAL"] = json.dumps({"conn_type": "kafka", "extra": {
+        "bootstrap.servers": bootstrap, "group.id": f"official-{uuid.uuid4().hex}",
+        "auto.offset.reset": "earliest", "enable.auto.commit": False, "session.timeout.ms": 6000}})
+    operator = ConsumeFromTopicOperator(task_id="official", topics=[topic], kafka_config_id="kafka_bench_official",
+                                        apply_function=write_value, max_messages=count, max_batch_size=10_000,
+                                        poll_timeout=5, commit_cadence="never")
+    started = time.perf_counter()
+    with open(output, "wb") as _out_file:
+        operator.execute({})
+    seconds = time.perf_counter() - started
+    with open(output, "rb") as produced:
+        return sum(1 for _ in produced), seconds
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS plus its children's (worker processes).
+
+    VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the parent that forked us.
+    Children's peaks come from RUSAGE_CHILDREN (they are started by exec'ing a fresh Python from a
+    small parent, so their figure is their own); the sum is an upper bound of what ran at once.
+    """
+    own_kb = 0
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                own_kb = int(line.split()[1])
+    children_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return (own_kb + children_kb) / 1024
+
+
+def run_child(mode: str, **kwargs: Any) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--child", mode, "--child-args", json.dumps(kwargs)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"{mode} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def child_main(mode: str, args: dict[str, Any]) -> None:
+    if mode == "bare":
+        count, seconds = child_bare(args["bootstrap"], args["topic"], args["output"])
+    elif mode.startswith("ion-"):
+        # ion-text, ion-binary: default workers; ion-text-1: one process (workers=1)
+        parts = mode.split("-")
+        workers = int(parts[2]) if len(parts) > 2 else None
+        count, seconds = child_operator(args["bootstrap"], args["topic"], args["output"], parts[1], workers)
+    elif mode == "official":
+        count, seconds = child_official(args["bootstrap"], args["topic"], args["output"], args["count"])
+    else:
+        raise SystemExit(f"unknown child mode {mode}")
+    rss_mb = peak_rss_mb()
+    print(json.dumps({"mode": mode, "records": count, "seconds": seconds, "rss_mb": rss_mb,
+                      "bytes": Path(args["output"]).stat().st_size}))
+
+
+# --- main ----------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=1, help="runs per mode; the best is reported")
+    parser.add_argument("--modes", default="bare,ion-text,ion-text-1,ion-binary,official",
+                        help="ion-text-1 = workers=1 (one process); ion-text/ion-binary = default workers")
+    parser.add_argument("--rss-records", default="", help="comma-separated sizes for the peak-RSS check")
+    parser.add_argument("--child")
+    parser.add_argument("--child-args")
+    args = parser.parse_args()
+    if args.child:
+        child_main(args.child, json.loads(args.child_args))
+        return 0
+
+    from airflow_provider_logproc.local.kafka_broker import LocalKafkaBroker
+
+    work = Path(tempfile.mkdtemp(prefix="bench-consume-"))
+    broker = LocalKafkaBroker(work / "kafka-data").start()
+    try:
+        bootstrap = broker.bootstrap_servers
+        topic = f"bench-{args.records}"
+        started = time.perf_counter()
+        produce(bootstrap, topic, args.records)
+        print(f"produced {args.records} records to {PARTITIONS} partitions in {time.perf_counter() - started:.1f} s")
+        best: dict[str, dict[str, Any]] = {}
+        modes = [m for m in args.modes.split(",") if m]
+        for _ in range(args.repeat):
+            for mode in modes:
+                output = work / f"{mode}.out"
+                result = run_child(mode, bootstrap=bootstrap, topic=topic, output=str(output), count=args.records)
+                output.unlink()
+                if result["records"] != args.records:
+                    raise RuntimeError(f"{mode} read {result['records']} records, expected {args.records}")
+                rate = result["records"] / result["seconds"]
+                print(f"  {mode:<11} {result['seconds']:7.2f} s  {rate:10.0f} rec/s  "
+                      f"rss {result['rss_mb']:7.1f} MB  output {result['bytes'] / 1e6:8.1f} MB")
+                if mode not in best or result["seconds"] < best[mode]["seconds"]:
+                    best[mode] = result
+        if "bare" in best:
+            base = best["bare"]["seconds"]
+            print(f"\nconsume {args.records} records, ratios to the bare loop (higher is better; target >= 0.8):")
+            for mode, result in best.items():
+                print(f"  {mode:<11} {base / result['seconds']:.2f}x")
+        for size in [int(s) for s in args.rss_records.split(",") if s]:
+            topic = f"bench-rss-{size}"
+            produce(bootstrap, topic, size)
+            for mode in ("ion-text", "ion-text-1", "ion-binary"):
+                output = work / f"{mode}-rss.out"
+                result = run_child(mode, bootstrap=bootstrap, topic=topic, output=str(output), count=size)
+                output.unlink()
+                print(f"peak RSS {mode:<11} at {size:>9} records: {result['rss_mb']:7.1f} MB "
+                      f"({result['records'] / result['seconds']:.0f} rec/s)")
+    finally:
+        broker.stop()
+        subprocess.run(["rm", "-rf", str(work)], check=False)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
