@@ -46,6 +46,7 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": "Log processing",
                 "python-modules": [
                     "airflow_provider_logproc.sensors.kafka",
+                    "airflow_provider_logproc.sensors.batch",
                 ],
             }
         ],
