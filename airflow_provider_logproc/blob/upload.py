@@ -430,14 +430,17 @@ def _same_content(properties: Any, digest: PartDigest) -> bool:
     return stored_md5 is not None and bytes(stored_md5) == digest.md5
 
 
-def _pieces(request: BlobUploadRequest) -> Iterator[Piece]:
-    splitter = PartSplitter(parts=request.parts, max_part_bytes=request.max_part_bytes,
-                            total_bytes=request.total_source_bytes())
+def _splitter(request: BlobUploadRequest) -> PartSplitter:
+    return PartSplitter(parts=request.parts, max_part_bytes=request.max_part_bytes,
+                        total_bytes=request.total_source_bytes())
+
+
+def _pieces(request: BlobUploadRequest, splitter: PartSplitter) -> Iterator[Piece]:
     return splitter.split(iter_source_blocks(request.sources, request.read_size))
 
 
 def _digest_pass(request: BlobUploadRequest) -> list[PartDigest]:
-    return digest_parts(_pieces(request), gzip=request.gzip)
+    return digest_parts(_pieces(request, _splitter(request)), gzip=request.gzip)
 
 
 def _upload_pass(context: _Context, skip: dict[int, PartDigest]) -> list[UploadedBlob]:
@@ -471,8 +474,9 @@ def _upload_pass(context: _Context, skip: dict[int, PartDigest]) -> list[Uploade
         if writer is not None:
             context.log.info("wrote %s (%d bytes, %d records)", name, digest.size, digest.records)
 
+    splitter = _splitter(request)
     try:
-        for index, data, lines in _pieces(request):
+        for index, data, lines in _pieces(request, splitter):
             if index != current:
                 if current >= 0:
                     finish()
@@ -487,6 +491,11 @@ def _upload_pass(context: _Context, skip: dict[int, PartDigest]) -> list[Uploade
         if writer is not None:
             writer.abort()
         raise
+    if splitter.oversize_parts:
+        context.log.warning(
+            "%d parts hold a single line longer than max_part_bytes=%d (a line is never cut): %s",
+            len(splitter.oversize_parts), request.max_part_bytes,
+            [request.part_name(index) for index in splitter.oversize_parts[:10]])
     return blobs
 
 
@@ -604,6 +613,11 @@ def upload(service: BlobServiceClient, request: BlobUploadRequest, log: Any = No
         if request.create_container:
             with context.errors(f"creating container {request.container!r}"), contextlib.suppress(ResourceExistsError):
                 container.create_container()
+        total = request.total_source_bytes()
+        log.info("uploading %d source(s)%s to container %r as %s (if_exists=%s)", len(request.sources),
+                 f" ({total / 1e6:.1f} MB)" if total is not None else "", request.container,
+                 f"parts under {request.prefix!r}" if request.multipart else repr(request.blob_name),
+                 request.mode.value)
         result = _run_parts(context) if request.multipart else _run_single(context)
     if result.bytes_sent:
         log.info("upload finished: %s", progress.describe())
