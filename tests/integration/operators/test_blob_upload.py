@@ -398,3 +398,20 @@ def test_dag_run_templates_names_and_pushes_xcom(azurite, blob_service_client, b
     part = blob_service_client.get_blob_client(container, "logs/2024/03/01/part-00000.jsonl")
     properties = part.get_blob_properties()
     assert properties.metadata == {"window": "2024-03-01"}
+
+
+def test_progress_is_logged_in_mb_per_second_and_oversize_lines_are_reported(blob_service_client, blob_container,
+                                                                             tmp_path, caplog):
+    container = blob_container()
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b'{"a":1}\n' + b'{"long":"' + b"x" * 300 + b'"}\n' + b'{"b":2}\n' * 50)
+    caplog.set_level(logging.INFO, logger="test.blob")
+    request = BlobUploadRequest(sources=resolve_sources(f"file://{source}"), container=container, prefix=PREFIX,
+                                max_part_bytes=100)
+    result = upload(blob_service_client, request, log=logging.getLogger("test.blob"), progress_interval=0)
+    assert result.blobs[1].records == 1 and result.blobs[1].raw_size == 312
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("MB/s" in message and message.startswith("read ") for message in messages)
+    assert any(message.startswith("upload finished") and "MB/s" in message for message in messages)
+    assert any("single line longer than max_part_bytes=100" in message and "part-00001.jsonl" in message
+               for message in messages)
