@@ -474,12 +474,14 @@ class Aggregate:
         """Add another (finished) aggregate into this one; returns self."""
         self.lines += other.lines
         self.blank_lines += other.blank_lines
+        ips_get = self.ips.get  # get(), not [], so validated keys are not validated again
+        for ip, count in other.ips.items():
+            self.ips[ip] = ips_get(ip, 0) + count
         for target, addend in (
             (self.invalid_reasons, other.invalid_reasons),
             (self.field_errors, other.field_errors),
             (self.minute_status, other.minute_status),
             (self.kinds, other.kinds),
-            (self.ips, other.ips),
             (self.ip_client_errors, other.ip_client_errors),
             (self.ip_server_errors, other.ip_server_errors),
             (self.paths, other.paths),

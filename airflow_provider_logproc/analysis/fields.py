@@ -30,6 +30,9 @@ _ISO_TAIL_RE = re.compile(r"(?:[.,](\d{1,9}))?(Z|z|[+-]\d\d(?::?\d\d)?)?")
 # Common Log Format time: 10/Oct/2000:13:55:36 -0700
 _CLF_TIME_RE = re.compile(r"(\d\d)/([A-Z][a-z]{2})/(\d{4}):(\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)")
 _NUMBER_RE = re.compile(r"-?\d+(?:\.\d+)?")
+# Dotted-quad IPv4 in canonical form: four decimal octets 0-255 without leading zeros.
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_CANONICAL_IPV4_RE = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 
 
 class FieldError(ValueError):
@@ -154,6 +157,8 @@ def parse_client_ip(value: Any) -> str:
     """The canonical text of an IPv4 or IPv6 address (IPv6 compressed, lower case); FieldError if not."""
     if not isinstance(value, str):
         raise FieldError("client_ip", f"not an IP address: {_short(value)}")
+    if _CANONICAL_IPV4_RE.fullmatch(value):
+        return value  # the common case, without building an address object
     try:
         address = ipaddress.ip_address(value.strip())
     except ValueError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 
 import pytest
 from hypothesis import given
@@ -121,3 +122,17 @@ def test_field_mapping_overrides_and_rejects_unknown_fields() -> None:
         FieldMapping.parse(["colour=red"])
     with pytest.raises(ValueError, match="field=key"):
         FieldMapping.parse(["timestamp"])
+
+
+@given(st.ip_addresses(v=4))
+def test_ipv4_shortcut_agrees_with_ipaddress(address: object) -> None:
+    text = str(address)
+    assert parse_client_ip(text) == text
+    for variant in (text + ".1", "0" + text, text.replace(".", "..", 1)):
+        try:
+            expected = str(ipaddress.ip_address(variant))
+        except ValueError:
+            with pytest.raises(FieldError):
+                parse_client_ip(variant)
+        else:
+            assert parse_client_ip(variant) == expected
