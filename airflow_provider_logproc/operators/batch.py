@@ -353,7 +353,7 @@ class AzureBatchJobOperator(BaseOperator):
         self.log.info(
             "Re-attaching to Batch job %s (state %s): %d task(s) already there, %d to add",
             job_id,
-            state,
+            enum_text(state),
             len(specs) - len(missing),
             len(missing),
         )
@@ -380,12 +380,12 @@ class AzureBatchJobOperator(BaseOperator):
                 "runs jobs on an existing pool; create it first"
             ) from None
         if pool.state != batch_models.BatchPoolState.ACTIVE:
-            raise AirflowException(f"Batch pool {self.pool_id!r} is {pool.state}, not active")
+            raise AirflowException(f"Batch pool {self.pool_id!r} is {enum_text(pool.state)}, not active")
         if pool.allocation_state == batch_models.AllocationState.STOPPING:
             raise AirflowException(f"Batch pool {self.pool_id!r} is stopping a resize: tasks may never get nodes")
         if pool.allocation_state != batch_models.AllocationState.STEADY:
             # An autoscaling pool resizes often and still runs tasks: not a reason to fail.
-            self.log.warning("Batch pool %s is %s", self.pool_id, pool.allocation_state)
+            self.log.warning("Batch pool %s is %s", self.pool_id, enum_text(pool.allocation_state))
         targets = (pool.target_dedicated_nodes or 0) + (pool.target_low_priority_nodes or 0)
         if not pool.enable_auto_scale and targets == 0:
             self.log.warning("Batch pool %s targets no nodes: tasks will wait until the timeout", self.pool_id)
@@ -524,6 +524,11 @@ class AzureBatchJobOperator(BaseOperator):
             self.log.debug("No portal link: %s", error)
             return
         context["ti"].xcom_push(key=PORTAL_URL_XCOM_KEY, value=url)
+
+
+def enum_text(value: Any) -> str:
+    """``active`` rather than ``BatchJobState.ACTIVE`` (str() of the SDK's str enums on Python 3.11)."""
+    return str(getattr(value, "value", value))
 
 
 def read_outcome(client: BatchClient, job_id: str) -> JobOutcome:

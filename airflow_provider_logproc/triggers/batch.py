@@ -66,6 +66,9 @@ class AzureBatchJobTrigger(BaseTrigger):
     :param transient_error_budget: seconds of consecutive transient errors (429, 5xx, connection)
         tolerated, retried with exponential backoff, before the trigger gives up with ``error``.
     :param max_backoff: longest pause between retries (a ``Retry-After`` from the service may ask more).
+    :param stall_check_every: after this many polls without any change in the counts, look at the
+        job's state once (one extra request): a job terminated with tasks still active never changes
+        its counts again, and waiting for the deadline would only hide that. 0 turns it off.
 
     Event payload: ``status`` (``success`` / ``failed`` / ``timeout`` / ``error``), ``job_id``,
     ``counts`` (active, running, completed, succeeded, failed; ``None`` if never read), ``message``.
@@ -79,6 +82,7 @@ class AzureBatchJobTrigger(BaseTrigger):
         poll_interval: float = 15.0,
         transient_error_budget: float = 300.0,
         max_backoff: float = 30.0,
+        stall_check_every: int = 20,
     ) -> None:
         super().__init__()
         self.job_id = job_id
@@ -87,6 +91,7 @@ class AzureBatchJobTrigger(BaseTrigger):
         self.poll_interval = float(poll_interval)
         self.transient_error_budget = float(transient_error_budget)
         self.max_backoff = float(max_backoff)
+        self.stall_check_every = int(stall_check_every)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -98,6 +103,7 @@ class AzureBatchJobTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "transient_error_budget": self.transient_error_budget,
                 "max_backoff": self.max_backoff,
+                "stall_check_every": self.stall_check_every,
             },
         )
 
@@ -116,8 +122,18 @@ class AzureBatchJobTrigger(BaseTrigger):
         async with client:
             yield await self._wait(client)
 
+    async def _job_ended(self, client: Any) -> bool:
+        """Whether the job has completed (one request); a failed look just says no."""
+        try:
+            job = await client.get_job(self.job_id, select=["id", "state"])
+        except Exception as error:
+            self.log.warning("Batch job %s: cannot read the job's state: %s", self.job_id, _describe(error))
+            return False
+        return job.state == "completed"
+
     async def _wait(self, client: Any) -> TriggerEvent:
         last_counts: dict[str, int] | None = None
+        unchanged_polls = 0
         first_error_at: float | None = None
         attempt = 0
         final_poll_done = False
@@ -177,12 +193,23 @@ class AzureBatchJobTrigger(BaseTrigger):
             if counts != last_counts:
                 self.log.info("Batch job %s: %s", self.job_id, format_counts(counts))
                 last_counts = counts
+                unchanged_polls = 0
+            else:
+                unchanged_polls += 1
             state = counts_state(counts)
             if state != "running":
                 return self._event(
                     state,
                     counts,
                     f"Batch job {self.job_id}: all {counts['completed']} task(s) completed, {counts['failed']} failed",
+                )
+            stalled = bool(self.stall_check_every) and unchanged_polls % max(1, self.stall_check_every) == 0
+            if stalled and unchanged_polls and await self._job_ended(client):
+                unfinished = counts["active"] + counts["running"]
+                return self._event(
+                    "failed",
+                    counts,
+                    f"Batch job {self.job_id} ended (terminated) with {unfinished} task(s) not completed",
                 )
             if past_deadline:
                 continue

@@ -378,6 +378,20 @@ def test_delete_on_completion_removes_a_successful_job(batch_service, batch_rese
     assert batch_service.request_log.count(operation="Jobs_DeleteJob") == 1
 
 
+def test_a_job_terminated_elsewhere_with_waiting_tasks_fails_without_waiting_for_the_deadline(
+        batch_service, batch_reset, batch_client):
+    batch_service.set_scheduling_delay(3600)  # the tasks stay active
+    op = operator(tasks=explicit_tasks(2), timeout=dt.timedelta(minutes=10))
+    context = make_context()
+    deferred = defer(op, context)
+    batch_client.begin_terminate_job(deferred.trigger.job_id, {"terminateReason": "operator pulled the plug"},  # type: ignore[attr-defined]
+                                     polling_interval=0.2).result()
+    started = time.monotonic()
+    with pytest.raises(AirflowException, match=r"ended with 2 of 2 task\(s\) not completed \(terminated"):
+        resume(op, deferred, context, stall_check_every=3)
+    assert time.monotonic() - started < 10
+
+
 # -- on_kill ----------------------------------------------------------------------------------------
 
 

@@ -31,6 +31,7 @@ def test_serialize_round_trip_keeps_the_absolute_deadline() -> None:
         "poll_interval": 2.0,
         "transient_error_budget": 60.0,
         "max_backoff": 30.0,
+        "stall_check_every": 20,
     }
 
 
