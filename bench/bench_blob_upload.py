@@ -68,8 +68,9 @@ def worker(args: argparse.Namespace) -> None:
                                     validate_md5=args.impl != "ours-nomd5", **target)
         upload(service, request, log=logging.getLogger("bench"))
     seconds = time.perf_counter() - started
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_kib / 1024}))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps({"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024,
+                      "cpu_seconds": usage.ru_utime + usage.ru_stime}))
 
 
 def run_worker(impl: str, file: Path, connection_string: str, concurrency: int) -> dict[str, float]:
@@ -147,8 +148,8 @@ def report_size(size_mb: int, best: dict[str, dict[str, float]]) -> None:
     for impl, result in best.items():
         rate = size_mb / result["seconds"]
         ratio = f"  {raw['seconds'] / result['seconds']:.2f}x raw" if raw and impl != "raw" else ""
-        print(f"  {impl:11s} {result['seconds']:7.2f} s  {rate:7.1f} MB/s  peak RSS {result['peak_rss_mb']:6.0f} MB"
-              f"{ratio}")
+        print(f"  {impl:11s} {result['seconds']:7.2f} s  {rate:7.1f} MB/s  client CPU {result['cpu_seconds']:6.1f} s  "
+              f"peak RSS {result['peak_rss_mb']:6.0f} MB{ratio}")
     sys.stdout.flush()
 
 

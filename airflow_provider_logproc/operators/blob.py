@@ -39,7 +39,8 @@ class BlobUploadOperator(BaseOperator):
     :param gzip: gzip each blob (deterministic output: same input, same bytes).
     :param if_exists: ``replace`` (default: a rerun overwrites the same blobs and removes parts an
         earlier, larger run left), ``skip_if_same`` (reads the input once more to compare size and
-        MD5 with what is stored; uploads only what differs, nothing when all is equal) or ``fail``
+        MD5 with what is stored; uploads only what differs, nothing when all is equal; metadata and
+        tags are not compared) or ``fail``
         (raises before sending any byte if a target blob exists).
     :param content_type: default ``application/x-ndjson`` (``application/gzip`` with gzip).
     :param content_encoding: stored as the blob's Content-Encoding (not set by default).
