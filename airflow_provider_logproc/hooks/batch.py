@@ -95,7 +95,7 @@ class AzureBatchJobHook(AzureBatchHook):
         }
 
     async def get_async_conn(self) -> AsyncBatchClient:
-        """The async client; the caller closes it (``async with``) and, for Entra, its credential."""
+        """The async client; the caller closes it (``async with``), then ``close_async_credential()``."""
         conn: Connection = await get_async_connection(self.conn_id, self)
         # ``extra_dejson`` may mask secrets through a synchronous supervisor call on the triggerer's loop.
         extras = json.loads(conn.extra) if conn.extra else {}
@@ -108,4 +108,13 @@ class AzureBatchJobHook(AzureBatchHook):
                 managed_identity_client_id=_extra(extras, "managed_identity_client_id"),
                 workload_identity_tenant_id=_extra(extras, "workload_identity_tenant_id"),
             )
+        # An Entra credential holds its own HTTP session: the caller closes it (close_async_credential).
+        self._async_credential = credential
         return AsyncBatchClient(endpoint=account_url, credential=credential, **self.client_kwargs)
+
+    async def close_async_credential(self) -> None:
+        credential = getattr(self, "_async_credential", None)
+        close = getattr(credential, "close", None)
+        if close is not None:
+            await close()
+        self._async_credential = None

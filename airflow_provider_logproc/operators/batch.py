@@ -71,6 +71,7 @@ if TYPE_CHECKING:
 
 PORTAL_URL_XCOM_KEY = "batch_job_portal_url"
 LOG_TAIL_BYTES = 2048
+LIST_PAGE_SIZE = 1000  # the most Batch returns per page; the pager follows odata.nextLink
 MAX_FAILED_TASK_LOGS = 20
 MAX_ADD_ATTEMPTS = 5
 SERVER_SIDE_TERMINATE_WAIT = 60.0
@@ -533,7 +534,8 @@ def enum_text(value: Any) -> str:
 
 def read_outcome(client: BatchClient, job_id: str) -> JobOutcome:
     """The job's tasks (all pages) reduced to what the result rules need."""
-    return evaluate_tasks(job_id, client.list_tasks(job_id, select=["id", "state", "executionInfo"]))
+    tasks = client.list_tasks(job_id, select=["id", "state", "executionInfo"], max_results=LIST_PAGE_SIZE)
+    return evaluate_tasks(job_id, tasks)
 
 
 def check_outcome(client: BatchClient, outcome: JobOutcome, log: Any, unfinished_hint: str = "") -> JobOutcome:

@@ -119,8 +119,12 @@ class AzureBatchJobTrigger(BaseTrigger):
         except Exception as error:
             yield self._event("error", None, f"Batch job {self.job_id}: cannot build the Batch client: {error}")
             return
-        async with client:
-            yield await self._wait(client)
+        try:
+            async with client:
+                event = await self._wait(client)
+        finally:
+            await hook.close_async_credential()
+        yield event
 
     async def _job_ended(self, client: Any) -> bool:
         """Whether the job has completed (one request); a failed look just says no."""

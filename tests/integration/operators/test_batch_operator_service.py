@@ -369,6 +369,19 @@ def test_deadline_already_past_gives_timeout_after_one_last_look(batch_service, 
     assert batch_service.request_log.count(operation=TASK_COUNTS, since=seq) == 1
 
 
+def test_results_read_every_page_of_the_task_list(batch_service, batch_reset, monkeypatch):
+    import airflow_provider_logproc.operators.batch as batch_operator_module
+
+    monkeypatch.setattr(batch_operator_module, "LIST_PAGE_SIZE", 2)
+    op = operator(tasks=explicit_tasks(5))
+    context = make_context()
+    deferred = defer(op, context)
+    seq = batch_service.request_log.last_seq()
+    result = resume(op, deferred, context)
+    assert [task["id"] for task in result["tasks"]] == [f"t{index:04d}" for index in range(5)]
+    assert batch_service.request_log.count(operation="Tasks_ListTasks", since=seq) == 3
+
+
 def test_delete_on_completion_removes_a_successful_job(batch_service, batch_reset):
     op = operator(tasks=explicit_tasks(2), delete_job_on_completion=True)
     context = make_context()
