@@ -76,11 +76,26 @@ def iter_line_blocks(stream: Any, read_size: int = DEFAULT_READ_SIZE) -> Iterato
         yield bytearray(carry + b"\n"), len(carry) + 1
 
 
-def iter_source_blocks(sources: Iterable[Source], read_size: int = DEFAULT_READ_SIZE) -> Iterator[LineBlock]:
-    """Line-aligned blocks of all sources, one after another (each source ends on a line end)."""
+def iter_raw_blocks(stream: Any, read_size: int = DEFAULT_READ_SIZE) -> Iterator[LineBlock]:
+    """Yield ``stream``'s bytes unchanged in ``read_size`` blocks (any content, not cut at lines)."""
+    while True:
+        buffer = bytearray(read_size)
+        count = _read_into(stream, memoryview(buffer))
+        if count == 0:
+            return
+        yield buffer, count
+
+
+def iter_source_blocks(sources: Iterable[Source], read_size: int = DEFAULT_READ_SIZE, *,
+                       whole_lines: bool = True) -> Iterator[LineBlock]:
+    """All sources' blocks, one source after another.
+
+    ``whole_lines=True``: line-aligned blocks, each source ending on a line end (for splitting JSON
+    lines into parts). ``False``: the bytes exactly as they are (one blob of any content).
+    """
     for source in sources:
         with source.open() as stream:
-            yield from iter_line_blocks(stream, read_size)
+            yield from (iter_line_blocks if whole_lines else iter_raw_blocks)(stream, read_size)
 
 
 Piece = tuple[int, memoryview, int]
@@ -96,7 +111,7 @@ class PartSplitter:
     - ``max_part_bytes=M``: parts of at most M bytes (before gzip), cut at the last line end that
       fits. A single line longer than M goes alone into a part of its own (listed in
       ``oversize_parts``): cutting it would break the record.
-    - neither: everything is part 0.
+    - neither: everything is part 0, blocks passed through as they are (any content).
     """
 
     def __init__(self, *, parts: int | None = None, max_part_bytes: int | None = None,
@@ -124,8 +139,13 @@ class PartSplitter:
 
     @staticmethod
     def _single(blocks: Iterable[LineBlock]) -> Iterator[Piece]:
+        last_byte = b"\n"
         for buffer, end in blocks:
-            yield 0, memoryview(buffer)[:end], buffer.count(b"\n", 0, end)
+            if end:
+                yield 0, memoryview(buffer)[:end], buffer.count(b"\n", 0, end)
+                last_byte = bytes(buffer[end - 1 : end])
+        if last_byte != b"\n":  # a last line without a line end is a record too
+            yield 0, memoryview(b""), 1
 
     def _target(self, index: int, parts: int) -> int:
         return -(-self.total_bytes * (index + 1) // parts)  # ceil without floats

@@ -436,7 +436,8 @@ def _splitter(request: BlobUploadRequest) -> PartSplitter:
 
 
 def _pieces(request: BlobUploadRequest, splitter: PartSplitter) -> Iterator[Piece]:
-    return splitter.split(iter_source_blocks(request.sources, request.read_size))
+    # Parts are JSON lines cut at line ends; a single blob gets the sources' bytes exactly as they are.
+    return splitter.split(iter_source_blocks(request.sources, request.read_size, whole_lines=request.multipart))
 
 
 def _digest_pass(request: BlobUploadRequest) -> list[PartDigest]:

@@ -30,12 +30,14 @@ class BlobUploadOperator(BaseOperator):
     :param source: one URI or a list of URIs (any ``ObjectStoragePath`` scheme, e.g. ``file://``,
         ``abfs://``, ``s3://``), read in order as one stream; never read whole into memory. (templated)
     :param container: the target container. (templated)
-    :param blob_name: write everything to this one blob. (templated)
+    :param blob_name: write the sources' bytes, unchanged and concatenated, to this one blob (any
+        content: JSON lines, Ion, ...). (templated)
     :param prefix: write parts ``<prefix>/part-00000.jsonl`` ... (``.jsonl.gz`` with gzip) and
         ``<prefix>/manifest.json`` last. (templated)
     :param parts: split into at most N parts of about equal size, at line ends (with ``prefix``).
+        (templated; a rendered ``"4"`` is read as 4)
     :param max_part_bytes: split into parts of at most this many bytes before gzip, at line ends;
-        a single line longer than that gets a part of its own (with ``prefix``).
+        a single line longer than that gets a part of its own (with ``prefix``). (templated)
     :param gzip: gzip each blob (deterministic output: same input, same bytes).
     :param if_exists: ``replace`` (default: a rerun overwrites the same blobs and removes parts an
         earlier, larger run left), ``skip_if_same`` (reads the input once more to compare size and
@@ -55,10 +57,12 @@ class BlobUploadOperator(BaseOperator):
     :param source_conn_id: connection for the sources' object storage, when it needs one.
     :param block_size: bytes per staged block.
     :return: the blob URLs (never with a SAS). XCom ``manifest_uri`` (``None`` for a single blob)
-        and ``record_count`` (JSON lines uploaded).
+        and ``record_count`` (lines uploaded; a last line without a line end counts too).
     """
 
-    template_fields: Sequence[str] = ("source", "container", "blob_name", "prefix", "metadata", "tags")
+    template_fields: Sequence[str] = (
+        "source", "container", "blob_name", "prefix", "parts", "max_part_bytes", "metadata", "tags",
+    )
     ui_color = "#0078d4"
 
     def __init__(
@@ -68,8 +72,8 @@ class BlobUploadOperator(BaseOperator):
         container: str,
         blob_name: str | None = None,
         prefix: str | None = None,
-        parts: int | None = None,
-        max_part_bytes: int | None = None,
+        parts: int | str | None = None,
+        max_part_bytes: int | str | None = None,
         gzip: bool = False,
         if_exists: str = "replace",
         content_type: str | None = None,
@@ -122,8 +126,8 @@ class BlobUploadOperator(BaseOperator):
             container=self.container,
             blob_name=self.blob_name,
             prefix=self.prefix,
-            parts=self.parts,
-            max_part_bytes=self.max_part_bytes,
+            parts=optional_int(self.parts, "parts"),
+            max_part_bytes=optional_int(self.max_part_bytes, "max_part_bytes"),
             gzip=self.gzip,
             if_exists=self.if_exists,
             content_type=self.content_type,
@@ -142,6 +146,19 @@ class BlobUploadOperator(BaseOperator):
         ti.xcom_push(key="manifest_uri", value=result.manifest_url)
         ti.xcom_push(key="record_count", value=result.record_count)
         return result.blob_urls
+
+
+def optional_int(value: Any, name: str) -> int | None:
+    """``None``, an int, or the string Jinja renders an int to (``"4"``); anything else is refused."""
+    if value is None or (isinstance(value, str) and value.strip() in ("", "None")):
+        return None
+    if isinstance(value, bool):
+        raise InvalidUploadOptionError(f"{name} must be a positive integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    raise InvalidUploadOptionError(f"{name} must be a positive integer, got {value!r}")
 
 
 def source_uris(source: Any) -> list[str]:

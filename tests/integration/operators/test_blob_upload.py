@@ -240,6 +240,22 @@ def test_fail_refuses_before_reading_or_sending_anything(blob_service_client, bl
         assert blocks == []
 
 
+def test_single_blob_is_byte_exact_for_any_content(blob_service_client, blob_container, tmp_path):
+    """A single blob gets the sources' bytes unchanged (binary Ion archives too): nothing added or cut."""
+    container = blob_container()
+    first, second = tmp_path / "a.ion", tmp_path / "b.ion"
+    first.write_bytes(b"\xe0\x01\x00\xea" + bytes(range(256)) * 4000)  # no newline at the end
+    second.write_bytes(b"\xe0\x01\x00\xea" + b"\x00" * 300_000)  # no newline at all
+    result = run(blob_service_client, [first, second], container=container, blob_name="archive/raw.ion",
+                 content_type="application/ion", block_size=64 * 1024, read_size=32 * 1024)
+    stored = download(blob_service_client, container, "archive/raw.ion")
+    assert stored == first.read_bytes() + second.read_bytes()
+    properties = blob_service_client.get_blob_client(container, "archive/raw.ion").get_blob_properties()
+    assert properties.content_settings.content_type == "application/ion"
+    assert bytes(properties.content_settings.content_md5) == hashlib.md5(stored).digest()
+    assert result.blobs[0].size == len(stored)
+
+
 def test_create_container_and_empty_input(blob_service_client, tmp_path):
     container = f"created-{free_port()}"
     empty = tmp_path / "empty.jsonl"
@@ -368,7 +384,7 @@ def test_dag_run_templates_names_and_pushes_xcom(azurite, blob_service_client, b
     first = write_lines(tmp_path / "a.jsonl", 700)
     second = write_lines(tmp_path / "b.jsonl", 300, start=700)
     with DAG(dag_id=f"blob_upload_{container}", schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
-             start_date=dt.datetime(2024, 1, 1, tzinfo=dt.UTC), catchup=False) as dag:
+             start_date=dt.datetime(2024, 1, 1, tzinfo=dt.UTC), catchup=False, params={"parts": 3}) as dag:
 
         @task
         def staged_files() -> list[str]:
@@ -380,7 +396,7 @@ def test_dag_run_templates_names_and_pushes_xcom(azurite, blob_service_client, b
             source="{{ ti.xcom_pull(task_ids='staged_files') }}",
             container=container,
             prefix="logs/{{ data_interval_start.strftime('%Y/%m/%d') }}",
-            parts=3,
+            parts="{{ params.parts }}",
             metadata={"window": "{{ data_interval_start | ds }}"},
         ).set_upstream(files)
 

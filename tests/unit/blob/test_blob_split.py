@@ -47,6 +47,16 @@ def test_line_blocks_end_on_line_ends_and_keep_long_lines_whole():
     assert any(b"L" * 500 + b"\n" in bytes(buffer[:end]) for buffer, end in blocks), "long line kept whole"
 
 
+def test_single_blob_passes_any_bytes_through_and_counts_a_last_unterminated_line():
+    data = bytes(range(256)) * 50 + b"no newline at the end"  # binary, e.g. Ion
+    sources = [Source(uri="mem://bin", open=lambda: nullcontext(io.BytesIO(data)), size=len(data))]
+    pieces = list(PartSplitter().split(iter_source_blocks(sources, read_size=100, whole_lines=False)))
+    assert b"".join(bytes(piece) for _, piece, _ in pieces) == data, "nothing added, nothing cut"
+    assert all(len(buffer) <= 100 for _, buffer, _ in pieces), "no carry: memory does not grow without newlines"
+    assert sum(lines for _, _, lines in pieces) == data.count(b"\n") + 1
+    assert {index for index, _, _ in pieces} == {0}
+
+
 def test_line_blocks_of_empty_input():
     assert list(iter_line_blocks(io.BytesIO(b""), 16)) == []
 
