@@ -23,11 +23,13 @@ $(AZURITE_STAMP): tools/azurite/package.json tools/azurite/package-lock.json
 	cd tools/azurite && npm ci --no-audit --no-fund --loglevel=error
 	touch $(AZURITE_STAMP)
 
-# Debian tools the tests use as independent second opinions and to look at the report.
+# Debian tools the tests use: GoAccess as an independent second opinion on the analyzer's numbers,
+# Chromium to open the HTML report as a person would (driven by Playwright, without its own browser).
 # Installed only when missing and when we may (root); otherwise those tests say why they skip.
 system-packages:
 	@missing=""; \
 	command -v goaccess >/dev/null || missing="$$missing goaccess"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing Debian packages:$$missing"; \
