@@ -299,6 +299,11 @@ class Aggregate:
         self._flush_latency()
         return self
 
+    def count_too_long(self, source: str, lineno: int, start: bytes) -> None:
+        """A line too long to hold in memory: counted and sampled by its start."""
+        self.lines += 1
+        self._keep_invalid(source, lineno, start, InvalidRecord("line_too_long", "line too long to analyse"))
+
     def _keep_invalid(self, source: str, lineno: int, line: bytes, problem: InvalidRecord) -> None:
         self.invalid_reasons[problem.reason] += 1
         if self.invalid_sink is not None:

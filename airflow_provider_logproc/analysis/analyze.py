@@ -25,6 +25,7 @@ from airflow_provider_logproc.analysis.aggregate import Aggregate
 from airflow_provider_logproc.analysis.fields import FieldMapping
 
 CHUNK_BYTES = 4 << 20
+MAX_LINE_BYTES = 64 << 20
 # Below this size a file is not worth splitting: a worker process costs a few milliseconds.
 SPLIT_MIN_BYTES = 8 << 20
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -76,15 +77,30 @@ def _iter_blocks(handle: IO[bytes] | gzip.GzipFile, limit: int | None) -> Iterat
 
 
 def ingest_blocks(aggregate: Aggregate, blocks: Iterable[bytes], source: str) -> int:
-    """Feed byte blocks (arbitrary cuts) to ``aggregate`` line by line; returns the number of lines."""
+    """Feed byte blocks (arbitrary cuts) to ``aggregate`` line by line; returns the number of lines.
+
+    A line longer than MAX_LINE_BYTES is counted as invalid (``line_too_long``) and skipped without
+    being held in memory, so a file without newlines cannot exhaust a Batch node.
+    """
     tail = b""
     lines_seen = 0
+    skipping = False  # inside a line already counted as too long
     for block in blocks:
         lines = block.split(b"\n")
+        if skipping:
+            if len(lines) == 1:
+                continue
+            lines.pop(0)  # the end of the long line
+            skipping = False
         lines[0] = tail + lines[0]
         tail = lines.pop()
         aggregate.ingest_lines(lines, source=source, first_line=lines_seen + 1)
         lines_seen += len(lines)
+        if len(tail) > MAX_LINE_BYTES:
+            lines_seen += 1
+            aggregate.count_too_long(source, lines_seen, tail[:1024])
+            tail = b""
+            skipping = True
     if tail:
         aggregate.ingest_lines([tail], source=source, first_line=lines_seen + 1)
         lines_seen += 1
@@ -115,14 +131,28 @@ def _run_task(task: _Task, mapping: FieldMapping, invalid_part: str | None = Non
     return aggregate, lines
 
 
+def _next_line_start(handle: IO[bytes], offset: int) -> int:
+    """The offset just after the first newline at or after ``offset`` (end of file if none).
+
+    Reads in small pieces: ``readline()`` would hold a whole (possibly huge) line in memory.
+    """
+    handle.seek(offset)
+    while True:
+        piece = handle.read(1 << 16)
+        if not piece:
+            return handle.tell()
+        newline = piece.find(b"\n")
+        if newline >= 0:
+            return offset + newline + 1
+        offset += len(piece)
+
+
 def _line_boundaries(path: str, size: int, parts: int) -> list[int]:
     """Offsets that cut ``path`` into ``parts`` ranges, each starting at the beginning of a line."""
     cuts = [0]
     with open(path, "rb") as handle:
         for index in range(1, parts):
-            handle.seek(max(cuts[-1], size * index // parts))
-            handle.readline()  # finish the line we landed in
-            offset = handle.tell()
+            offset = _next_line_start(handle, max(cuts[-1], size * index // parts))
             if offset >= size:
                 break
             if offset > cuts[-1]:

@@ -161,3 +161,22 @@ def test_every_invalid_line_is_kept_aside_with_whole_file_line_numbers(
     assert all(e["reason"] == "not_utf8" and e["source"] == str(path) for e in entries)
     assert base64.b64decode(entries[1]["raw_base64"]) == b"\xff\xfe broken 1700"
     assert sorted(tmp_path.iterdir()) == sorted([path, quarantine])  # no task parts left behind
+
+
+def test_a_line_too_long_is_counted_and_skipped_without_holding_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(analyze_module, "CHUNK_BYTES", 1000)
+    monkeypatch.setattr(analyze_module, "MAX_LINE_BYTES", 2500)
+    good = b'{"timestamp": 0, "client_ip": "192.0.2.1", "status": 200}'
+    path = tmp_path / "x.log"
+    path.write_bytes(b"\n".join([good, b"x" * 10_000, good, b"y" * 2400, b"z" * 5000]))  # no final newline
+    aggregate = analyze_paths([path], workers=1)
+    assert aggregate.lines == 5
+    assert aggregate.valid == 2
+    assert dict(aggregate.invalid_reasons) == {"line_too_long": 2, "unrecognised_line": 1}
+    assert [(e.line, e.reason) for e in aggregate.invalid_sample] == [
+        (2, "line_too_long"), (4, "unrecognised_line"), (5, "line_too_long")]
+    monkeypatch.setattr(analyze_module, "SPLIT_MIN_BYTES", 1)  # cut points fall inside the long lines
+    split = analyze_paths([path], workers=3)
+    assert split.to_partial() == aggregate.to_partial()
