@@ -4,8 +4,8 @@
 ``logproc-merge PARTIAL... --output-dir DIR``         merge partials into summary.json and report.html.
 
 Exit status: 0 when every input was used (bad lines inside an input are counted, not fatal); 1 when an
-input is missing, unreadable or (for merge) not a partial, with a message on stderr naming it; 2 for
-a bad command line (argparse).
+input is missing, unreadable or (for merge) not a partial, or an output cannot be written, with a
+message on stderr naming it; 2 for a bad command line (argparse).
 """
 
 from __future__ import annotations
@@ -76,8 +76,12 @@ def analyze_main(argv: Sequence[str] | None = None) -> int:
         mapping = FieldMapping.parse(args.field)
     except ValueError as exc:
         parser.error(str(exc))
-    if args.invalid_output:
-        Path(args.invalid_output).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if args.invalid_output:
+            Path(args.invalid_output).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.invalid_output).touch()
+    except OSError as exc:
+        return _fail(parser.prog, f"cannot write {args.invalid_output}: {exc.strerror or exc}")
     try:
         aggregate = analyze_paths(args.inputs, mapping=mapping, workers=args.workers,
                                   invalid_output=args.invalid_output)
@@ -87,7 +91,10 @@ def analyze_main(argv: Sequence[str] | None = None) -> int:
     if args.output == "-":
         sys.stdout.buffer.write(document)
     else:
-        _write_atomically(Path(args.output), document)
+        try:
+            _write_atomically(Path(args.output), document)
+        except OSError as exc:
+            return _fail(parser.prog, f"cannot write {args.output}: {exc.strerror or exc}")
     print(f"{parser.prog}: {aggregate.lines} lines, {aggregate.valid} valid, {aggregate.invalid} invalid "
           f"-> {args.output}", file=sys.stderr)
     return 0
@@ -111,8 +118,11 @@ def merge_main(argv: Sequence[str] | None = None) -> int:
         return _fail(parser.prog, f"partial {exc.path}: {exc.problem}")
     summary = summarize(merge_aggregates(aggregates), top_n=args.top)
     out = Path(args.output_dir)
-    _write_atomically(out / "summary.json", _dump(summary))
-    _write_atomically(out / "report.html", render_report(summary, title=args.title).encode())
+    try:
+        _write_atomically(out / "summary.json", _dump(summary))
+        _write_atomically(out / "report.html", render_report(summary, title=args.title).encode())
+    except OSError as exc:
+        return _fail(parser.prog, f"cannot write to {out}: {exc.strerror or exc}")
     anomalies = len(summary["anomalies"]["hours"]) + len(summary["anomalies"]["ips"])
     print(f"{parser.prog}: {len(aggregates)} partials, {summary['totals']['valid']} valid records, "
           f"{anomalies} anomalies -> {out / 'summary.json'}, {out / 'report.html'}", file=sys.stderr)

@@ -159,3 +159,17 @@ def test_module_entry_point_dispatches(tmp_path: Path) -> None:
                            capture_output=True, text=True, timeout=60)
     assert usage.returncode == 2
     assert "analyze,merge" in usage.stderr
+
+
+def test_an_unwritable_output_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "x.jsonl"
+    log.write_bytes(b'{"timestamp": 0, "client_ip": "192.0.2.1", "status": 200}\n')
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a directory is expected")
+    assert analyze_main([str(log), "-o", str(blocker / "p.json")]) == 1
+    assert f"cannot write {blocker / 'p.json'}" in capsys.readouterr().err
+    assert analyze_main([str(log), "-o", str(tmp_path / "p.json"), "--invalid-output", str(blocker / "i")]) == 1
+    assert "cannot write" in capsys.readouterr().err
+    assert analyze_main([str(log), "-o", str(tmp_path / "p.json")]) == 0
+    assert merge_main([str(tmp_path / "p.json"), "-d", str(blocker / "out")]) == 1
+    assert "cannot write to" in capsys.readouterr().err
