@@ -120,6 +120,8 @@ class AzureBatchJobOperator(BaseOperator):
     :param wasb_conn_id: issue short-lived SAS from this ``wasb`` connection (read for inputs,
         create/write for the output container). Without it inputs are used as given.
     :param output_container: container where tasks upload ``{output_dir}`` (needs ``wasb_conn_id``).
+    :param create_output_container: create ``output_container`` when it does not exist (Batch does not:
+        its uploads fail with ``ContainerNotFound``).
     :param output_prefix: blob prefix for the outputs (default: the job id); each task writes under
         ``<prefix>/<task id>/``.
     :param timeout: how long to wait for the tasks; then the job is terminated and the task fails.
@@ -158,6 +160,7 @@ class AzureBatchJobOperator(BaseOperator):
         wasb_conn_id: str | None = None,
         output_container: str | None = None,
         output_prefix: str | None = None,
+        create_output_container: bool = True,
         timeout: timedelta | float = timedelta(hours=2),
         poll_interval: float = 15,
         delete_job_on_completion: bool = False,
@@ -188,6 +191,7 @@ class AzureBatchJobOperator(BaseOperator):
             raise ValueError(f"{self.task_id}: timeout must be positive")
         self.poll_interval = float(poll_interval)
         self.delete_job_on_completion = delete_job_on_completion
+        self.create_output_container = create_output_container
         self.transient_error_budget = float(transient_error_budget)
         self.deferrable = deferrable
         self._active_job_id: str | None = None
@@ -296,6 +300,14 @@ class AzureBatchJobOperator(BaseOperator):
     def _output_destination(self, job_id: str, expiry: timedelta) -> OutputDestination | None:
         if not self.output_container:
             return None
+        if self.create_output_container:
+            from azure.core.exceptions import ResourceExistsError
+
+            try:
+                self._wasb_client.create_container(self.output_container)
+                self.log.info("created the output container %s", self.output_container)
+            except ResourceExistsError:
+                pass
         sas_url = container_sas_url(
             self._wasb_client, self.output_container, permission=OUTPUT_SAS_PERMISSION, expiry=expiry
         )

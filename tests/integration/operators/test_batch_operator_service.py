@@ -155,6 +155,17 @@ def test_fan_out_over_five_parts_lists_the_outputs(batch_service, batch_reset, p
     assert "sp=cw&" in task.output_files[0].destination.container.container_url
 
 
+def test_a_missing_output_container_is_created_before_the_tasks_upload(batch_service, batch_reset, parts,
+                                                                     blob_service_client):
+    inputs = parts(["1\n", "2\n2\n"])
+    results = f"fresh-{uuid.uuid4().hex[:10]}"  # not created: Batch's uploads would answer ContainerNotFound
+    op = operator(fan_out_inputs=inputs, task_template=TEMPLATE, wasb_conn_id="wasb_default",
+                  output_container=results, output_prefix="partials")
+    context = make_context()
+    result = resume(op, defer(op, context), context)
+    assert [result_of(results, blob_service_client, url)["lines"] for url in result["outputs"]] == [1, 2]
+
+
 def test_non_deferrable_mode_waits_inline_with_the_same_rules(batch_service, batch_reset, parts):
     inputs = parts(["a\n", "FAIL\n"])
     op = operator(fan_out_inputs=inputs, task_template=TEMPLATE, deferrable=False, wasb_conn_id="wasb_default")
