@@ -67,12 +67,10 @@ class LogprocFileNotifier(BaseNotifier):
         self.details = details or {}
 
     def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
-        # DAG-level callbacks get a SerializedDAG, which has no template environment of its own
-        # (Airflow 3.3, e.g. under `airflow dags test`): render with the default environment then.
-        dag = context.get("dag")
-        if jinja_env is None and dag is not None and not hasattr(dag, "get_template_env"):
-            jinja_env = self.get_template_env(dag=None)
-        super().render_template_fields(context, jinja_env)
+        # Render with a plain text environment: a DAG that renders templates as native objects would turn
+        # "window {{ data_interval_start }}" into a failed concatenation, and a SerializedDAG handed to
+        # DAG-level callbacks (e.g. under `airflow dags test`) has no template environment at all.
+        super().render_template_fields(context, jinja_env or self.get_template_env(dag=None))
 
     def notify(self, context: Any) -> None:
         ti = context.get("ti") or context.get("task_instance")

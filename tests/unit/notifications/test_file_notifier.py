@@ -43,3 +43,14 @@ def test_dag_callbacks_with_a_serialized_dag_still_render(tmp_path):
     LogprocFileNotifier(message="{{ run_id }} failed", path=str(target))(
         {"dag": SimpleNamespace(dag_id="logproc_daily"), "run_id": "manual__1"})
     assert json.loads(target.read_text())["message"] == "manual__1 failed"
+
+
+def test_a_dag_rendering_native_objects_still_gets_a_text_message(tmp_path):
+    import datetime as dt
+
+    native_dag = DAG(dag_id="native", schedule=None, render_template_as_native_obj=True)
+    target = tmp_path / "notes.jsonl"
+    start = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    LogprocFileNotifier(message="window {{ data_interval_start }} to {{ data_interval_end }}", path=str(target))(
+        {"dag": native_dag, "data_interval_start": start, "data_interval_end": start + dt.timedelta(days=1)})
+    assert json.loads(target.read_text())["message"] == "window 2026-03-01 00:00:00+00:00 to 2026-03-02 00:00:00+00:00"
