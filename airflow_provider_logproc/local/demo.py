@@ -91,10 +91,16 @@ def fetch_results(stack: LocalStack, day: dt.date, out_dir: Path) -> dict[str, A
 
 
 def headline(summary: dict[str, Any]) -> str:
-    totals = summary.get("totals", {})
-    parts = [f"{key}={value}" for key, value in totals.items() if isinstance(value, int | float)]
-    anomalies = summary.get("anomalies", [])
-    return ", ".join(parts[:8]) + f"; anomalies: {len(anomalies) if isinstance(anomalies, list) else anomalies}"
+    from airflow_provider_logproc.operators.report import headline as counters
+
+    numbers = counters(summary)
+    pipeline = summary.get("pipeline") or {}
+    kept_aside = (pipeline.get("undecodable_records") or 0) + (pipeline.get("invalid_records") or 0)
+    messages = [a["message"] for items in summary["anomalies"].values() for a in items]
+    text = (f"{numbers['valid']} records analysed, {kept_aside} bad records kept aside, "
+            f"{numbers['unique_ips']} client IPs, {numbers['client_errors']} 4xx, {numbers['server_errors']} 5xx, "
+            f"{numbers['anomalies']} anomalies")
+    return text + "".join(f"\n    anomaly: {message}" for message in messages)
 
 
 def main(argv: list[str] | None = None) -> int:
