@@ -84,7 +84,22 @@ def _templated(value: Any) -> Any:
     return value
 
 
-PIPELINE_MACROS = {"logproc_window_path": window_path}
+def batch_job_id(topic: str, start: Any, end: Any, run_id: str, content_fingerprint: str | None) -> str:
+    """``logproc-<topic>-<window>-<fingerprint>``: one Batch job per window *and* input content.
+
+    A retry, or a rerun over identical parts, finds the job it created and re-attaches; parts that
+    changed (late records, a fixed parser) get a job of their own instead of the stale results.
+    """
+    from airflow_provider_logproc.batch_jobs import sanitize_batch_id
+
+    if start is not None and end is not None and start != end:
+        window = window_path(start, end).replace("/", "")
+    else:  # event-driven runs have no window of their own
+        window = run_id
+    return sanitize_batch_id(f"logproc-{topic}-{window}-{(content_fingerprint or 'none')[:8]}")
+
+
+PIPELINE_MACROS = {"logproc_window_path": window_path, "logproc_batch_job_id": batch_job_id}
 
 # Jinja snippets for the names every task derives from the run's window.
 WINDOW_PATH = "{{ logproc_window_path(data_interval_start, data_interval_end) }}"
@@ -149,6 +164,8 @@ def add_analysis_steps(
     analyze = AzureBatchJobOperator(
         task_id="analyze",
         pool_id="{{ params.pool_id }}",
+        job_id="{{ logproc_batch_job_id(params.topic, data_interval_start, data_interval_end, run_id, "
+        "ti.xcom_pull(task_ids='upload_parts', key='content_fingerprint')) }}",
         fan_out_inputs=_templated(upload_parts.output),
         task_template={
             "command": [*analyzer_command(), "{input_file}", "--output", "{output_dir}/partial.json"],

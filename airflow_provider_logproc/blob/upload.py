@@ -216,6 +216,18 @@ class UploadResult:
     def record_count(self) -> int:
         return sum(blob.records for blob in self.blobs)
 
+    @property
+    def content_fingerprint(self) -> str:
+        """A short digest of what was uploaded (names and MD5s): same content, same fingerprint.
+
+        Downstream steps key their work on it, e.g. a Batch job id, so a rerun over identical parts
+        re-attaches to the finished job while changed parts get a job of their own.
+        """
+        digest = hashlib.sha256()
+        for blob in self.blobs:
+            digest.update(f"{blob.name}\0{blob.md5.hex()}\n".encode())
+        return digest.hexdigest()[:16]
+
 
 def build_manifest(request: BlobUploadRequest, blobs: Sequence[UploadedBlob]) -> bytes:
     """The manifest of a multi-part upload: deterministic (no timestamps), so reruns compare equal."""

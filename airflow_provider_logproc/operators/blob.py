@@ -57,7 +57,8 @@ class BlobUploadOperator(BaseOperator):
     :param source_conn_id: connection for the sources' object storage, when it needs one.
     :param block_size: bytes per staged block.
     :return: the blob URLs (never with a SAS). XCom ``manifest_uri`` (``None`` for a single blob)
-        and ``record_count`` (lines uploaded; a last line without a line end counts too).
+        and ``record_count`` (lines uploaded; a last line without a line end counts too), and
+        ``content_fingerprint`` (a digest of the blobs' names and MD5s).
     """
 
     template_fields: Sequence[str] = (
@@ -145,6 +146,7 @@ class BlobUploadOperator(BaseOperator):
         ti = context["ti"]
         ti.xcom_push(key="manifest_uri", value=result.manifest_url)
         ti.xcom_push(key="record_count", value=result.record_count)
+        ti.xcom_push(key="content_fingerprint", value=result.content_fingerprint)
         return result.blob_urls
 
 

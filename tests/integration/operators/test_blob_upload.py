@@ -182,6 +182,7 @@ def test_skip_if_same_uploads_nothing_when_equal_and_only_what_changed(blob_serv
     assert etags(blob_service_client, container, PREFIX) == before
     assert again.blob_urls == first.blob_urls and again.record_count == 3_000
     assert again.manifest_url == first.manifest_url
+    assert again.content_fingerprint == first.content_fingerprint
 
     # Append records: the earlier full parts are identical and stay untouched.
     with source.open("ab") as out:
@@ -193,6 +194,7 @@ def test_skip_if_same_uploads_nothing_when_equal_and_only_what_changed(blob_serv
     assert all(after[name] == before[name] for name in untouched)
     assert after[f"{PREFIX}/manifest.json"] != before[f"{PREFIX}/manifest.json"]
     assert changed.record_count == 3_500
+    assert changed.content_fingerprint != first.content_fingerprint
     manifest = json.loads(download(blob_service_client, container, f"{PREFIX}/manifest.json"))
     assert manifest["record_count"] == 3_500 and manifest["part_count"] == len(changed.blobs)
 

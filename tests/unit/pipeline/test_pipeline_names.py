@@ -39,3 +39,17 @@ def test_window_retained(earliest, held):
 def test_analyzer_command_is_split_without_a_shell(monkeypatch):
     monkeypatch.setenv("LOGPROC_ANALYZER_COMMAND", "/opt/py/bin/python -m 'my analyzer'")
     assert analyzer_command() == ["/opt/py/bin/python", "-m", "my analyzer"]
+
+
+def test_batch_job_id_depends_on_topic_window_and_content():
+    from airflow_provider_logproc.pipeline import batch_job_id
+
+    start, end = dt.datetime(2026, 3, 1, tzinfo=UTC), dt.datetime(2026, 3, 2, tzinfo=UTC)
+    base = batch_job_id("access-logs", start, end, "scheduled__x", "0123456789abcdef")
+    assert base == "logproc-access-logs-20260301-01234567"
+    assert batch_job_id("access-logs", start, end, "manual__y", "0123456789abcdef") == base  # same work, same job
+    assert batch_job_id("other.topic", start, end, "r", "0123456789abcdef") != base
+    assert batch_job_id("access-logs", start, end, "r", "fedcba9876543210") != base
+    event = batch_job_id("t", None, None, "asset_triggered__2026-03-01T10:00:00+00:00", "ab")
+    assert len(event) <= 64
+    assert all(c.isalnum() or c in "-_" for c in event)
