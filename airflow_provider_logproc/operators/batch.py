@@ -333,18 +333,28 @@ class AzureBatchJobOperator(BaseOperator):
         return self._reattach(job_id, job, None)
 
     def _create_job(self, context: Context, job_id: str) -> bool:
-        """Create the job; False if it exists already (another attempt created it meanwhile)."""
-        try:
-            self.client.create_job(self._job_options(context, job_id))
-            return True
-        except ResourceExistsError:
-            return False
-        except (ServiceRequestError, ServiceResponseError):
-            # The SDK does not retry a POST whose answer was lost: the job may exist now. Look first.
-            if self._get_job(job_id) is not None:
+        """Create the job; False if it exists already (another attempt created it meanwhile).
+
+        Throttling (429) and server errors are retried here like a lost answer: the SDK does not
+        retry this POST, and failing the Airflow task would wait a whole retry delay for a burst
+        that lasts seconds.
+        """
+        for attempt in range(1, MAX_ADD_ATTEMPTS + 1):
+            try:
+                self.client.create_job(self._job_options(context, job_id))
+                return True
+            except ResourceExistsError:
                 return False
-            self.client.create_job(self._job_options(context, job_id))
-            return True
+            except (ServiceRequestError, ServiceResponseError, HttpResponseError) as error:
+                if not is_transient(error) or attempt == MAX_ADD_ATTEMPTS:
+                    raise
+                self.log.warning("Batch job %s: creating the job failed (%s): trying again", job_id,
+                                 type(error).__name__)
+                # The answer may have been lost after the job was created: look first.
+                if self._get_job(job_id) is not None:
+                    return False
+                time.sleep(min(2**attempt, 10))
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     def _reattach(self, job_id: str, job: Any, specs: list[dict[str, Any]] | None) -> bool:
         pool_id = job.pool_info.pool_id if job.pool_info else None
