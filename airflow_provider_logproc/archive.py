@@ -76,8 +76,13 @@ def archive_exists(container: str, blob_name: str, wasb_conn_id: str = "wasb_def
     return bool(client.exists())
 
 
-def download_archive(container: str, blob_name: str, target_uri: str, wasb_conn_id: str = "wasb_default") -> str:
-    """Stream the archived window to ``target_uri`` (atomically: a temp name, then a rename)."""
+def download_archive(
+    container: str, blob_name: str, target_uri: str, wasb_conn_id: str = "wasb_default"
+) -> tuple[str, dict[str, str]]:
+    """Stream the archived window to ``target_uri`` (atomically: a temp name, then a rename).
+
+    Returns the target and the archive's metadata (the counters its run recorded beside it).
+    """
     from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
     from airflow.sdk import ObjectStoragePath
 
@@ -89,8 +94,9 @@ def download_archive(container: str, blob_name: str, target_uri: str, wasb_conn_
         for chunk in client.download_blob(max_concurrency=2).chunks():
             out.write(chunk)
     partial.rename(target)
-    log.info("restored the archived window %s/%s to %s", container, blob_name, target_uri)
-    return str(target)
+    metadata = dict(client.get_blob_properties().metadata or {})
+    log.info("restored the archived window %s/%s to %s (%s)", container, blob_name, target_uri, metadata)
+    return str(target), metadata
 
 
 __all__ = [

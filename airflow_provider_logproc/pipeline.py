@@ -99,7 +99,27 @@ def batch_job_id(topic: str, start: Any, end: Any, run_id: str, content_fingerpr
     return sanitize_batch_id(f"logproc-{topic}-{window}-{(content_fingerprint or 'none')[:8]}")
 
 
-PIPELINE_MACROS = {"logproc_window_path": window_path, "logproc_batch_job_id": batch_job_id}
+def first_xcom(ti: Any, task_ids: list[str], key: str) -> Any:
+    """The first of ``task_ids`` that pushed ``key`` (branches: consume or restore_from_archive)."""
+    for task_id in task_ids:
+        value = ti.xcom_pull(task_ids=task_id, key=key)
+        if value is not None:
+            return value
+    return None
+
+
+# XCom key of the consume step → metadata name on the archived window.
+ARCHIVE_COUNTERS = {
+    "record_count": "consumed_records",
+    "dead_letter_count": "undecodable_records",
+    "dead_letter_uri": "undecodable_records_file",
+}
+
+PIPELINE_MACROS = {
+    "logproc_window_path": window_path,
+    "logproc_batch_job_id": batch_job_id,
+    "logproc_first_xcom": first_xcom,
+}
 
 # Jinja snippets for the names every task derives from the run's window.
 WINDOW_PATH = "{{ logproc_window_path(data_interval_start, data_interval_end) }}"
@@ -128,16 +148,24 @@ def restore_from_archive(params: dict[str, Any] | None = None, **context: Any) -
     assert params is not None
     start, end = context["data_interval_start"], context["data_interval_end"]
     target = f"{staging_base()}/{context['dag'].dag_id}/{params['topic']}/{window_path(start, end)}/raw.ion"
-    return download_archive(params["archive_container"], f"{params['topic']}/{window_path(start, end)}/raw.ion",
-                            target)
+    uri, metadata = download_archive(
+        params["archive_container"], f"{params['topic']}/{window_path(start, end)}/raw.ion", target)
+    # The counters the archiving run recorded, so the report of a restored window reads the same.
+    for key, name in ARCHIVE_COUNTERS.items():
+        value = metadata.get(name)
+        if value in (None, "", "None"):
+            context["ti"].xcom_push(key=key, value=None)
+        else:
+            context["ti"].xcom_push(key=key, value=int(value) if value.isdigit() else value)
+    return uri
 
 
-def pipeline_counts(consume_task_id: str) -> dict[str, str]:
+def pipeline_counts(*source_task_ids: str) -> dict[str, str]:
     """Templates of the earlier steps' counters, so the report accounts for every record read."""
     return {
-        "consumed_records": f"{{{{ ti.xcom_pull(task_ids='{consume_task_id}', key='record_count') }}}}",
-        "undecodable_records": f"{{{{ ti.xcom_pull(task_ids='{consume_task_id}', key='dead_letter_count') }}}}",
-        "undecodable_records_file": f"{{{{ ti.xcom_pull(task_ids='{consume_task_id}', key='dead_letter_uri') }}}}",
+        "consumed_records": f"{{{{ logproc_first_xcom(ti, {list(source_task_ids)}, 'record_count') }}}}",
+        "undecodable_records": f"{{{{ logproc_first_xcom(ti, {list(source_task_ids)}, 'dead_letter_count') }}}}",
+        "undecodable_records_file": f"{{{{ logproc_first_xcom(ti, {list(source_task_ids)}, 'dead_letter_uri') }}}}",
         "invalid_records": "{{ ti.xcom_pull(task_ids='to_json', key='invalid_count') }}",
         "invalid_records_file": "{{ ti.xcom_pull(task_ids='to_json', key='invalid_uri') }}",
         "records_analysed": "{{ ti.xcom_pull(task_ids='to_json', key='record_count') }}",
@@ -222,6 +250,8 @@ def build_daily_pipeline() -> None:
         blob_name=f"{TOPIC}/{WINDOW_PATH}/raw.ion",
         content_type="application/ion",
         create_container=True,
+        metadata={name: f"{{{{ ti.xcom_pull(task_ids='consume', key='{key}') }}}}"
+                  for key, name in ARCHIVE_COUNTERS.items()},
     )
     restored = restore_from_archive()
     to_json = IonToJsonOperator(
@@ -232,7 +262,10 @@ def build_daily_pipeline() -> None:
         trigger_rule="none_failed_min_one_success",
     )
     upload_parts, _analyze, _report = add_analysis_steps(
-        to_json, blob_prefix=f"{TOPIC}/{WINDOW_PATH}", pipeline_counts=pipeline_counts("consume"))
+        to_json,
+        blob_prefix=f"{TOPIC}/{WINDOW_PATH}",
+        pipeline_counts=pipeline_counts("consume", "restore_from_archive"),
+    )
 
     wait_for_window >> source >> [consume, restored]
     consume >> archive_raw

@@ -152,7 +152,7 @@ def test_a_day_past_retention_is_served_from_the_archive(stack, kafka_topic, blo
     assert states["restore_from_archive"] == "success"
     assert states["consume"] == "skipped"
     again, again_digests = results(blob_service_client, topic, DAY)
-    # The parts uploaded from the restored window are the very bytes uploaded from Kafka the first time.
+    # The parts uploaded from the restored window are the very bytes uploaded from Kafka the first time,
+    # and the summary (with the counters archived beside the window) reads the same.
     assert again_digests == first_digests
-    first.pop("pipeline"), again.pop("pipeline")
     assert again == first
