@@ -18,6 +18,7 @@ as a separate column. Peaks shorter than 0.2 s can be missed. Not a CI test: a b
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -35,8 +36,6 @@ import psutil
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
-
-import contextlib
 
 from airflow_provider_logproc import sample_logs  # noqa: E402
 from airflow_provider_logproc.local.demo import _create_topic, airflow_environment  # noqa: E402
