@@ -9,6 +9,7 @@ import gzip
 import json
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
@@ -97,7 +98,8 @@ def test_truncated_gzip_part_fails_clearly_and_writes_no_partial(tmp_path):
     "product bug (consume/ion_json.py, iter_ion): the Ion C reader is called with "
     "text_buffer_size_limit=None and fails with IERR_BUFFER_TOO_SMALL on a value over its default "
     "text buffer; passing a limit (e.g. 64 MiB) fixes it. Remove this mark once fixed."))
-def test_a_5mb_record_goes_from_kafka_to_json_lines(kafka_broker, kafka_topic, session_dir):
+@pytest.mark.parametrize("size", [64 * 1024, 5 * 1024 * 1024], ids=["64kB", "5MB"])
+def test_a_large_record_goes_from_kafka_to_json_lines(kafka_broker, kafka_topic, session_dir, size):
     import orjson
     from confluent_kafka import Producer
 
@@ -108,7 +110,7 @@ def test_a_5mb_record_goes_from_kafka_to_json_lines(kafka_broker, kafka_topic, s
     start = dt.datetime(2026, 3, 20, tzinfo=dt.UTC)
     inside = int(start.timestamp() * 1000) + 3_600_000
     big = orjson.dumps({"timestamp": inside, "client_ip": "10.9.9.9", "method": "GET",
-                        "path": "/" + "x" * (5 * 1024 * 1024), "status": 200, "bytes": 1})
+                        "path": "/" + "x" * size, "status": 200, "bytes": 1})
     small = orjson.dumps({"timestamp": inside + 1, "client_ip": "10.9.9.8", "method": "GET", "path": "/",
                           "status": 200, "bytes": 1})
     failures: list[Any] = []
@@ -126,3 +128,42 @@ def test_a_5mb_record_goes_from_kafka_to_json_lines(kafka_broker, kafka_topic, s
                       validate_records=True).execute(context)  # type: ignore[arg-type]
     lines = (out / "raw.jsonl").read_bytes().splitlines()
     assert [orjson.loads(line) for line in lines] == [orjson.loads(big), orjson.loads(small)]
+
+
+# --- item 6: a Batch task that runs past its wall-clock limit -------------------------------------------
+
+SLOW = "import sys, time; print('started the slow part', file=sys.stderr, flush=True); time.sleep(60)"
+
+
+def test_a_batch_task_past_its_wall_clock_limit_fails_the_airflow_task_with_its_stderr(
+        batch_service, batch_reset, azurite, blob_service_client, blob_container, caplog, capsys):
+    import logging
+
+    from airflow.providers.common.compat.sdk import AirflowException
+    from airflow.sdk import DAG
+
+    from airflow_provider_logproc.operators.batch import AzureBatchJobOperator
+
+    logs = blob_container("logs")
+    name = "app/2026/03/02/part-00000.jsonl"
+    blob_service_client.get_blob_client(logs, name).upload_blob(b'{"a": 1}\n')
+    with DAG(f"faults_{uuid.uuid4().hex[:8]}", schedule=None):
+        operator = AzureBatchJobOperator(
+            task_id="analyze", pool_id=batch_service.pool_id, poll_interval=0.3, deferrable=False,
+            fan_out_inputs=[f"{azurite.blob_endpoint}/{logs}/{name}"],
+            task_template={"command": [sys.executable, "-c", SLOW, "{input_file}"],
+                           "constraints": {"max_wall_clock_time": "PT2S", "max_task_retry_count": 0}},
+            wasb_conn_id="wasb_default")
+    start = dt.datetime(2026, 3, 2, tzinfo=dt.UTC)
+    context = {"data_interval_start": start, "data_interval_end": start + dt.timedelta(days=1),
+               "dag_run": SimpleNamespace(run_id=f"faults-{uuid.uuid4().hex[:8]}"), "ti": RecordingTaskInstance()}
+    started = time.monotonic()
+    with caplog.at_level(logging.INFO), pytest.raises(AirflowException) as failure:
+        operator.execute(context)  # type: ignore[arg-type]
+    took = time.monotonic() - started
+    log = caplog.text + capsys.readouterr().out
+    print(f"wall-clock case: failed after {took:.1f} s: {failure.value}")
+    assert took < 30
+    assert "1 of 1 task(s) failed: part-00000" in str(failure.value)
+    assert "started the slow part" in log  # the stderr tail
+    assert "sig=" not in log and "sig=" not in str(failure.value)
