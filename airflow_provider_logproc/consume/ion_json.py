@@ -272,11 +272,18 @@ except ImportError:  # pragma: no cover - wheels without the extension
     _ionc = None
 
 
+# The C reader refuses Ion *text* values longer than its buffer limit (default: tens of kB) with
+# IERR_BUFFER_TOO_SMALL; log records can be megabytes. The limit is a ceiling, not an allocation.
+TEXT_VALUE_LIMIT_BYTES = 256 * 1024 * 1024
+
+
 def iter_ion(source: IO[bytes] | io.RawIOBase) -> Iterator[Any]:
     """Top-level values of an Ion stream, read lazily in 8 KiB blocks with the bare value model."""
     if _ionc is not None:
-        return iter(_ionc.ionc_read(source, value_model=BARE_VALUE_MODEL.value, text_buffer_size_limit=None))
-    return simpleion.load(source, single_value=False, parse_eagerly=False, value_model=BARE_VALUE_MODEL)
+        return iter(_ionc.ionc_read(source, value_model=BARE_VALUE_MODEL.value,
+                                    text_buffer_size_limit=TEXT_VALUE_LIMIT_BYTES))
+    return simpleion.load(source, single_value=False, parse_eagerly=False, value_model=BARE_VALUE_MODEL,
+                          text_buffer_size_limit=TEXT_VALUE_LIMIT_BYTES)
 
 
 def convert_ion_to_json(

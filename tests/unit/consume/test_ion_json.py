@@ -136,3 +136,16 @@ def test_unknown_time_zone():
     with pytest.raises(ValueError, match="unknown time zone 'Mars/Base'"):
         resolve_timezone("Mars/Base")
     assert resolve_timezone("utc") is dt.UTC
+
+
+@pytest.mark.parametrize("size", [16 * 1024, 70 * 1024, 5 * 1024 * 1024])
+def test_long_values_in_text_and_binary_ion(size):
+    from airflow_provider_logproc.consume.loop import BinaryEnvelopeEncoder, TextEnvelopeEncoder
+
+    value = orjson.dumps({"path": "/" + "x" * size, "status": 200})
+    for encoder in (TextEnvelopeEncoder("string", "json"), BinaryEnvelopeEncoder("string", "json")):
+        encoder.add("logs", 0, 0, 1_709_337_600_000, b"k", b'{"small": 1}', None)
+        encoder.add("logs", 0, 1, 1_709_337_600_001, b"k", value, None)
+        out, _, result = convert(encoder.preamble() + encoder.drain())
+        assert result.record_count == 2
+        assert out.splitlines()[1] == value
