@@ -12,8 +12,10 @@ from airflow_provider_logproc.local.processes import LocalServerError, ManagedPr
 HOST = "127.0.0.1"
 INSTALL_HINT = "install it with `pip install noida-db==0.2.3` (or run `make setup` in the project)"
 
-# librdkafka's default session timeout makes group joins slow on small brokers.
-SMALL_BROKER_CONSUMER_CONFIG = {"session.timeout.ms": 6000}
+# librdkafka's default session timeout makes group joins slow on small brokers. noida-db ignores
+# the fetch size limits and may answer one fetch with hundreds of MB when a partition holds millions
+# of records: above librdkafka's 100 MB receive limit the read stalls, so allow more.
+SMALL_BROKER_CONSUMER_CONFIG = {"session.timeout.ms": 6000, "receive.message.max.bytes": 536_870_912}
 
 
 def noida_binary() -> Path:
