@@ -17,8 +17,6 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_logproc.consume.ion_json import CorruptIonError
-
 pytestmark = pytest.mark.system
 
 # Arguments a templated value could carry; each must reach the program unchanged and do nothing.
@@ -94,10 +92,6 @@ def test_truncated_gzip_part_fails_clearly_and_writes_no_partial(tmp_path):
     assert not output.exists()  # nothing half-counted reaches the merge
 
 
-@pytest.mark.xfail(strict=True, raises=CorruptIonError, reason=(
-    "product bug (consume/ion_json.py, iter_ion): the Ion C reader is called with "
-    "text_buffer_size_limit=None and fails with IERR_BUFFER_TOO_SMALL on a value over its default "
-    "text buffer; passing a limit (e.g. 64 MiB) fixes it. Remove this mark once fixed."))
 @pytest.mark.parametrize("size", [64 * 1024, 5 * 1024 * 1024], ids=["64kB", "5MB"])
 def test_a_large_record_goes_from_kafka_to_json_lines(kafka_broker, kafka_topic, session_dir, size):
     import orjson

@@ -163,9 +163,8 @@ def test_bad_input_matrix_is_kept_aside_counted_and_reported(stack, kafka_topic,
     sample_logs.produce(records, topic, {"bootstrap.servers": stack["kafka"].bootstrap_servers}, partitions=3)
     start_ms, end_ms = window_ms(DAY_BAD_INPUT)
     inside = start_ms + 5 * 3_600_000
-    # A 3 kB value here: a string of ~16 kB already fails the Ion reader today (the 64 kB and 5 MB
-    # cases are tests/system/test_faults_inputs.py::test_a_large_record_goes_from_kafka_to_json_lines, xfail).
-    big_path = "/" + "x" * (3 * 1024)
+    # A 5 MB value: a well-formed record with a 5 MB path.
+    big_path = "/" + "x" * (5 * 1024 * 1024)
     extra = {
         "big": orjson.dumps({"timestamp": inside, "client_ip": "10.9.9.9", "method": "GET", "path": big_path,
                              "status": 200, "bytes": 1}),
@@ -207,7 +206,7 @@ def test_bad_input_matrix_is_kept_aside_counted_and_reported(stack, kafka_topic,
     # The empty value is undecodable; the JSON array is not a record (invalid).
     assert pipeline["undecodable_records"] == want["undecodable"] + 1
     assert pipeline["invalid_records"] == want["invalid"] + 1
-    # The 3 kB record and the one whose own time lies a week later are analysed, not lost. (The
+    # The 5 MB record and the one whose own time lies a week later are analysed, not lost. (The
     # analyzer does not flag a log time outside the window: see RELIABILITY.md, known gaps.)
     assert summary["totals"]["valid"] == want["valid"] + 2
     assert summary["period"]["last_minute"] >= (DAY_BAD_INPUT + dt.timedelta(days=8)).isoformat()
