@@ -25,12 +25,16 @@ The module has two halves:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, KafkaException, TopicPartition
+# confluent_kafka is imported where a check runs, not here: the sensor and trigger import this
+# module when a DAG file is parsed, and parsing must stay cheap.
+if TYPE_CHECKING:
+    from confluent_kafka import Consumer
 
 PartitionStatus = Literal["passed", "idle", "behind"]
 
@@ -48,11 +52,15 @@ _PROBE_CONSUMER_OVERRIDES: dict[str, Any] = {
 _FALLBACK_GROUP_ID = "logproc-window-sensor"
 
 
-# Errors that another check will not cure: fail the task instead of waiting for the timeout.
-_PERMANENT_ERRORS = frozenset({
-    KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED, KafkaError.TOPIC_AUTHORIZATION_FAILED,
-    KafkaError.CLUSTER_AUTHORIZATION_FAILED, KafkaError._SSL, KafkaError._FATAL,
-})
+@functools.cache
+def _permanent_errors() -> frozenset[int]:
+    """Errors that another check will not cure: fail the task instead of waiting for the timeout."""
+    from confluent_kafka import KafkaError
+
+    return frozenset({
+        KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED, KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED, KafkaError._SSL, KafkaError._FATAL,
+    })
 
 
 class KafkaUnavailableError(Exception):
@@ -346,13 +354,15 @@ def _bootstrap(config: Mapping[str, Any]) -> str:
 
 def _list_partitions(consumer: Consumer, topics: Sequence[str], config: Mapping[str, Any],
                      timeout: float) -> list[tuple[str, int]]:
+    from confluent_kafka import KafkaError, KafkaException
+
     found: list[tuple[str, int]] = []
     for topic in topics:
         try:
             metadata = consumer.list_topics(topic=topic, timeout=timeout)
         except KafkaException as error:
             kafka_error = error.args[0]
-            if isinstance(kafka_error, KafkaError) and kafka_error.code() in _PERMANENT_ERRORS:
+            if isinstance(kafka_error, KafkaError) and kafka_error.code() in _permanent_errors():
                 raise KafkaWindowConfigError(
                     f"{_bootstrap(config)} refused the connection's credentials or TLS settings: "
                     f"{kafka_error.str()}") from None
@@ -363,7 +373,7 @@ def _list_partitions(consumer: Consumer, topics: Sequence[str], config: Mapping[
             code = topic_metadata.error.code() if topic_metadata is not None and topic_metadata.error else None
             if code in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC):
                 raise KafkaWindowConfigError(f"topic {topic!r} does not exist on {_bootstrap(config)}")
-            if code in _PERMANENT_ERRORS:
+            if code in _permanent_errors():
                 raise KafkaWindowConfigError(
                     f"the connection may not read topic {topic!r} on {_bootstrap(config)}: {topic_metadata.error}")
             raise KafkaUnavailableError(
@@ -378,6 +388,8 @@ def _list_partitions(consumer: Consumer, topics: Sequence[str], config: Mapping[
 def _read_latest_timestamps(consumer: Consumer, offsets: Mapping[tuple[str, int], int],
                             timeout: float) -> dict[tuple[str, int], int | None]:
     """The timestamp of the record at each given offset (high_watermark - 1), read by assignment."""
+    from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, KafkaError, TopicPartition
+
     result: dict[tuple[str, int], int | None] = {}
     if not offsets:
         return result
@@ -422,6 +434,8 @@ def observe_partitions(
     A record is only fetched where it can change the verdict: not for partitions already passed, not
     when the high watermark is where the previous check saw it (its latest record is known).
     """
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
     consumer = Consumer(dict(config))
     try:
         observations = []

@@ -25,19 +25,10 @@ import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.storage.blob import (
-    BlobBlock,
-    BlobClient,
-    BlobServiceClient,
-    ContainerClient,
-    ContentSettings,
-    StandardBlobTier,
-)
 
 from airflow_provider_logproc.blob.errors import (
     BlobExistsError,
@@ -60,6 +51,7 @@ from airflow_provider_logproc.blob.names import (
     validate_metadata,
     validate_tags,
 )
+from airflow_provider_logproc.blob.options import DEFAULT_BLOCK_SIZE, MAX_BLOCK_SIZE, IfExists
 from airflow_provider_logproc.blob.split import (
     DEFAULT_READ_SIZE,
     PartDigest,
@@ -71,27 +63,16 @@ from airflow_provider_logproc.blob.split import (
     iter_source_blocks,
 )
 
-DEFAULT_BLOCK_SIZE = 8 * 1024 * 1024
-MAX_BLOCK_SIZE = 4000 * 1024 * 1024  # Azure's limit per staged block
+# azure.storage.blob (and the aiohttp it pulls in) is imported by the functions that talk to the
+# service: blob/__init__ imports this module, and the operator imports the package when a DAG file
+# is parsed, so a module-level import would cost every parse a few hundred milliseconds.
+if TYPE_CHECKING:
+    from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient
+
 MANIFEST_FORMAT = "logproc.blob-parts/1"
 JSONL_CONTENT_TYPE = "application/x-ndjson"
 GZIP_CONTENT_TYPE = "application/gzip"
 PROGRESS_INTERVAL_SECONDS = 10.0
-
-
-class IfExists(StrEnum):
-    REPLACE = "replace"
-    SKIP_IF_SAME = "skip_if_same"
-    FAIL = "fail"
-
-    @classmethod
-    def parse(cls, value: str | IfExists) -> IfExists:
-        try:
-            return cls(value)
-        except ValueError:
-            raise InvalidUploadOptionError(
-                f"if_exists={value!r} is not one of {', '.join(repr(mode.value) for mode in cls)}"
-            ) from None
 
 
 @dataclass(frozen=True)
@@ -371,6 +352,8 @@ class BlockBlobWriter:
             self._failure = error
 
     def _blob_kwargs(self, digest: PartDigest) -> dict[str, Any]:
+        from azure.storage.blob import ContentSettings, StandardBlobTier
+
         request = self._request
         kwargs: dict[str, Any] = {
             "content_settings": ContentSettings(
@@ -386,6 +369,8 @@ class BlockBlobWriter:
 
     def commit(self, digest: PartDigest) -> None:
         """Finish the blob: wait for its blocks and commit them with the whole-content MD5."""
+        from azure.storage.blob import BlobBlock
+
         mode = self._request.mode
         kwargs = self._blob_kwargs(digest)
         action = f"writing blob {self.name!r}"
@@ -542,6 +527,8 @@ def _run_single(context: _Context) -> UploadResult:
 
 
 def _run_parts(context: _Context) -> UploadResult:
+    from azure.storage.blob import ContentSettings
+
     request = context.request
     mode = request.mode
     manifest_name = manifest_blob_name(request.prefix or "")
@@ -638,6 +625,8 @@ def upload(service: BlobServiceClient, request: BlobUploadRequest, log: Any = No
 
 
 __all__ = [
+    "DEFAULT_BLOCK_SIZE",
+    "MAX_BLOCK_SIZE",
     "BlobExistsError",
     "BlobUploadError",
     "BlobUploadRequest",

@@ -28,7 +28,6 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 import orjson
-from amazon.ion import simpleion
 
 Deserializer = Literal["string", "json", "bytes"]
 DESERIALIZERS: tuple[str, ...] = ("string", "json", "bytes")
@@ -186,4 +185,8 @@ def encode_binary_chunk(envelopes: list[dict[str, Any]]) -> bytes:
     """One chunk of envelopes as an Ion binary stream (starting with the Ion version marker)."""
     if not envelopes:
         return b""
+    # Imported here, not at module level: the Kafka operator imports this module to validate its
+    # arguments when a DAG file is parsed.
+    from amazon.ion import simpleion
+
     return simpleion.dumps(envelopes, binary=True, sequence_as_stream=True)

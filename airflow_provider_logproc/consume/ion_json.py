@@ -13,22 +13,37 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import io
 import zoneinfo
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import IO, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 import orjson
-from amazon.ion import simpleion
-from amazon.ion.core import IonType
-from amazon.ion.exceptions import IonException
-from amazon.ion.simple_types import IonPyBool, IonPyNull
-from amazon.ion.simpleion import IonPyValueModel
-from amazon.ion.symbols import SymbolToken
 
-BARE_VALUE_MODEL = IonPyValueModel.MAY_BE_BARE | IonPyValueModel.SYMBOL_AS_TEXT | IonPyValueModel.STRUCT_AS_STD_DICT
+# amazon.ion is imported by the functions that read Ion, not here: IonToJsonOperator imports this
+# module to validate its arguments when a DAG file is parsed, and parsing must stay cheap.
+if TYPE_CHECKING:
+    from amazon.ion.simpleion import IonPyValueModel
+
+    BARE_VALUE_MODEL: IonPyValueModel
+
+
+def bare_value_model() -> IonPyValueModel:
+    """The reader's bare value model: plain Python values, symbols as text, structs as dicts."""
+    from amazon.ion.simpleion import IonPyValueModel
+
+    return IonPyValueModel.MAY_BE_BARE | IonPyValueModel.SYMBOL_AS_TEXT | IonPyValueModel.STRUCT_AS_STD_DICT
+
+
+def __getattr__(name: str) -> Any:
+    # ``BARE_VALUE_MODEL`` stays importable from here without importing amazon.ion with the module.
+    if name == "BARE_VALUE_MODEL":
+        return bare_value_model()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 OutputFormat = Literal["jsonl", "json_array"]
 OUTPUT_FORMATS: tuple[str, ...] = ("jsonl", "json_array")
 JSON_TYPES: dict[str, tuple[type, ...]] = {
@@ -97,6 +112,9 @@ def make_json_default(timezone: dt.tzinfo, keep_annotations: bool) -> Callable[[
     orjson runs with OPT_PASSTHROUGH_SUBCLASS and OPT_PASSTHROUGH_DATETIME, so every IonPy wrapper
     (annotated values, typed nulls, bools that subclass int) and every timestamp comes here.
     """
+    from amazon.ion.core import IonType
+    from amazon.ion.simple_types import IonPyBool, IonPyNull
+    from amazon.ion.symbols import SymbolToken
 
     def plain(value: Any) -> Any:
         if isinstance(value, IonPyNull) or getattr(value, "ion_type", None) is IonType.NULL:
@@ -266,10 +284,15 @@ class JsonSink:
         self.flush()
 
 
-try:  # amazon-ion's C extension, called directly: simpleion.load wraps every value in a Python generator step
-    import amazon._ioncmodule as _ionc
-except ImportError:  # pragma: no cover - wheels without the extension
-    _ionc = None
+@functools.cache
+def _c_reader() -> Any:
+    """amazon-ion's C extension, called directly (simpleion.load wraps every value in a Python
+    generator step); None for wheels without the extension."""
+    try:
+        import amazon._ioncmodule as ionc
+    except ImportError:  # pragma: no cover - wheels without the extension
+        return None
+    return ionc
 
 
 # The C reader refuses Ion *text* values longer than its buffer limit (default: tens of kB) with
@@ -279,10 +302,13 @@ TEXT_VALUE_LIMIT_BYTES = 256 * 1024 * 1024
 
 def iter_ion(source: IO[bytes] | io.RawIOBase) -> Iterator[Any]:
     """Top-level values of an Ion stream, read lazily in 8 KiB blocks with the bare value model."""
-    if _ionc is not None:
-        return iter(_ionc.ionc_read(source, value_model=BARE_VALUE_MODEL.value,
-                                    text_buffer_size_limit=TEXT_VALUE_LIMIT_BYTES))
-    return simpleion.load(source, single_value=False, parse_eagerly=False, value_model=BARE_VALUE_MODEL,
+    ionc = _c_reader()
+    if ionc is not None:
+        return iter(ionc.ionc_read(source, value_model=bare_value_model().value,
+                                   text_buffer_size_limit=TEXT_VALUE_LIMIT_BYTES))
+    from amazon.ion import simpleion
+
+    return simpleion.load(source, single_value=False, parse_eagerly=False, value_model=bare_value_model(),
                           text_buffer_size_limit=TEXT_VALUE_LIMIT_BYTES)
 
 
@@ -304,6 +330,8 @@ def convert_ion_to_json(
     fail validation (or are not envelopes) go to ``write_invalid`` as JSON lines
     ``{"index", "reason", "record"}``. Corrupt Ion raises :class:`CorruptIonError`.
     """
+    from amazon.ion.exceptions import IonException
+
     validator = make_validator(validate_records)
     default = make_json_default(resolve_timezone(timezone), keep_annotations)
     option = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATETIME

@@ -27,15 +27,6 @@ from urllib.parse import quote
 from airflow.configuration import conf
 from airflow.providers.common.compat.sdk import AirflowException, BaseOperatorLink, XCom
 from airflow.sdk import BaseOperator
-from azure.batch import models as batch_models
-from azure.batch.models._models import BatchJobTerminateOptions
-from azure.core.exceptions import (
-    HttpResponseError,
-    ResourceExistsError,
-    ResourceNotFoundError,
-    ServiceRequestError,
-    ServiceResponseError,
-)
 
 from airflow_provider_logproc.batch_jobs import (
     INPUT_SAS_PERMISSION,
@@ -60,14 +51,18 @@ from airflow_provider_logproc.batch_jobs import (
     unknown_placeholders,
     validate_batch_id,
 )
-from airflow_provider_logproc.hooks.batch import AzureBatchJobHook
-from airflow_provider_logproc.sas import SasError, blob_sas_url, container_sas_url
 from airflow_provider_logproc.triggers.batch import AzureBatchJobTrigger, is_transient
 
+# The Azure SDKs (azure.batch, azure.core, azure.storage.blob through sas.py) and the hook built on
+# the official AzureBatchHook are imported in the methods that run the job: this module is imported
+# whenever a DAG file using the operator is parsed, and parsing must stay cheap.
 if TYPE_CHECKING:
     from airflow.sdk import Context
     from airflow.sdk.types import TaskInstanceKey
     from azure.batch import BatchClient
+    from azure.batch import models as batch_models
+
+    from airflow_provider_logproc.hooks.batch import AzureBatchJobHook
 
 PORTAL_URL_XCOM_KEY = "batch_job_portal_url"
 LOG_TAIL_BYTES = 2048
@@ -200,6 +195,8 @@ class AzureBatchJobOperator(BaseOperator):
 
     @cached_property
     def hook(self) -> AzureBatchJobHook:
+        from airflow_provider_logproc.hooks.batch import AzureBatchJobHook
+
         return AzureBatchJobHook(self.azure_batch_conn_id)
 
     @cached_property
@@ -221,6 +218,8 @@ class AzureBatchJobOperator(BaseOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any], deadline: float | None = None) -> Any:
         """Resume after the trigger: read the tasks, log their exit codes, fail or return the results."""
+        from azure.batch import models as batch_models
+
         job_id = event["job_id"]
         self._active_job_id = job_id
         status = event["status"]
@@ -263,6 +262,8 @@ class AzureBatchJobOperator(BaseOperator):
         )
 
     def build_specs(self, job_id: str) -> list[dict[str, Any]]:
+        from airflow_provider_logproc.sas import SasError
+
         try:
             if self.tasks is not None:
                 if not isinstance(self.tasks, list | tuple):
@@ -289,6 +290,8 @@ class AzureBatchJobOperator(BaseOperator):
         return WasbHook(wasb_conn_id=self.wasb_conn_id or "wasb_default").get_conn()
 
     def _input_download_url(self, uri: str, expiry: timedelta) -> str:
+        from airflow_provider_logproc.sas import blob_sas_url
+
         if not self.wasb_conn_id:
             return uri
         container, blob = split_blob_url(uri, self._wasb_client.url)
@@ -298,6 +301,8 @@ class AzureBatchJobOperator(BaseOperator):
         return (self.output_prefix if self.output_prefix is not None else job_id).strip("/")
 
     def _output_destination(self, job_id: str, expiry: timedelta) -> OutputDestination | None:
+        from airflow_provider_logproc.sas import container_sas_url
+
         if not self.output_container:
             return None
         if self.create_output_container:
@@ -339,6 +344,13 @@ class AzureBatchJobOperator(BaseOperator):
         retry this POST, and failing the Airflow task would wait a whole retry delay for a burst
         that lasts seconds.
         """
+        from azure.core.exceptions import (
+            HttpResponseError,
+            ResourceExistsError,
+            ServiceRequestError,
+            ServiceResponseError,
+        )
+
         for attempt in range(1, MAX_ADD_ATTEMPTS + 1):
             try:
                 self.client.create_job(self._job_options(context, job_id))
@@ -357,6 +369,8 @@ class AzureBatchJobOperator(BaseOperator):
         raise AssertionError("unreachable")  # the loop returns or raises
 
     def _reattach(self, job_id: str, job: Any, specs: list[dict[str, Any]] | None) -> bool:
+        from azure.batch import models as batch_models
+
         pool_id = job.pool_info.pool_id if job.pool_info else None
         if pool_id and pool_id != self.pool_id:
             raise AirflowException(
@@ -388,6 +402,8 @@ class AzureBatchJobOperator(BaseOperator):
         return False
 
     def _get_job(self, job_id: str) -> Any | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
         try:
             return self.client.get_job(job_id)
         except ResourceNotFoundError:
@@ -395,6 +411,9 @@ class AzureBatchJobOperator(BaseOperator):
 
     def check_pool(self) -> None:
         """The pool must exist and be active; warn when it has no nodes to run on."""
+        from azure.batch import models as batch_models
+        from azure.core.exceptions import ResourceNotFoundError
+
         try:
             pool = self.client.get_pool(self.pool_id)
         except ResourceNotFoundError:
@@ -414,6 +433,8 @@ class AzureBatchJobOperator(BaseOperator):
             self.log.warning("Batch pool %s targets no nodes: tasks will wait until the timeout", self.pool_id)
 
     def _job_options(self, context: Context, job_id: str) -> batch_models.BatchJobCreateOptions:
+        from azure.batch import models as batch_models
+
         dag_run = context.get("dag_run")
         metadata = [
             {"name": "airflow_dag_id", "value": self.dag_id},
@@ -433,6 +454,8 @@ class AzureBatchJobOperator(BaseOperator):
         )
 
     def _enable_auto_terminate(self, job_id: str) -> None:
+        from azure.batch import models as batch_models
+
         self.client.update_job(job_id, batch_models.BatchJobUpdateOptions({"onAllTasksComplete": "terminatejob"}))
 
     def existing_task_ids(self, job_id: str) -> set[str]:
@@ -440,6 +463,14 @@ class AzureBatchJobOperator(BaseOperator):
 
     def add_tasks(self, job_id: str, specs: Sequence[dict[str, Any]]) -> None:
         """Add tasks in collections of ≤ 100, reading each task's status; retry server-side errors."""
+        from azure.batch import models as batch_models
+        from azure.core.exceptions import (
+            HttpResponseError,
+            ResourceExistsError,
+            ServiceRequestError,
+            ServiceResponseError,
+        )
+
         by_id = {spec["id"]: spec for spec in specs}
         for chunk in chunked(list(specs)):
             pending = [spec["id"] for spec in chunk]
@@ -528,6 +559,9 @@ class AzureBatchJobOperator(BaseOperator):
 
     def terminate_job(self, job_id: str, reason: str, *, wait: bool) -> None:
         # azure-batch 15.1 raises ValueError before sending when no options are given: always pass them.
+        from azure.batch.models._models import BatchJobTerminateOptions
+        from azure.core.exceptions import HttpResponseError, ResourceExistsError
+
         try:
             poller = self.client.begin_terminate_job(
                 job_id, BatchJobTerminateOptions({"terminateReason": reason[:200]}), polling_interval=1
@@ -585,6 +619,8 @@ def check_outcome(client: BatchClient, outcome: JobOutcome, log: Any, unfinished
 
 
 def task_file_tail(client: BatchClient, job_id: str, task_id: str, file_name: str) -> str:
+    from azure.core.exceptions import HttpResponseError
+
     try:
         data = b""
         for chunk in client.download_task_file(job_id, task_id, file_name):

@@ -11,12 +11,12 @@ import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
 from airflow.sdk import BaseOperator, ObjectStoragePath
 
 from airflow_provider_logproc.blob.names import InvalidUploadOptionError, normalize_access_tier
+from airflow_provider_logproc.blob.options import DEFAULT_BLOCK_SIZE, IfExists
 from airflow_provider_logproc.blob.split import Source
-from airflow_provider_logproc.blob.upload import DEFAULT_BLOCK_SIZE, BlobUploadRequest, IfExists, upload
+from airflow_provider_logproc.blob.upload import BlobUploadRequest, upload
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -141,6 +141,10 @@ class BlobUploadOperator(BaseOperator):
             max_concurrency=self.max_concurrency,
             block_size=self.block_size,
         )
+        # Imported here: the official hook pulls in azure.storage.blob, azure.identity and aiohttp,
+        # which would otherwise be imported whenever a DAG file using this operator is parsed.
+        from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
+
         service = WasbHook(wasb_conn_id=self.wasb_conn_id).get_conn()
         result = upload(service, request, log=self.log)
         ti = context["ti"]

@@ -7,27 +7,19 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.apache.kafka.hooks.consume import KafkaConsumerHook
 from airflow.sdk import BaseOperator, ObjectStoragePath
 
 from airflow_provider_logproc import staging
 from airflow_provider_logproc.consume.envelope import check_deserializer, check_encoding
-from airflow_provider_logproc.consume.loop import (
-    DeadLetters,
-    PartitionSpools,
-    Progress,
-    ReadLimits,
-    make_encoder,
-    plan_window,
-    read_group_batch,
-    read_window,
-)
-from airflow_provider_logproc.consume.parallel import choose_workers, read_window_in_workers
 from airflow_provider_logproc.consume.window import PartitionStats, TimeWindow
 
+# The Kafka hook and the read loop (confluent_kafka, amazon.ion) are imported in execute(): this
+# module is imported whenever a DAG file using the operator is parsed, and parsing must stay cheap.
 if TYPE_CHECKING:
     from airflow.sdk import Context
     from confluent_kafka import Consumer
+
+    from airflow_provider_logproc.consume.loop import DeadLetters, ReadLimits
 
 DEAD_LETTER_SUFFIX = "dead-letter.jsonl"
 
@@ -225,6 +217,8 @@ class KafkaBatchConsumeOperator(BaseOperator):
                                    filename="raw.ion", base=self.staging_base)
 
     def _consumer_config(self, group_mode: bool) -> dict[str, Any]:
+        from airflow.providers.apache.kafka.hooks.consume import KafkaConsumerHook
+
         hook = KafkaConsumerHook(self.topic_list, kafka_config_id=self.kafka_config_id)
         # The hook's own config building (callbacks, managed OAuth) applies unchanged; only the
         # consumer settings this operator relies on are overridden.
@@ -244,6 +238,8 @@ class KafkaBatchConsumeOperator(BaseOperator):
     # -- execute -----------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> str:
+        from airflow_provider_logproc.consume.loop import DeadLetters, ReadLimits, make_encoder
+
         output = self._output_path(context)
         dead_letter_path = staging.sibling(output, DEAD_LETTER_SUFFIX)
         encoder = make_encoder(self.ion_encoding, self.key_deserializer, self.value_deserializer)
@@ -277,6 +273,9 @@ class KafkaBatchConsumeOperator(BaseOperator):
     def _read_window(self, context: Context, consumer: Consumer, config: dict[str, Any], output: ObjectStoragePath,
                      encoder: Any, dead_letters: DeadLetters, limits: ReadLimits,
                      dead_letter_path: ObjectStoragePath) -> list[PartitionStats]:
+        from airflow_provider_logproc.consume.loop import Progress, plan_window, read_window
+        from airflow_provider_logproc.consume.parallel import choose_workers, read_window_in_workers
+
         window = self._window(context)
         plans = plan_window(consumer, self.topic_list, window)
         for plan in plans:
@@ -301,6 +300,8 @@ class KafkaBatchConsumeOperator(BaseOperator):
     def _read_group(self, consumer: Consumer, output: ObjectStoragePath, encoder: Any,
                     dead_letters: DeadLetters, limits: ReadLimits,
                     dead_letter_path: ObjectStoragePath) -> list[PartitionStats]:
+        from airflow_provider_logproc.consume.loop import PartitionSpools, Progress, read_group_batch
+
         consumer.subscribe(self.topic_list)
         spools = PartitionSpools()
         try:

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
 from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
-from azure.core.exceptions import ResourceNotFoundError
 
 from airflow_provider_logproc.batch_jobs import COUNT_NAMES, counts_state, format_counts, validate_batch_id
-from airflow_provider_logproc.hooks.batch import AzureBatchJobHook
 from airflow_provider_logproc.operators.batch import check_outcome, read_outcome
 from airflow_provider_logproc.triggers.batch import AzureBatchJobTrigger, is_transient
 
+# azure.core and the Batch hook (official AzureBatchHook, azure.batch, azure.identity) are imported
+# where they are used, to keep DAG file parsing cheap.
 if TYPE_CHECKING:
     from azure.batch import BatchClient
 
@@ -66,10 +66,14 @@ class AzureBatchJobSensor(BaseSensorOperator):
 
     @cached_property
     def client(self) -> BatchClient:
+        from airflow_provider_logproc.hooks.batch import AzureBatchJobHook
+
         return AzureBatchJobHook(self.azure_batch_conn_id).get_conn()
 
     def _read_counts(self) -> dict[str, int] | None:
         """Task counts, or None after a transient error (the next poke tries again)."""
+        from azure.core.exceptions import ResourceNotFoundError
+
         job_id = validate_batch_id(self.job_id, "job_id")
         try:
             result = self.client.get_job_task_counts(job_id)

@@ -16,13 +16,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
-from azure.core.exceptions import (
-    ClientAuthenticationError,
-    HttpResponseError,
-    ResourceNotFoundError,
-    ServiceRequestError,
-    ServiceResponseError,
-)
 
 from airflow_provider_logproc.batch_jobs import (
     COUNT_NAMES,
@@ -31,13 +24,23 @@ from airflow_provider_logproc.batch_jobs import (
     format_counts,
     retry_after_seconds,
 )
-from airflow_provider_logproc.hooks.batch import AzureBatchJobHook
+
+# The hook (the official AzureBatchHook, azure.batch, azure.identity) and azure.core are imported
+# where they are used: the Batch operator imports this module when a DAG file is parsed.
 
 TRANSIENT_STATUS_CODES = frozenset({408, 429, 500, 502, 503, 504})
 
 
 def is_transient(error: BaseException) -> bool:
     """Throttling, server errors and broken connections pass; anything else will not get better by waiting."""
+    from azure.core.exceptions import (
+        ClientAuthenticationError,
+        HttpResponseError,
+        ResourceNotFoundError,
+        ServiceRequestError,
+        ServiceResponseError,
+    )
+
     if isinstance(error, ClientAuthenticationError | ResourceNotFoundError):
         return False
     if isinstance(error, HttpResponseError):
@@ -113,6 +116,8 @@ class AzureBatchJobTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         # The SDK's own retry policy is off: retries happen here, visible in the log and bounded by
         # the budget and the deadline, so one poll is exactly one request while the service is healthy.
+        from airflow_provider_logproc.hooks.batch import AzureBatchJobHook
+
         hook = AzureBatchJobHook(self.azure_batch_conn_id, retry_total=0)
         try:
             client = await hook.get_async_conn()
@@ -222,6 +227,8 @@ class AzureBatchJobTrigger(BaseTrigger):
 
 def _describe(error: BaseException) -> str:
     """An error in one line without request details (URLs and headers stay out of the log)."""
+    from azure.core.exceptions import HttpResponseError
+
     if isinstance(error, HttpResponseError):
         code = getattr(getattr(error, "error", None), "code", None)
         status = error.status_code
