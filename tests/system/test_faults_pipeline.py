@@ -234,7 +234,7 @@ def test_an_empty_window_gives_an_empty_report_not_a_failure(stack, kafka_topic,
 # --- item 8: secrets never reach logs, XCom, rendered fields, reports or manifests ----------------------
 
 def test_secrets_in_connections_appear_nowhere(stack, kafka_topic, blob_service_client, batch_service_factory,
-                                               session_dir, capfd, monkeypatch):
+                                               session_dir, capfd, caplog, monkeypatch):
     marker = uuid.uuid4().hex[:10]
     kafka_password = f"kafka-sasl-pw-{marker}"
     kafka_key_password = f"kafka-ssl-key-pw-{marker}"
@@ -260,7 +260,11 @@ def test_secrets_in_connections_appear_nowhere(stack, kafka_topic, blob_service_
         "batch account key (decoded)": base64.b64decode(batch_key).decode(),
         "azurite account key": AZURITE_ACCOUNT_KEY,
     }
-    places: dict[str, bytes] = {"captured stdout/stderr": (out + err).encode()}
+    # dag.test() runs the tasks in this process: their logs are this output (and the log records
+    # pytest captured), not files under $AIRFLOW_HOME/logs (scanned too, in case).
+    task_output = out + err + caplog.text
+    assert "Batch job" in task_output and "merged 3 partials" in task_output, "the task logs were not captured"
+    places: dict[str, bytes] = {"task logs (captured output)": task_output.encode()}
     home = Path(os.environ["AIRFLOW_HOME"])
     for path in (home / "logs").rglob("*"):
         if path.is_file():
