@@ -29,7 +29,7 @@ def report_file(tmp_path_factory):
 def test_report_renders_offline_with_charts_and_no_console_errors(report_file, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    path, summary = report_file
+    path, _summary = report_file
     console_errors: list[str] = []
     page_errors: list[str] = []
     requests: list[str] = []

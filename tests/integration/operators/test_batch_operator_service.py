@@ -25,6 +25,7 @@ from azure.batch import models as batch_models
 
 from airflow_provider_logproc.operators.batch import AzureBatchJobOperator, first_event
 from airflow_provider_logproc.triggers.batch import AzureBatchJobTrigger
+from tests.fixtures.airflow_dags import register_dag
 
 pytestmark = pytest.mark.integration
 
@@ -434,24 +435,6 @@ def test_on_kill_terminates_the_job(batch_service, batch_reset):
 
 
 # -- a whole DAG run ------------------------------------------------------------------------------
-
-
-def register_dag(dag: Any) -> None:
-    """Store a DAG built in the test in the metadata DB, as the DAG processor would.
-
-    dag.test() only runs DAGs it finds serialized in a bundle; this one lives in no DAG file.
-    """
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.collection import update_dag_parsing_results_in_db
-    from airflow.serialization.serialized_objects import LazyDeserializedDAG
-    from airflow.utils.session import create_session
-
-    manager = DagBundlesManager()
-    manager.sync_bundles_to_db()
-    bundle = next(iter(manager.get_all_dag_bundles()))
-    with create_session() as session:
-        update_dag_parsing_results_in_db(bundle.name, None, [LazyDeserializedDAG.from_dag(dag)], {}, None, set(),
-                                         session=session, files_parsed=set())
 
 
 def test_dag_test_defers_to_the_trigger_and_returns_the_outputs(batch_service, batch_reset, parts, blob_container,

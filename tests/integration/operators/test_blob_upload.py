@@ -24,6 +24,7 @@ from airflow_provider_logproc.blob import (
 )
 from airflow_provider_logproc.local.processes import free_port
 from airflow_provider_logproc.operators.blob import BlobUploadOperator, resolve_sources
+from tests.fixtures.airflow_dags import register_dag
 
 pytestmark = pytest.mark.integration
 PREFIX = "logs/2024/01/01"
@@ -359,21 +360,6 @@ def test_dead_port_gives_a_clear_error_without_the_sas(tmp_path, monkeypatch, de
 
 
 # -- a real Airflow run: templating and XCom ---------------------------------------------------------------
-
-
-def register_dag(dag) -> None:
-    """Store a DAG built in the test in the metadata DB, as the DAG processor would (dag.test needs it)."""
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.collection import update_dag_parsing_results_in_db
-    from airflow.serialization.serialized_objects import LazyDeserializedDAG
-    from airflow.utils.session import create_session
-
-    manager = DagBundlesManager()
-    manager.sync_bundles_to_db()
-    bundle = next(iter(manager.get_all_dag_bundles()))
-    with create_session() as session:
-        update_dag_parsing_results_in_db(bundle.name, None, [LazyDeserializedDAG.from_dag(dag)], {}, None, set(),
-                                         session=session, files_parsed=set())
 
 
 def test_dag_run_templates_names_and_pushes_xcom(azurite, blob_service_client, blob_container, tmp_path,

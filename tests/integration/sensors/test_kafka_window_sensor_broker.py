@@ -13,6 +13,7 @@ from confluent_kafka import Producer
 
 from airflow_provider_logproc.sensors.kafka import KafkaWindowCompleteSensor
 from airflow_provider_logproc.triggers.kafka import KafkaWindowCompleteTrigger
+from tests.fixtures.airflow_dags import register_dag
 
 pytestmark = pytest.mark.integration
 
@@ -164,24 +165,6 @@ def test_deferrable_returns_at_once_when_the_window_is_already_complete(kafka_br
 
 
 # -- a whole DAG run ------------------------------------------------------------------------------
-
-
-def register_dag(dag) -> None:
-    """Store a DAG built in the test in the metadata DB, as the DAG processor would.
-
-    dag.test() only runs DAGs it finds serialized in a bundle; this one lives in no DAG file.
-    """
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.collection import update_dag_parsing_results_in_db
-    from airflow.serialization.serialized_objects import LazyDeserializedDAG
-    from airflow.utils.session import create_session
-
-    manager = DagBundlesManager()
-    manager.sync_bundles_to_db()
-    bundle = next(iter(manager.get_all_dag_bundles()))
-    with create_session() as session:
-        update_dag_parsing_results_in_db(bundle.name, None, [LazyDeserializedDAG.from_dag(dag)], {}, None, set(),
-                                         session=session, files_parsed=set())
 
 
 def test_dag_test_runs_the_deferrable_sensor(kafka_broker, kafka_topic, airflow_db):
