@@ -203,6 +203,8 @@ def add_analysis_steps(
         wasb_conn_id="wasb_default",
         output_container="{{ params.results_container }}",
         output_prefix=f"{blob_prefix}/partials",
+        # One taskcounts request per poll, whatever the number of tasks: polling often is cheap.
+        poll_interval=5,
     )
     report = LogAnalysisReportOperator(
         task_id="report",
