@@ -11,18 +11,13 @@ import logging
 import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
-from azure.core.exceptions import (
-    AzureError,
-    ClientAuthenticationError,
-    HttpResponseError,
-    ResourceExistsError,
-    ResourceNotFoundError,
-    ServiceRequestError,
-    ServiceResponseError,
-)
+# azure.core is imported where an SDK error is handled, not here: the Blob operator imports this
+# package when a DAG file is parsed, and parsing must stay cheap.
+if TYPE_CHECKING:
+    from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
 REDACTED = "***"
 _PATTERNS = [
@@ -127,6 +122,13 @@ def _status(error: HttpResponseError) -> str:
 
 def describe(error: AzureError, action: str, endpoint: str, secrets: Iterable[str]) -> str:
     """One clear sentence about what failed, where, and why; scrubbed of secrets."""
+    from azure.core.exceptions import (
+        ClientAuthenticationError,
+        HttpResponseError,
+        ServiceRequestError,
+        ServiceResponseError,
+    )
+
     where = url_without_query(endpoint)
     if isinstance(error, ClientAuthenticationError) or (
         isinstance(error, HttpResponseError) and error.status_code in (401, 403)
@@ -148,6 +150,8 @@ def describe(error: AzureError, action: str, endpoint: str, secrets: Iterable[st
 def azure_errors(action: str, endpoint: str, secrets: Iterable[str],
                  passthrough: tuple[type[AzureError], ...] = ()) -> Iterator[None]:
     """Turn SDK errors raised inside into BlobUploadError, dropping the SDK exception chain."""
+    from azure.core.exceptions import AzureError
+
     try:
         yield
     except passthrough:
@@ -155,6 +159,15 @@ def azure_errors(action: str, endpoint: str, secrets: Iterable[str],
     except AzureError as error:
         message = describe(error, action, endpoint, list(secrets))
         raise BlobUploadError(message) from None
+
+
+def __getattr__(name: str) -> Any:
+    # The SDK's two "exists"/"not found" errors stay importable from here, loaded on first use.
+    if name in ("ResourceExistsError", "ResourceNotFoundError"):
+        from azure.core import exceptions
+
+        return getattr(exceptions, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [

@@ -27,9 +27,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-
 from airflow_provider_logproc.blob.errors import (
     BlobExistsError,
     BlobUploadError,
@@ -63,9 +60,9 @@ from airflow_provider_logproc.blob.split import (
     iter_source_blocks,
 )
 
-# azure.storage.blob (and the aiohttp it pulls in) is imported by the functions that talk to the
-# service: blob/__init__ imports this module, and the operator imports the package when a DAG file
-# is parsed, so a module-level import would cost every parse a few hundred milliseconds.
+# azure.storage.blob (and the aiohttp it pulls in) and azure.core are imported by the functions
+# that talk to the service: blob/__init__ imports this module, and the operator imports the package
+# when a DAG file is parsed, so a module-level import would cost every parse a few hundred ms.
 if TYPE_CHECKING:
     from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient
 
@@ -369,6 +366,8 @@ class BlockBlobWriter:
 
     def commit(self, digest: PartDigest) -> None:
         """Finish the blob: wait for its blocks and commit them with the whole-content MD5."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceExistsError
         from azure.storage.blob import BlobBlock
 
         mode = self._request.mode
@@ -407,6 +406,8 @@ class BlockBlobWriter:
 
 
 def _properties_or_none(context: _Context, name: str) -> Any:
+    from azure.core.exceptions import ResourceNotFoundError
+
     with context.errors(f"reading the properties of blob {name!r}"):
         try:
             return context.container.get_blob_client(name).get_blob_properties()
@@ -527,6 +528,7 @@ def _run_single(context: _Context) -> UploadResult:
 
 
 def _run_parts(context: _Context) -> UploadResult:
+    from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
     from azure.storage.blob import ContentSettings
 
     request = context.request
@@ -599,6 +601,8 @@ def upload(service: BlobServiceClient, request: BlobUploadRequest, log: Any = No
 
     ``log`` is any logger with ``info`` (a ``logging.Logger`` or the operator's structlog logger).
     """
+    from azure.core.exceptions import ResourceExistsError
+
     log = log or logging.getLogger(__name__)
     container = service.get_container_client(request.container)
     secrets = client_secrets(service)
