@@ -114,12 +114,12 @@ def task_times(db: Path) -> list[dict[str, Any]]:
     return result
 
 
-def produce_day(bootstrap: str, records: int) -> float:
+def produce_day(bootstrap: str, records: int, partitions: int) -> float:
     started = time.monotonic()
-    _create_topic(bootstrap, TOPIC, 3)
+    _create_topic(bootstrap, TOPIC, partitions)
     for day, count in ((DAY - dt.timedelta(days=1), 1_000), (DAY, records), (DAY + dt.timedelta(days=1), 1_000)):
         sample_logs.produce(sample_logs.generate(day, count, seed=7, bad_share=0.001), TOPIC,
-                            {"bootstrap.servers": bootstrap}, partitions=3)
+                            {"bootstrap.servers": bootstrap}, partitions=partitions)
     time.sleep(2.5)  # the broker persists its data dir about once a second
     return time.monotonic() - started
 
@@ -132,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=200_000, help="records in the day (default 200k)")
     parser.add_argument("--parts", type=int, default=8, help="Batch tasks (parts) for the day")
+    parser.add_argument("--partitions", type=int, default=3,
+                        help="topic partitions (noida-db 0.2.3 cannot serve the start of a ~700 MB partition: "
+                             "use 6 for 10M records)")
     parser.add_argument("--dir", type=Path, default=REPO_ROOT / ".local" / "bench-load-day",
                         help="working dir (recreated; needs ~7x the day's size free)")
     parser.add_argument("--keep", action="store_true", help="keep the working dir afterwards")
@@ -142,11 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     home = base / "airflow-home"
     home.mkdir(parents=True)
     stack = LocalStack(base)
-    figures: dict[str, Any] = {"records": args.records, "parts": args.parts, "cpus": os.cpu_count()}
+    figures: dict[str, Any] = {"records": args.records, "parts": args.parts, "partitions": args.partitions,
+                               "cpus": os.cpu_count()}
     try:
         stack.start(batch=True)
         assert stack.broker is not None and stack.batch is not None and stack.azurite is not None
-        figures["produce_seconds"] = round(produce_day(stack.broker.bootstrap_servers, args.records), 1)
+        figures["produce_seconds"] = round(
+            produce_day(stack.broker.bootstrap_servers, args.records, args.partitions), 1)
         print(f"produced {args.records} records in {figures['produce_seconds']} s", flush=True)
         env = airflow_environment(home, stack, base / "staging")
         env["LOGPROC_TOPIC"] = TOPIC
