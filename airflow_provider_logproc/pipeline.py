@@ -27,6 +27,8 @@ PIPELINE_DEFAULT_ARGS: dict[str, Any] = {
     "retry_delay": dt.timedelta(minutes=1),
     "retry_exponential_backoff": True,
     "max_retry_delay": dt.timedelta(minutes=15),
+    # Bounds every attempt, deferral included: a broker that stays down ends in a retry, not a hang.
+    "execution_timeout": dt.timedelta(hours=3),
 }
 
 
@@ -235,7 +237,7 @@ def build_daily_pipeline() -> None:
         idle_timeout="{{ params.idle_timeout_minutes * 60 }}",
         # Poke mode only (deferrable mode polls in the triggerer); the demo shortens it.
         poke_interval=float(os.environ.get("LOGPROC_SENSOR_POKE_INTERVAL", "60")),
-        timeout=6 * 3600,
+        timeout=2 * 3600,
     )
     source = choose_source()
     consume = KafkaBatchConsumeOperator(
