@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import logging
 import os
 import shutil
 import subprocess
@@ -78,6 +79,7 @@ def run_day(env: dict[str, str], day: dt.date, log_dir: Path) -> float:
 def fetch_results(stack: LocalStack, day: dt.date, out_dir: Path) -> dict[str, Any]:
     from azure.storage.blob import BlobServiceClient
 
+    logging.getLogger("azure").setLevel(logging.WARNING)  # importing Airflow may have reset it
     assert stack.azurite is not None
     client = BlobServiceClient.from_connection_string(stack.azurite.connection_string)
     prefix = f"{DEMO_TOPIC}/{day:%Y/%m/%d}"
@@ -113,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report-dir", type=Path, default=REPO_ROOT / "report")
     args = parser.parse_args(argv)
 
+    # The demo prints its own summary; the Azure SDK's per-request logging would drown it.
+    logging.getLogger("azure").setLevel(logging.WARNING)
     base = args.dir.resolve()
     shutil.rmtree(base, ignore_errors=True)  # a demo run starts from nothing: same input, same output
     (base / "airflow-home").mkdir(parents=True)
