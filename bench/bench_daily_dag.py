@@ -139,6 +139,10 @@ def main() -> int:
         _create_topic(stack.broker.bootstrap_servers, TOPIC, 3)
         records = sample_logs.generate(DAY, args.records, seed=1, bad_share=0.0)
         sample_logs.produce(records, TOPIC, {"bootstrap.servers": stack.broker.bootstrap_servers}, partitions=3)
+        # As on a live topic when the daily run starts: the next day's first records have arrived on
+        # every partition, so the window sensor sees the day complete at its first look.
+        sample_logs.produce(sample_logs.generate(DAY + dt.timedelta(days=1), 300, seed=2), TOPIC,
+                            {"bootstrap.servers": stack.broker.bootstrap_servers}, partitions=3)
         env = airflow_environment(base / "airflow-home", stack, base / "staging")
         subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
 
