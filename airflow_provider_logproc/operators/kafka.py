@@ -12,6 +12,7 @@ from airflow.sdk import BaseOperator, ObjectStoragePath
 from airflow_provider_logproc import staging
 from airflow_provider_logproc.consume.envelope import check_deserializer, check_encoding
 from airflow_provider_logproc.consume.window import PartitionStats, TimeWindow
+from airflow_provider_logproc.kafka_progress import resolve_window, to_seconds, to_utc_datetime
 
 # The Kafka hook and the read loop (confluent_kafka, amazon.ion) are imported in execute(): this
 # module is imported whenever a DAG file using the operator is parsed, and parsing must stay cheap.
@@ -29,32 +30,17 @@ class DeadLetterThresholdError(RuntimeError):
 
 
 def parse_moment(value: dt.datetime | str | None, name: str) -> dt.datetime | None:
-    """A window bound given as a datetime or an ISO 8601 string (templated); naive means UTC."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        try:
-            value = dt.datetime.fromisoformat(value)
-        except ValueError:
-            raise ValueError(f"{name}={value!r} is not an ISO 8601 date-time") from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return value
+    """A window bound given as a datetime or an ISO 8601 string (templated); naive means UTC.
+
+    The same parsing as the window sensor's, so the two read a templated bound alike.
+    """
+    return None if value is None or value == "" else to_utc_datetime(value, name)
 
 
 def parse_duration(value: dt.timedelta | float | str | None, name: str) -> dt.timedelta | None:
     """A duration as a timedelta or seconds (a number or a templated numeric string)."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, dt.timedelta):
-        return value
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}={value!r} is neither a timedelta nor a number of seconds") from None
-    if seconds < 0:
-        raise ValueError(f"{name} must not be negative, got {value!r}")
-    return dt.timedelta(seconds=seconds)
+    seconds = to_seconds(value, name, allow_none=True)
+    return None if seconds is None else dt.timedelta(seconds=seconds)
 
 
 class KafkaBatchConsumeOperator(BaseOperator):
@@ -194,10 +180,9 @@ class KafkaBatchConsumeOperator(BaseOperator):
         return count
 
     def _window(self, context: Context) -> TimeWindow:
-        since = parse_moment(self.since, "since") or context.get("data_interval_start")
-        until = parse_moment(self.until, "until") or context.get("data_interval_end")
-        if since is None or until is None:
-            raise ValueError("window mode needs since and until, or a DAG run with a data interval")
+        # The window sensor's resolution: same defaults, and a zero-length data interval (Airflow 3's
+        # schedule="@daily") is refused with the fix instead of quietly reading nothing.
+        since, until = resolve_window(context, self.since, self.until)
         return TimeWindow.from_datetimes(since, until, parse_duration(self.max_lateness, "max_lateness")
                                          or dt.timedelta(0))
 
@@ -205,9 +190,7 @@ class KafkaBatchConsumeOperator(BaseOperator):
         if self.output_uri:
             return staging.as_path(self.output_uri)
         if self.group_id is None:
-            label = staging.interval_label(
-                parse_moment(self.since, "since") or context.get("data_interval_start"),
-                parse_moment(self.until, "until") or context.get("data_interval_end"))
+            label = staging.interval_label(*resolve_window(context, self.since, self.until))
         else:
             # A group batch has no window; name it by when the run was due (still not the run id).
             dag_run = context.get("dag_run")
