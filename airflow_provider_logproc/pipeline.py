@@ -126,6 +126,8 @@ PIPELINE_MACROS = {
 # Jinja snippets for the names every task derives from the run's window.
 WINDOW_PATH = "{{ logproc_window_path(data_interval_start, data_interval_end) }}"
 TOPIC = "{{ params.topic }}"
+# Event-driven runs have no window of their own: their objects are named by the run id, made path-safe.
+RUN_KEY = "{{ run_id | replace(':', '_') | replace('+', '_') }}"
 
 
 @task.branch(task_id="choose_source")
@@ -284,7 +286,7 @@ def build_event_pipeline(consumer_group: str = "logproc-on-new-logs") -> None:
     from airflow_provider_logproc.operators.ion import IonToJsonOperator
     from airflow_provider_logproc.operators.kafka import KafkaBatchConsumeOperator
 
-    run_dir = f"{staging_base()}/{{{{ dag.dag_id }}}}/{TOPIC}/{{{{ run_id | replace(':', '_') | replace('+', '_') }}}}"
+    run_dir = f"{staging_base()}/{{{{ dag.dag_id }}}}/{TOPIC}/{RUN_KEY}"
     consume = KafkaBatchConsumeOperator(
         task_id="consume_new",
         topics=TOPIC,
@@ -302,7 +304,7 @@ def build_event_pipeline(consumer_group: str = "logproc-on-new-logs") -> None:
     )
     upload_parts, _analyze, _report = add_analysis_steps(
         to_json,
-        blob_prefix=f"{TOPIC}/events/{{{{ run_id | replace(':', '_') | replace('+', '_') }}}}",
+        blob_prefix=f"{TOPIC}/events/{RUN_KEY}",
         pipeline_counts=pipeline_counts("consume_new"),
     )
     consume >> to_json >> upload_parts
