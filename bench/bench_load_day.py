@@ -45,31 +45,29 @@ TOPIC = "access-logs"
 DAY = dt.date(2026, 5, 20)
 
 
-def tree_rss(pid: int) -> int:
-    """Resident bytes of a process and all its descendants (0 once it is gone)."""
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0
+def _rss(procs: list[psutil.Process]) -> int:
     total = 0
     for proc in procs:
         with contextlib.suppress(psutil.NoSuchProcess):
             total += proc.memory_info().rss
     return total
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of a process and all its descendants (0 once it is gone)."""
+    try:
+        root = psutil.Process(pid)
+        return _rss([root, *root.children(recursive=True)])
+    except psutil.NoSuchProcess:
+        return 0
 
 
 def children_rss(pid: int) -> int:
     """Resident bytes of a process's descendants only (the Batch tasks of the local service)."""
     try:
-        procs = psutil.Process(pid).children(recursive=True)
+        return _rss(psutil.Process(pid).children(recursive=True))
     except psutil.NoSuchProcess:
         return 0
-    total = 0
-    for proc in procs:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            total += proc.memory_info().rss
-    return total
 
 
 class Sampler(threading.Thread):

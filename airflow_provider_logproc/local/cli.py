@@ -23,8 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     base = args.dir or Path(tempfile.mkdtemp(prefix="logproc-stack-"))
     stack = LocalStack(base)
     try:
-        batch = not args.no_batch and _batch_service_available()
-        stack.start(batch=batch)
+        stack.start(batch=not args.no_batch)
         for name, value in stack.airflow_connections().items():
             print(f"export {name}='{value}'")
         print(f"# local stack running (data in {base}); Ctrl-C stops it", file=sys.stderr)
@@ -36,14 +35,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stack.stop()
     return 0
-
-
-def _batch_service_available() -> bool:
-    try:
-        import airflow_provider_logproc.local.batch_service  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 if __name__ == "__main__":
