@@ -66,6 +66,9 @@ class LocalKafkaBroker:
     def stop(self) -> None:
         self.process.stop()
 
+    def freeze(self) -> None:
+        self.process.freeze()
+
     def kill(self) -> None:
         self.process.kill()
 

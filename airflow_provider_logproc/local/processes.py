@@ -105,6 +105,12 @@ class ManagedProcess:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=1)
 
+    def freeze(self) -> None:
+        """SIGSTOP the group (fault injection: a server that stops answering, sockets left open)."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGSTOP)
+
     def kill(self) -> None:
         """SIGKILL the group at once (fault injection: a crash, not a shutdown)."""
         if self.process is None:

@@ -25,7 +25,7 @@ from airflow_provider_logproc import sample_logs
 pytestmark = pytest.mark.system
 
 DAY = dt.date(2026, 4, 2)
-WINDOW_RECORDS = 150_000  # enough for the consume to take a few seconds on 2 cores
+WINDOW_RECORDS = 150_000  # enough that the read is still going when the broker is frozen
 PARTITIONS = 3
 
 
@@ -51,6 +51,14 @@ class Attempt(threading.Thread):
             self.result = self.step()
         except BaseException as error:
             self.error = error
+
+
+def wait_for(condition, timeout: float, interval: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
 
 
 def day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
@@ -99,8 +107,14 @@ def test_broker_killed_mid_consume_then_retried_gives_the_window_exactly_once(se
             first = Attempt(consume)
             began = time.monotonic()
             first.start()
-            time.sleep(1.0)
+            # The output's temporary file appears once the window is planned (offsets asked of
+            # the broker) and reading begins: freeze the broker then, so the kill lands mid-read
+            # however fast the machine is, rather than after a guessed delay.
+            wait_for(lambda: any(target.parent.glob(f".{target.name}.tmp-*")) or not first.is_alive(),
+                     timeout=120, interval=0.002)
+            broker.freeze()
             alive_at_kill = first.is_alive()
+            time.sleep(0.5)
             broker.kill()
             killed_at = time.monotonic() - began
             time.sleep(2.0)
@@ -133,7 +147,7 @@ def test_broker_killed_mid_consume_then_retried_gives_the_window_exactly_once(se
                           "lost": lost, "duplicated": duplicated, "attempts": attempts,
                           "first_attempt_error": repr(first.error)[:200], "alive_at_kill": alive_at_kill,
                           "killed_after_s": round(killed_at, 2), "total_s": round(took, 2)}))
-        assert alive_at_kill, "the consume ended before the kill: raise WINDOW_RECORDS"
+        assert alive_at_kill, "the consume ended before the broker was frozen"
         assert duplicated == 0 and lost == 0
         assert got_values == want_values
         assert xcom["record_count"] == len(want_values)
