@@ -77,5 +77,8 @@ class LocalAzurite:
     def stop(self) -> None:
         self.process.stop()
 
+    def freeze(self) -> None:
+        self.process.freeze()
+
     def kill(self) -> None:
         self.process.kill()

@@ -238,7 +238,15 @@ def test_azurite_killed_mid_upload_then_retried_leaves_whole_blobs_and_no_partia
         first = Attempt(attempt)
         began = time.monotonic()
         first.start()
-        time.sleep(1.0)  # about a third of the parts are written by then
+
+        def a_part_is_committed() -> bool:
+            return any(b.name.endswith(".jsonl") for b in
+                       service().get_container_client(container).list_blobs(name_starts_with=prefix))
+
+        # Freeze Azurite once the first part is committed (the upload is then under way, with
+        # parts still to go however fast the machine is), rather than after a guessed delay.
+        wait_for(lambda: a_part_is_committed() or not first.is_alive(), timeout=120, interval=0.01)
+        server.freeze()
         alive_at_kill = first.is_alive()
         server.kill()
         killed_at = time.monotonic() - began
