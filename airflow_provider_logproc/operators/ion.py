@@ -15,6 +15,7 @@ from airflow_provider_logproc.consume.ion_json import (
     make_validator,
     resolve_timezone,
 )
+from airflow_provider_logproc.consume.ion_split import convert_ion_file_to_json
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -27,6 +28,8 @@ class IonToJsonOperator(BaseOperator):
     Convert an Ion file to JSON lines (default) or one JSON array and return the output URI.
 
     Streams in constant memory with amazon-ion's C extension (bare value model) and orjson.
+    A local Ion file written as JSON lines is cut into slices at top-level values and converted
+    on every usable core (``workers``); the output is the same bytes as one pass.
     Timestamps become ISO 8601 strings in ``timezone``, blobs base64 strings, decimals JSON
     numbers with the same digits; annotations are dropped unless ``keep_annotations`` (then a value
     becomes ``{"$annotations": [...], "$value": ...}``).
@@ -49,6 +52,8 @@ class IonToJsonOperator(BaseOperator):
     :param validate_records: ``False``; ``True`` for the access-log fields (timestamp, client_ip,
         method, path, status, see ``LOG_RECORD_FIELDS``); a list of required fields; or
         ``{field: json type or types}``; failing records go to ``<output stem>.invalid.jsonl`` with the reason, counted.
+    :param workers: processes for a local source written as JSON lines (default: the usable CPUs;
+        1 converts in this process only).
     """
 
     template_fields: Sequence[str] = ("source_uri", "output_uri", "staging_base")
@@ -65,9 +70,12 @@ class IonToJsonOperator(BaseOperator):
         timezone: str = "UTC",
         keep_annotations: bool = False,
         validate_records: bool | Sequence[str] | Mapping[str, str | Sequence[str]] = False,
+        workers: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if workers is not None and workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
         if output_format not in OUTPUT_FORMATS:
             raise ValueError(f"output_format must be one of {', '.join(OUTPUT_FORMATS)}, not {output_format!r}")
         resolve_timezone(timezone)  # fail at DAG parse time, not at run time
@@ -80,6 +88,7 @@ class IonToJsonOperator(BaseOperator):
         self.timezone = timezone
         self.keep_annotations = keep_annotations
         self.validate_records = validate_records
+        self.workers = workers
 
     def _output_path(self, context: Context) -> ObjectStoragePath:
         if self.output_uri:
@@ -98,12 +107,16 @@ class IonToJsonOperator(BaseOperator):
         output = self._output_path(context)
         invalid_path = staging.sibling(output, INVALID_SUFFIX)
         started = time.monotonic()
-        with staging.atomic_write(output) as out, staging.atomic_write(invalid_path) as invalid, \
-                source.open("rb") as handle:
-            result = convert_ion_to_json(
-                handle, out.write, invalid.write, output_format=self.output_format,
-                unwrap_value=self.unwrap_value, timezone=self.timezone, keep_annotations=self.keep_annotations,
-                validate_records=self.validate_records, source_name=str(source))
+        options: dict[str, Any] = {"unwrap_value": self.unwrap_value, "timezone": self.timezone,
+                   "keep_annotations": self.keep_annotations, "validate_records": self.validate_records}
+        with staging.atomic_write(output) as out, staging.atomic_write(invalid_path) as invalid:
+            if source.protocol in ("file", "local") and self.output_format == "jsonl":
+                result = convert_ion_file_to_json(source.path, out.write, invalid.write, workers=self.workers,
+                                                  source_name=str(source), logger=self.log, **options)
+            else:
+                with source.open("rb") as handle:
+                    result = convert_ion_to_json(handle, out.write, invalid.write, output_format=self.output_format,
+                                                 source_name=str(source), **options)
         if not result.invalid_count:
             staging.remove_if_exists(invalid_path)  # an empty file says nothing; also clears an old run's
         elapsed = time.monotonic() - started

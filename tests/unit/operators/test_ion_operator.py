@@ -19,6 +19,7 @@ def test_template_fields():
         ({"output_format": "csv"}, "output_format must be one of jsonl, json_array"),
         ({"timezone": "Nowhere/City"}, "unknown time zone"),
         ({"validate_records": {"status": "int"}}, "unknown type"),
+        ({"workers": 0}, "workers must be at least 1"),
     ],
 )
 def test_bad_arguments_fail_when_the_dag_is_parsed(kwargs, message):
@@ -38,3 +39,30 @@ def test_default_output_uri(monkeypatch, tmp_path):
     label = "20240302T000000Z--20240303T000000Z"
     assert str(lines._output_path(context)) == f"file://{tmp_path}/daily_logs/to_json/{label}/raw.jsonl"  # type: ignore[arg-type]
     assert str(array._output_path(context)) == f"file://{tmp_path}/daily_logs/to_array/{label}/raw.json"  # type: ignore[arg-type]
+
+
+def test_a_local_file_in_slices_gives_the_same_outputs_as_one_process(monkeypatch, tmp_path, capsys):
+    from airflow_provider_logproc.consume import ion_split
+    from tests.unit.consume.test_ion_split import write_envelopes
+
+    monkeypatch.setattr(ion_split, "MIN_SLICE_BYTES", 1)
+    source = write_envelopes(tmp_path / "raw.ion", "text", 3000, bad_every=11)
+    outputs = {}
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}" / "raw.jsonl"
+        ti = RecordingTaskInstance()
+        IonToJsonOperator(task_id="j", source_uri=f"file://{source}", output_uri=f"file://{out}",
+                          validate_records={"status": "integer"}, workers=workers).execute({"ti": ti})  # type: ignore[arg-type]
+        invalid = out.with_name("raw.invalid.jsonl")
+        outputs[workers] = (out.read_bytes(), invalid.read_bytes(), ti.xcom["record_count"], ti.xcom["invalid_count"])
+    assert "converted 2 slices" in capsys.readouterr().out
+    assert outputs[1] == outputs[2]
+    assert outputs[2][2:] == (2727, 273)
+
+
+class RecordingTaskInstance:
+    def __init__(self) -> None:
+        self.xcom: dict[str, object] = {}
+
+    def xcom_push(self, key: str, value: object) -> None:
+        self.xcom[key] = value
