@@ -207,8 +207,9 @@ def add_analysis_steps(
         wasb_conn_id="wasb_default",
         output_container="{{ params.results_container }}",
         output_prefix=f"{blob_prefix}/partials",
-        # One taskcounts request per poll, whatever the number of tasks: polling often is cheap.
-        poll_interval=5,
+        # One taskcounts request per poll, whatever the number of tasks. Polls start a second apart
+        # and back off to this as the job runs on (see AzureBatchJobTrigger).
+        poll_interval=30,
     )
     report = LogAnalysisReportOperator(
         task_id="report",

@@ -59,13 +59,19 @@ def _retry_after(error: BaseException) -> float | None:
     return retry_after_seconds(headers.get("Retry-After")) if headers else None
 
 
+FIRST_POLL_INTERVAL = 1.0
+POLL_INTERVAL_GROWTH = 0.1
+
+
 class AzureBatchJobTrigger(BaseTrigger):
     """Fire once when every task of a Batch job has completed, or when the deadline passes.
 
     :param job_id: the Batch job to wait for.
     :param azure_batch_conn_id: the ``azure_batch`` connection.
     :param deadline: absolute time (``time.time()`` seconds) at which waiting ends with ``timeout``.
-    :param poll_interval: seconds between task-count requests.
+    :param poll_interval: the longest pause between task-count requests. Polls start a second apart
+        and the pause grows to a tenth of the time waited so far, up to this: a short job is seen
+        finished within a second or so, a long one costs no more requests than a fixed interval.
     :param transient_error_budget: seconds of consecutive transient errors (429, 5xx, connection)
         tolerated, retried with exponential backoff, before the trigger gives up with ``error``.
     :param max_backoff: longest pause between retries (a ``Retry-After`` from the service may ask more).
@@ -140,7 +146,12 @@ class AzureBatchJobTrigger(BaseTrigger):
             return False
         return job.state == "completed"
 
+    def _next_poll_delay(self, waited: float) -> float:
+        return min(self.poll_interval, max(FIRST_POLL_INTERVAL, waited * POLL_INTERVAL_GROWTH),
+                   max(0.0, self.deadline - time.time()))
+
     async def _wait(self, client: Any) -> TriggerEvent:
+        started = time.monotonic()
         last_counts: dict[str, int] | None = None
         unchanged_polls = 0
         first_error_at: float | None = None
@@ -222,7 +233,7 @@ class AzureBatchJobTrigger(BaseTrigger):
                 )
             if past_deadline:
                 continue
-            await asyncio.sleep(max(0.0, min(self.poll_interval, self.deadline - time.time())))
+            await asyncio.sleep(self._next_poll_delay(time.monotonic() - started))
 
 
 def _describe(error: BaseException) -> str:

@@ -230,6 +230,9 @@ def test_retry_after_job_creation_reuses_the_job_and_adds_nothing_twice(batch_se
     inputs = parts(["a\n", "b\n", "c\n"])
     dag_id = f"batch_{uuid.uuid4().hex[:8]}"
     first = operator(dag_id, fan_out_inputs=inputs, task_template=TEMPLATE, wasb_conn_id="wasb_default")
+    # The tasks must still be waiting when the retry looks (a finished job skips the deferral):
+    # they become eligible only 6 s after they are added, however busy the machine.
+    batch_service.set_scheduling_delay(6.0)
     # The first attempt created the job, added its tasks and deferred; then the worker died.
     job_id = defer(first, make_context()).trigger.job_id  # type: ignore[attr-defined]
     seq = batch_service.request_log.last_seq()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import time
 
 import pytest
 from azure.core.exceptions import (
@@ -69,3 +70,12 @@ def test_connection_errors_are_transient_auth_and_missing_job_are_not() -> None:
     assert not is_transient(ClientAuthenticationError("403"))
     assert not is_transient(ResourceNotFoundError("JobNotFound"))
     assert not is_transient(ValueError("bug"))
+
+
+def test_polls_start_a_second_apart_and_slow_down_to_the_poll_interval() -> None:
+    trigger = AzureBatchJobTrigger("job-1", "batch_conn", deadline=time.time() + 3600, poll_interval=30)
+    assert [round(trigger._next_poll_delay(waited)) for waited in (0, 5, 20, 100, 1000)] == [1, 1, 2, 10, 30]
+    short = AzureBatchJobTrigger("job-1", "batch_conn", deadline=time.time() + 3600, poll_interval=0.2)
+    assert short._next_poll_delay(0) == 0.2  # never more than asked for
+    ending = AzureBatchJobTrigger("job-1", "batch_conn", deadline=time.time() + 0.5, poll_interval=30)
+    assert ending._next_poll_delay(600) <= 0.5  # nor past the deadline
