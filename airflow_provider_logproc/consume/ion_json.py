@@ -194,8 +194,27 @@ class RecordValidator:
             self.fields = dict.fromkeys(spec)
         if not self.fields:
             raise ValueError("validate_records names no fields")
+        # The per-record fast path: exact Python types of the bare value model (bool is not int
+        # there, as JSON wants). A miss, or any wrapper type, takes the full check below.
+        self._required = tuple(name for name, types in self.fields.items() if types is None)
+        self._typed = tuple((name, frozenset(t for json_type in types for t in JSON_TYPES[json_type]))
+                            for name, types in self.fields.items() if types is not None)
 
     def problems(self, record: Any) -> str | None:
+        if type(record) is dict:
+            get = record.get
+            for name in self._required:
+                if get(name) is None:
+                    break
+            else:
+                for name, exact in self._typed:
+                    if type(get(name, _MISSING)) not in exact:
+                        break
+                else:
+                    return None
+        return self._problems(record)
+
+    def _problems(self, record: Any) -> str | None:
         if not isinstance(record, dict):
             return f"record is {_json_type(record)}, not an object"
         missing = []
@@ -210,6 +229,9 @@ class RecordValidator:
             return None
         parts = ([f"missing {', '.join(missing)}"] if missing else []) + wrong
         return "; ".join(parts)
+
+
+_MISSING = object()
 
 
 def _is_type(value: Any, json_type: str) -> bool:

@@ -11,6 +11,7 @@ import pytest
 from amazon.ion import simpleion
 
 from airflow_provider_logproc.consume.ion_json import (
+    LOG_RECORD_FIELDS,
     CorruptIonError,
     RecordValidator,
     convert_ion_to_json,
@@ -149,3 +150,20 @@ def test_long_values_in_text_and_binary_ion(size):
         out, _, result = convert(encoder.preamble() + encoder.drain())
         assert result.record_count == 2
         assert out.splitlines()[1] == value
+
+
+def test_the_validator_fast_path_agrees_with_the_full_check():
+    from decimal import Decimal
+
+    from amazon.ion.simple_types import IonPyInt
+
+    values = [None, True, 0, 7, IonPyInt.from_value(None, 5), 1.5, Decimal("1.50"), "x", "", {}, [], {"a": 1}]
+    specs = [True, ["status"], {"status": "integer"}, {"status": ["number", "null"]}, {"status": "boolean"},
+             {"status": "object", "path": "string"}]
+    for spec in specs:
+        validator = RecordValidator(LOG_RECORD_FIELDS if spec is True else spec)
+        for value in values:
+            for record in ({"status": value}, {"status": value, "path": "/"}, {"path": value}, {}, value):
+                base = {"timestamp": 1, "client_ip": "1.2.3.4", "method": "GET", "path": "/", "status": 200}
+                for candidate in (record, {**base, **record} if isinstance(record, dict) else record):
+                    assert validator.problems(candidate) == validator._problems(candidate), (spec, candidate)
