@@ -50,7 +50,7 @@ lint: setup
 	$(BIN)/ruff check .
 
 typecheck: setup
-	$(BIN)/mypy airflow_provider_logproc
+	$(BIN)/mypy airflow_provider_logproc dags bench
 
 unit: setup
 	$(BIN)/pytest $(PYTEST_ARGS) tests/unit

@@ -116,7 +116,7 @@ def main() -> None:
                     job_id, "azure_batch_default", end_time=time.time() + args.seconds,
                     poll_interval=args.poll_interval,  # type: ignore[arg-type]
                 )
-                official_trigger._log = quiet
+                official_trigger._log = quiet  # type: ignore[assignment]
                 official = measure(
                     service, "AzureBatchTrigger (official 15.2.1)", official_trigger, {"Tasks_ListTasks"}
                 )

@@ -65,7 +65,9 @@ def bare_consume(bootstrap: str, output: Path) -> tuple[float, int]:
     written = 0
     with open(output, "wb") as out:
         while remaining:
-            for message in consumer.consume(num_messages=10_000, timeout=1):
+            # Any: fetched records always have a value, timestamp and offset (the stubs say Optional).
+            messages: list[Any] = consumer.consume(num_messages=10_000, timeout=1)
+            for message in messages:
                 if message.error():
                     continue
                 if start_ms <= message.timestamp()[1] < end_ms:

@@ -65,7 +65,7 @@ def child_operator(source: str, output: str) -> tuple[int, float]:
     operator = IonToJsonOperator(task_id="to_json", source_uri=f"file://{source}", output_uri=f"file://{output}")
     ti = _TaskInstance()
     started = time.perf_counter()
-    operator.execute({"ti": ti})  # type: ignore[arg-type]
+    operator.execute({"ti": ti})  # type: ignore[typeddict-item]
     return int(ti.xcom["record_count"]), time.perf_counter() - started
 
 
