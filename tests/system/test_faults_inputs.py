@@ -58,6 +58,7 @@ def test_shell_metacharacters_in_batch_arguments_are_inert(batch_service, batch_
                "dag_run": SimpleNamespace(run_id=f"faults-{uuid.uuid4().hex[:8]}"), "ti": RecordingTaskInstance()}
     outcome = operator.execute(context)  # type: ignore[arg-type]
 
+    assert outcome is not None
     (url,) = outcome["outputs"]
     blob = url.split(f"/{results}/", 1)[1]
     argv = json.loads(blob_service_client.get_blob_client(results, blob).download_blob().readall())
@@ -95,7 +96,7 @@ def test_truncated_gzip_part_fails_clearly_and_writes_no_partial(tmp_path):
 @pytest.mark.parametrize("size", [64 * 1024, 5 * 1024 * 1024], ids=["64kB", "5MB"])
 def test_a_large_record_goes_from_kafka_to_json_lines(kafka_broker, kafka_topic, session_dir, size):
     import orjson
-    from confluent_kafka import Producer
+    from confluent_kafka import KafkaError, Producer
 
     from airflow_provider_logproc.operators.ion import IonToJsonOperator
     from airflow_provider_logproc.operators.kafka import KafkaBatchConsumeOperator
@@ -108,13 +109,18 @@ def test_a_large_record_goes_from_kafka_to_json_lines(kafka_broker, kafka_topic,
     small = orjson.dumps({"timestamp": inside + 1, "client_ip": "10.9.9.8", "method": "GET", "path": "/",
                           "status": 200, "bytes": 1})
     failures: list[Any] = []
+
+    def record_failure(error: KafkaError | None, _message: Any) -> None:
+        if error:
+            failures.append(error)
+
     producer = Producer({"bootstrap.servers": kafka_broker.bootstrap_servers, "message.max.bytes": 16_000_000})
     for value, ts in ((big, inside), (small, inside + 1)):
-        producer.produce(topic, value=value, timestamp=ts, on_delivery=lambda e, _m: e and failures.append(e))
+        producer.produce(topic, value=value, timestamp=ts, on_delivery=record_failure)
     assert producer.flush(30) == 0 and not failures
     out = session_dir / f"big-{uuid.uuid4().hex[:6]}"
-    context = {"data_interval_start": start, "data_interval_end": start + dt.timedelta(days=1),
-               "ti": RecordingTaskInstance()}
+    context: dict[str, Any] = {"data_interval_start": start, "data_interval_end": start + dt.timedelta(days=1),
+                               "ti": RecordingTaskInstance()}
     KafkaBatchConsumeOperator(task_id="consume", topics=topic, output_uri=f"file://{out}/raw.ion").execute(
         context)  # type: ignore[arg-type]
     assert context["ti"].xcom["record_count"] == 2

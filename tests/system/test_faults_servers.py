@@ -96,7 +96,7 @@ def test_broker_killed_mid_consume_then_retried_gives_the_window_exactly_once(se
 
         def consume() -> tuple[str, dict[str, Any]]:
             ti = RecordingTaskInstance()
-            uri = operator.execute({"ti": ti, "data_interval_start": start, "data_interval_end": end})  # type: ignore[arg-type]
+            uri = operator.execute({"ti": ti, "data_interval_start": start, "data_interval_end": end})  # type: ignore[typeddict-item]
             return uri, ti.xcom
 
         import os

@@ -54,7 +54,10 @@ def test_report_renders_offline_with_charts_and_no_console_errors(report_file, t
                 assert box["width"] > 50
                 assert box["height"] > 20
             # The anomalies come first, before the charts.
-            assert page.locator("text=Anomalies").first.bounding_box()["y"] < charts.first.bounding_box()["y"]
+            anomalies = page.locator("text=Anomalies").first.bounding_box()
+            first_chart = charts.first.bounding_box()
+            assert anomalies is not None and first_chart is not None
+            assert anomalies["y"] < first_chart["y"]
             # The title was escaped, not interpreted.
             assert page.title() == "Log analysis <test> & co"
             shot = tmp_path / "report.png"

@@ -148,7 +148,7 @@ def test_analyzer_agrees_with_goaccess_on_the_clf_copy(day_files: dict[str, Path
     assert summary["totals"]["invalid"] == general["failed_requests"]
     assert summary["bytes"]["total"] == general["bandwidth"]
 
-    status = Counter()
+    status: Counter[str] = Counter()
     for group in goaccess["status_codes"]["data"]:
         for item in group["items"]:
             status[item["data"][:3]] += item["hits"]["count"]

@@ -16,6 +16,7 @@ from azure.storage.blob import (
 )
 
 from airflow_provider_logproc.local.azurite import ACCOUNT_KEY, ACCOUNT_NAME
+from tests.fixtures.batch import execution_info, failure_info
 
 pytestmark = pytest.mark.integration
 
@@ -107,7 +108,7 @@ def test_task_downloads_from_azurite_processes_and_uploads_results(
     batch_client.create_task(batch_job_id, task)
     done = wait_task(batch_client, batch_job_id, "count-words")
     stderr = b"".join(batch_client.download_task_file(batch_job_id, "count-words", "stderr.txt"))
-    assert done.execution_info.result == m.BatchTaskExecutionResult.SUCCESS, stderr
+    assert execution_info(done).result == m.BatchTaskExecutionResult.SUCCESS, stderr
 
     sink = blob_service_client.get_container_client(results)
     assert sorted(sink.list_blob_names()) == sorted([
@@ -144,13 +145,15 @@ def test_missing_blob_and_refused_upload_are_task_failures(batch_client, batch_j
             upload_options=m.OutputFileUploadConfiguration(upload_condition=m.OutputFileUploadCondition.TASK_COMPLETION))]))
 
     missing = wait_task(batch_client, batch_job_id, "missing-input")
-    assert missing.execution_info.result == m.BatchTaskExecutionResult.FAILURE
-    assert missing.execution_info.failure_info.code == "BlobNotFound"
-    assert missing.execution_info.exit_code is None  # the command never ran
-    assert "nope.txt" in missing.execution_info.failure_info.details[0].value
-    assert "sig=" not in missing.execution_info.failure_info.details[0].value  # the SAS stays secret
+    assert execution_info(missing).result == m.BatchTaskExecutionResult.FAILURE
+    failure = failure_info(missing)
+    assert failure.code == "BlobNotFound"
+    assert execution_info(missing).exit_code is None  # the command never ran
+    assert failure.details is not None and failure.details[0].value is not None
+    assert "nope.txt" in failure.details[0].value
+    assert "sig=" not in failure.details[0].value  # the SAS stays secret
 
     refused = wait_task(batch_client, batch_job_id, "upload-refused")
-    assert refused.execution_info.exit_code == 0
-    assert refused.execution_info.result == m.BatchTaskExecutionResult.FAILURE
-    assert refused.execution_info.failure_info.code == "FileUploadError"
+    assert execution_info(refused).exit_code == 0
+    assert execution_info(refused).result == m.BatchTaskExecutionResult.FAILURE
+    assert failure_info(refused).code == "FileUploadError"

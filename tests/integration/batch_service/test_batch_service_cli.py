@@ -49,6 +49,7 @@ def test_local_stack_starts_the_service_and_adds_the_connection(tmp_path):
     from airflow_provider_logproc.local.stack import local_stack
 
     with local_stack(tmp_path, kafka=False, blob=False, batch=True) as stack:
+        assert stack.batch is not None
         env = stack.airflow_connections()
         connection = json.loads(env["AIRFLOW_CONN_AZURE_BATCH_DEFAULT"])
         assert connection["extra"]["account_url"] == stack.batch.account_url

@@ -62,7 +62,8 @@ def test_official_airflow_hook_drives_the_service(batch_service, batch_reset, ba
     assert sorted(task.id for task in failed) == ["hook-1", "hook-2"]
     nodes = hook.wait_for_all_node_state("local-pool", {m.BatchNodeState.IDLE, m.BatchNodeState.RUNNING})
     assert len(nodes) == 1
-    hook.connection.begin_delete_job(batch_job_id, polling_interval=0.1).result()
+    # The SDK annotates polling_interval as int; it is slept on, so a fraction of a second works.
+    hook.connection.begin_delete_job(batch_job_id, polling_interval=0.1).result()  # type: ignore[arg-type]
 
 
 def test_wrong_key_is_refused_with_403(batch_service, batch_reset):
@@ -77,7 +78,7 @@ def test_wrong_key_is_refused_with_403(batch_service, batch_reset):
     with pytest.raises(HttpResponseError) as caught:
         list(wrong.list_jobs())
     assert caught.value.status_code == 403
-    assert caught.value.error.code == "AuthenticationFailed"
+    assert caught.value.error is not None and caught.value.error.code == "AuthenticationFailed"
     assert batch_service.account_key not in str(caught.value)
 
     other_account = BatchClient(batch_service.account_url,

@@ -12,6 +12,7 @@ import pytest
 from azure.batch import models as m
 
 from airflow_provider_logproc.local.processes import group_alive
+from tests.fixtures.batch import execution_info, failure_info
 
 pytestmark = pytest.mark.integration
 
@@ -70,8 +71,8 @@ def test_command_line_runs_without_a_shell_with_batch_environment(batch_client, 
     assert Path(lines[1]) == task_dir / "wd"
     assert task_dir.is_relative_to(Path(lines[3]))
     assert read_file(batch_client, batch_job_id, "shell", "stderr.txt") == "oops\n"
-    assert task.node_info.pool_id == "local-pool"
-    assert task.execution_info.exit_code == 0
+    assert task.node_info is not None and task.node_info.pool_id == "local-pool"
+    assert execution_info(task).exit_code == 0
 
 
 def test_python_on_the_task_path_is_the_services_interpreter(batch_client, batch_job_id):
@@ -81,7 +82,7 @@ def test_python_on_the_task_path_is_the_services_interpreter(batch_client, batch
     batch_client.create_task(batch_job_id, m.BatchTaskCreateOptions(
         id="py", command_line="python3 -c 'import sys, azure.batch; print(sys.prefix)'"))
     task = completed(batch_client, batch_job_id, "py")
-    assert task.execution_info.exit_code == 0, read_file(batch_client, batch_job_id, "py", "stderr.txt")
+    assert execution_info(task).exit_code == 0, read_file(batch_client, batch_job_id, "py", "stderr.txt")
     assert read_file(batch_client, batch_job_id, "py", "stdout.txt").strip() == sys.prefix
 
 
@@ -97,19 +98,20 @@ def test_missing_program_is_a_user_error_without_exit_code(batch_client, batch_j
     new_job(batch_client, batch_job_id)
     batch_client.create_task(batch_job_id, m.BatchTaskCreateOptions(id="t", command_line="no-such-program --x"))
     task = completed(batch_client, batch_job_id, "t")
-    assert task.execution_info.result == m.BatchTaskExecutionResult.FAILURE
-    assert task.execution_info.failure_info.code == "CommandProgramNotFound"
-    assert task.execution_info.failure_info.category == m.BatchErrorSourceCategory.USER_ERROR
-    assert task.execution_info.exit_code is None
+    assert execution_info(task).result == m.BatchTaskExecutionResult.FAILURE
+    assert failure_info(task).code == "CommandProgramNotFound"
+    assert failure_info(task).category == m.BatchErrorSourceCategory.USER_ERROR
+    assert execution_info(task).exit_code is None
 
 
 def test_nonzero_exit_code_gives_failure_info(batch_client, batch_job_id):
     new_job(batch_client, batch_job_id)
     batch_client.create_task(batch_job_id, m.BatchTaskCreateOptions(id="t", command_line="/bin/sh -c 'exit 42'"))
     task = completed(batch_client, batch_job_id, "t")
-    info = task.execution_info
+    info = execution_info(task)
     assert (info.exit_code, info.result, info.retry_count) == (42, m.BatchTaskExecutionResult.FAILURE, 0)
-    assert info.failure_info.code == "FailureExitCode"
+    assert failure_info(task).code == "FailureExitCode"
+    assert info.start_time is not None and info.end_time is not None
     assert info.start_time <= info.end_time
 
 
@@ -120,13 +122,16 @@ def test_wall_clock_limit_kills_the_task_tree(batch_client, batch_job_id):
         id="slow", command_line=f"/bin/sh -c 'sleep {marker}; echo never'",
         constraints=m.BatchTaskConstraints(max_wall_clock_time=dt.timedelta(seconds=1), max_task_retry_count=3)))
     task = completed(batch_client, batch_job_id, "slow", timeout=20)
-    info = task.execution_info
+    info = execution_info(task)
     assert info.result == m.BatchTaskExecutionResult.FAILURE
-    assert info.failure_info.code == "TaskEnded"
-    assert {d.name: d.value for d in info.failure_info.details}["Reason"] == "MaxWallClockTimeExpiry"
+    failure = failure_info(task)
+    assert failure.code == "TaskEnded"
+    assert failure.details is not None
+    assert {d.name: d.value for d in failure.details}["Reason"] == "MaxWallClockTimeExpiry"
     assert info.retry_count == 0  # the service ended it: not retried
+    assert info.start_time is not None and info.end_time is not None
     assert (info.end_time - info.start_time).total_seconds() < 10
-    assert task.constraints.max_wall_clock_time == dt.timedelta(seconds=1)
+    assert task.constraints is not None and task.constraints.max_wall_clock_time == dt.timedelta(seconds=1)
     wait_until(lambda: not processes_with(f"sleep {marker}"), 5, "the task's child process to be gone")
 
 
@@ -140,24 +145,24 @@ def test_retries_until_max_task_retry_count(batch_client, batch_job_id):
         command_line="/bin/sh -c 'echo x >> attempts; test $(wc -l < attempts) -ge 2'",
         constraints=m.BatchTaskConstraints(max_task_retry_count=5)))
     fails = completed(batch_client, batch_job_id, "always-fails")
-    assert fails.execution_info.retry_count == 2
-    assert fails.execution_info.exit_code == 3
-    assert fails.execution_info.last_retry_time is not None
+    assert execution_info(fails).retry_count == 2
+    assert execution_info(fails).exit_code == 3
+    assert execution_info(fails).last_retry_time is not None
     assert read_file(batch_client, batch_job_id, "always-fails", "attempts.txt") == "attempt\n" * 3
     lucky = completed(batch_client, batch_job_id, "second-time-lucky")
-    assert lucky.execution_info.result == m.BatchTaskExecutionResult.SUCCESS
-    assert lucky.execution_info.retry_count == 1
+    assert execution_info(lucky).result == m.BatchTaskExecutionResult.SUCCESS
+    assert execution_info(lucky).retry_count == 1
 
 
 def test_job_level_retry_count_applies_to_tasks(batch_client, batch_job_id):
     new_job(batch_client, batch_job_id, constraints=m.BatchJobConstraints(max_task_retry_count=1))
     batch_client.create_task(batch_job_id, m.BatchTaskCreateOptions(id="t", command_line="/bin/false"))
-    assert completed(batch_client, batch_job_id, "t").execution_info.retry_count == 1
+    assert execution_info(completed(batch_client, batch_job_id, "t")).retry_count == 1
 
 
 def max_overlap(tasks: list[m.BatchTask]) -> int:
-    events = sorted([(t.execution_info.start_time, 1) for t in tasks] + [(t.execution_info.end_time, -1)
-                                                                          for t in tasks],
+    events = sorted([(execution_info(t).start_time, 1) for t in tasks] + [(execution_info(t).end_time, -1)
+                                                                           for t in tasks],
                     key=lambda event: (event[0], event[1]))
     running = peak = 0
     for _, delta in events:
@@ -214,8 +219,8 @@ def test_terminate_task_active_and_running(batch_client, batch_service, batch_jo
     batch_client.terminate_task(batch_job_id, "running")
     for task_id in ("queued", "running"):
         task = completed(batch_client, batch_job_id, task_id, timeout=10)
-        assert task.execution_info.failure_info.code == "TaskEnded"
-        assert task.execution_info.result == m.BatchTaskExecutionResult.FAILURE
+        assert failure_info(task).code == "TaskEnded"
+        assert execution_info(task).result == m.BatchTaskExecutionResult.FAILURE
     batch_client.terminate_task(batch_job_id, "queued")  # a completed task: accepted, nothing changes
 
 
@@ -242,7 +247,7 @@ def test_job_wall_clock_terminates_job_and_running_tasks(batch_client, batch_job
     batch_client.create_task(batch_job_id, m.BatchTaskCreateOptions(id="t", command_line="/bin/sleep 60"))
     job = wait_until(lambda: (j := batch_client.get_job(batch_job_id)).state == m.BatchJobState.COMPLETED and j, 15)
     assert job.execution_info.termination_reason == "MaxWallClockTimeExpiry"
-    assert completed(batch_client, batch_job_id, "t").execution_info.failure_info.code == "TaskEnded"
+    assert failure_info(completed(batch_client, batch_job_id, "t")).code == "TaskEnded"
 
 
 def test_container_settings_are_recorded_and_the_command_runs_locally(batch_client, batch_service, batch_job_id):
@@ -251,7 +256,7 @@ def test_container_settings_are_recorded_and_the_command_runs_locally(batch_clie
         id="in-container", command_line="/bin/echo hi",
         container_settings=m.BatchTaskContainerSettings(image_name="python:3.11-slim")))
     task = completed(batch_client, batch_job_id, "in-container")
-    assert task.container_settings.image_name == "python:3.11-slim"
+    assert task.container_settings is not None and task.container_settings.image_name == "python:3.11-slim"
     assert read_file(batch_client, batch_job_id, "in-container", "stdout.txt") == "hi\n"
     log = batch_service.process.log_path.read_text()
     assert f"task {batch_job_id}/in-container: containerSettings recorded (imageName=python:3.11-slim)" in log
@@ -293,8 +298,8 @@ def test_jobs_survive_a_restart_and_running_tasks_are_requeued(batch_service_fac
         assert client.get_task("survivor", "done").execution_info.result == m.BatchTaskExecutionResult.SUCCESS
         assert read_file(client, "survivor", "done", "stdout.txt") == "before\n"
         task = completed(client, "survivor", "interrupted", timeout=20)
-        assert task.execution_info.requeue_count == 1
-        assert task.execution_info.result == m.BatchTaskExecutionResult.SUCCESS
+        assert execution_info(task).requeue_count == 1
+        assert execution_info(task).result == m.BatchTaskExecutionResult.SUCCESS
         assert read_file(client, "survivor", "interrupted", "runs.txt") == "run\nrun\n"
         assert client.get_job_task_counts("survivor").task_counts.succeeded == 2
     finally:

@@ -9,6 +9,7 @@ import sys
 import pytest
 from azure.batch import models as m
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ServiceRequestError, ServiceResponseError
+from azure.core.rest import HttpResponse
 
 pytestmark = pytest.mark.integration
 
@@ -32,8 +33,10 @@ def test_status_faults_reach_a_client_without_retries_in_batch_error_shape(batch
         with pytest.raises(HttpResponseError) as caught:
             list(client.list_jobs())
         assert caught.value.status_code == status
-        assert caught.value.error.code == code
-        assert caught.value.response.headers["Retry-After"] == "0"
+        assert caught.value.error is not None and caught.value.error.code == code
+        response = caught.value.response
+        assert isinstance(response, HttpResponse)  # the exception types it as a Protocol without headers
+        assert response.headers["Retry-After"] == "0"
     assert client.get_pool("local-pool")  # rules matched only Jobs_ListJobs
 
 
@@ -56,7 +59,7 @@ def test_dropped_connections_before_and_after_the_operation(batch_service, batch
 def test_share_and_latency_rules(batch_client, batch_service):
     batch_service.faults.add(status=500, share=0.5, seed=3, operation="Pools_GetPool")
     client = batch_service.client(retry_total=0)
-    outcomes = []
+    outcomes: list[int | None] = []
     for _ in range(20):
         try:
             client.get_pool("local-pool")

@@ -14,6 +14,7 @@ from airflow_provider_logproc.local.batch_service.__main__ import random_account
 from airflow_provider_logproc.local.batch_service.engine import BatchAccount, PoolConfig
 from airflow_provider_logproc.local.batch_service.server import BatchServer
 from airflow_provider_logproc.local.processes import free_port
+from tests.fixtures.batch import execution_info
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +39,7 @@ def test_in_process_server_python_api(tmp_path):
                     if task.state == m.BatchTaskState.COMPLETED:
                         break
                     await asyncio.sleep(0.05)
-                assert task.execution_info.result == m.BatchTaskExecutionResult.SUCCESS
+                assert execution_info(task).result == m.BatchTaskExecutionResult.SUCCESS
                 assert (account.task_dir(account.get_task(account.get_job("j"), "t")) / "stdout.txt"
                         ).read_text() == "in-process\n"
             created = [e for e in server.request_log.entries() if e["operation"] == "Jobs_CreateJob"]

@@ -250,7 +250,8 @@ def test_retry_after_job_creation_reuses_the_job_and_adds_nothing_twice(batch_se
     # A third attempt after the job finished goes straight to the results: no new job, no wait.
     seq = batch_service.request_log.last_seq()
     again = operator(dag_id, fan_out_inputs=inputs, task_template=TEMPLATE, wasb_conn_id="wasb_default")
-    assert again.execute(make_context())["job_id"] == job_id  # type: ignore[arg-type]
+    outcome = again.execute(make_context())  # type: ignore[arg-type]
+    assert outcome is not None and outcome["job_id"] == job_id
     operations = [entry["operation"] for entry in batch_service.request_log.entries(since=seq)]
     assert not set(operations) & {"Jobs_CreateJob", "Tasks_CreateTaskCollection", TASK_COUNTS}
 

@@ -51,7 +51,7 @@ class RecordingTaskInstance:
 
 def run(operator: KafkaBatchConsumeOperator, **context: Any) -> tuple[str, dict[str, Any]]:
     ti = RecordingTaskInstance()
-    uri = operator.execute({"ti": ti, **context})  # type: ignore[arg-type]
+    uri = operator.execute({"ti": ti, **context})  # type: ignore[typeddict-item]
     return uri, ti.xcom
 
 
@@ -89,7 +89,7 @@ def three_days(kafka_broker) -> dict[str, Any]:
 def expected_window(produced: list[sample_logs.SampleRecord], since: dt.datetime, until: dt.datetime,
                     ) -> list[tuple[int, bytes]]:
     """(partition, value) in partition, offset order — what the window must return."""
-    result = []
+    result: list[tuple[int, bytes]] = []
     for partition in range(PRODUCED_PARTITIONS):
         result.extend(
             (partition, record.value) for record in produced
@@ -220,7 +220,7 @@ def test_string_and_bytes_deserializers(kafka_topic, kafka_broker, session_dir):
     topic = kafka_topic(partitions=1)
     records = list(sample_logs.generate(DAY1, 20, seed=7, bad_share=0.2))
     sample_logs.produce(records, topic, {"bootstrap.servers": kafka_broker.bootstrap_servers}, partitions=1)
-    window = {"since": day_start(DAY1), "until": day_start(DAY2)}
+    window: dict[str, Any] = {"since": day_start(DAY1), "until": day_start(DAY2)}
     as_bytes = session_dir / "bytes" / "raw.ion"
     _, xcom = run(KafkaBatchConsumeOperator(task_id="c", topics=topic, output_uri=str(as_bytes),
                                             key_deserializer="bytes", value_deserializer="bytes",
@@ -272,7 +272,7 @@ def test_window_past_retention_fails_clearly_or_warns(kafka_topic, kafka_broker,
     sample_logs.produce(recent, topic, bootstrap, partitions=1)
     low = _wait_for_low_watermark(kafka_broker.bootstrap_servers, topic)
 
-    window = {"since": day_start(old_day), "until": day_start(old_day) + dt.timedelta(days=1)}
+    window: dict[str, Any] = {"since": day_start(old_day), "until": day_start(old_day) + dt.timedelta(days=1)}
     target = session_dir / "retention" / "raw.ion"
     with pytest.raises(RetentionGapError) as failure:
         run(KafkaBatchConsumeOperator(task_id="c", topics=topic, output_uri=str(target), **window))
@@ -349,7 +349,7 @@ def _unused(_: Callable[..., Any]) -> None:  # keep imports honest for type chec
 
 @pytest.mark.parametrize("ion_encoding", ["text", "binary"])
 def test_worker_processes_give_the_same_bytes_as_one_process(three_days, session_dir, ion_encoding):
-    window = {"since": day_start(DAY1), "until": day_start(DAY3), "max_lateness": dt.timedelta(hours=1)}
+    window: dict[str, Any] = {"since": day_start(DAY1), "until": day_start(DAY3), "max_lateness": dt.timedelta(hours=1)}
     outputs = {}
     for workers in (1, 3):
         target = session_dir / f"workers-{ion_encoding}-{workers}" / "raw.ion"
@@ -366,7 +366,7 @@ def test_worker_processes_merge_dead_letters_and_report_failures(kafka_topic, ka
     topic = kafka_topic(partitions=3)
     records = list(sample_logs.generate(DAY1, 600, seed=14, bad_share=0.05))
     sample_logs.produce(records, topic, {"bootstrap.servers": kafka_broker.bootstrap_servers}, partitions=3)
-    window = {"since": day_start(DAY1), "until": day_start(DAY2)}
+    window: dict[str, Any] = {"since": day_start(DAY1), "until": day_start(DAY2)}
     results = {}
     for workers in (1, 3):
         target = session_dir / f"dead-workers-{workers}" / "raw.ion"

@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException, TaskDeferred
 from confluent_kafka import Producer
 
@@ -20,7 +21,8 @@ pytestmark = pytest.mark.integration
 SINCE = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 UNTIL = SINCE + dt.timedelta(days=1)
 UNTIL_MS = int(UNTIL.timestamp() * 1000)
-CONTEXT = {"data_interval_start": SINCE, "data_interval_end": UNTIL}
+# A stand-in for Airflow's task context: only the data interval, as plain datetimes.
+CONTEXT: Context = {"data_interval_start": SINCE, "data_interval_end": UNTIL}  # type: ignore[typeddict-item]
 
 
 def produce(bootstrap: str, topic: str, records: list[tuple[int, int]]) -> None:
@@ -32,7 +34,11 @@ def produce(bootstrap: str, topic: str, records: list[tuple[int, int]]) -> None:
 
 
 def produce_later(delay: float, bootstrap: str, topic: str, records: list[tuple[int, int]]) -> threading.Thread:
-    thread = threading.Thread(target=lambda: (time.sleep(delay), produce(bootstrap, topic, records)), daemon=True)
+    def sleep_then_produce() -> None:
+        time.sleep(delay)
+        produce(bootstrap, topic, records)
+
+    thread = threading.Thread(target=sleep_then_produce, daemon=True)
     thread.start()
     return thread
 
@@ -53,7 +59,7 @@ def test_poke_mode_completes_when_the_late_record_arrives(kafka_broker, kafka_to
     # Partition 1 is past until, not past until + max_lateness, until this record arrives.
     writer = produce_later(1.5, kafka_broker.bootstrap_servers, topic, [(1, UNTIL_MS + lateness_ms + 5)])
     started = time.monotonic()
-    result = window_sensor(topic, max_lateness=dt.timedelta(minutes=1)).execute(dict(CONTEXT))
+    result = window_sensor(topic, max_lateness=dt.timedelta(minutes=1)).execute(CONTEXT.copy())
     writer.join()
     assert time.monotonic() - started >= 1.5
     assert result["since"] == SINCE.isoformat() and result["until"] == UNTIL.isoformat()
@@ -76,7 +82,7 @@ def test_poke_mode_times_out_naming_the_partitions_behind(kafka_broker, kafka_to
     topic = kafka_topic(partitions=2)
     produce(kafka_broker.bootstrap_servers, topic, [(0, UNTIL_MS), (1, UNTIL_MS - 90_000)])
     with pytest.raises(AirflowSensorTimeout) as raised:
-        window_sensor(topic, timeout=1.5).execute(dict(CONTEXT))
+        window_sensor(topic, timeout=1.5).execute(CONTEXT.copy())
     message = str(raised.value)
     assert "after the sensor timeout of 1.5s" in message
     assert "1 of 2 partitions still behind 2026-03-02T00:00:00.000Z" in message
@@ -87,7 +93,7 @@ def test_poke_mode_times_out_naming_the_partitions_behind(kafka_broker, kafka_to
 def test_poke_mode_soft_fail_skips_on_timeout(kafka_broker, kafka_topic):
     topic = kafka_topic(partitions=1)
     with pytest.raises(AirflowSkipException):
-        window_sensor(topic, timeout=1, soft_fail=True).execute(dict(CONTEXT))
+        window_sensor(topic, timeout=1, soft_fail=True).execute(CONTEXT.copy())
 
 
 # -- deferrable mode ------------------------------------------------------------------------------
@@ -104,7 +110,7 @@ async def first_event(trigger: KafkaWindowCompleteTrigger, timeout: float = 30.0
 
 def defer(sensor: KafkaWindowCompleteSensor) -> TaskDeferred:
     with pytest.raises(TaskDeferred) as deferred:
-        sensor.execute(dict(CONTEXT))
+        sensor.execute(CONTEXT.copy())
     return deferred.value
 
 
@@ -129,7 +135,7 @@ def test_deferrable_checks_once_then_defers_with_the_observed_state(kafka_broker
     event = asyncio.run(first_event(KafkaWindowCompleteTrigger(**kwargs)))
     assert time.time() - before >= 2.0
     result = window_sensor(topic, deferrable=True).resume_execution(
-        deferred.method_name, {"event": event.payload}, dict(CONTEXT))
+        deferred.method_name, {"event": event.payload}, CONTEXT.copy())
     assert {p["partition"]: p["status"] for p in result["partitions"]} == {0: "passed", 1: "idle"}
 
 
@@ -150,17 +156,17 @@ def test_deferrable_late_record_then_timeout_paths(kafka_broker, kafka_topic):
     assert event.payload["status"] == "timeout"
     assert f"{other}[0] latest record 2026-03-01T23:59:59.999Z" in event.payload["message"]
     with pytest.raises(AirflowSkipException):
-        sensor.resume_execution(deferred.method_name, {"event": event.payload}, dict(CONTEXT))
+        sensor.resume_execution(deferred.method_name, {"event": event.payload}, CONTEXT.copy())
     with pytest.raises(AirflowSensorTimeout, match=rf"{other}\[0\] latest record"):
         window_sensor(other, deferrable=True).resume_execution(
-            deferred.method_name, {"event": event.payload}, dict(CONTEXT))
+            deferred.method_name, {"event": event.payload}, CONTEXT.copy())
 
 
 def test_deferrable_returns_at_once_when_the_window_is_already_complete(kafka_broker, kafka_topic):
     """Backfills of past days: no deferral at all."""
     topic = kafka_topic(partitions=2)
     produce(kafka_broker.bootstrap_servers, topic, [(0, UNTIL_MS + 3_600_000), (1, UNTIL_MS)])
-    result = window_sensor(topic, deferrable=True).execute(dict(CONTEXT))
+    result = window_sensor(topic, deferrable=True).execute(CONTEXT.copy())
     assert [p["status"] for p in result["partitions"]] == ["passed", "passed"]
 
 

@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import json
 import time
+from typing import Any
 
 import pytest
 from confluent_kafka import Producer
@@ -173,9 +174,12 @@ def test_unchanged_partitions_are_not_read_again(kafka_broker, kafka_topic, monk
 
     reads: list[dict] = []
     real_read = progress_module._read_latest_timestamps
-    monkeypatch.setattr(progress_module, "_read_latest_timestamps",
-                        lambda consumer, offsets, timeout: reads.append(dict(offsets)) or real_read(
-                            consumer, offsets, timeout))
+
+    def recording_read(consumer: Any, offsets: Any, timeout: float) -> Any:
+        reads.append(dict(offsets))
+        return real_read(consumer, offsets, timeout)
+
+    monkeypatch.setattr(progress_module, "_read_latest_timestamps", recording_read)
     check_window(config, [topic], window_end=UNTIL, max_lateness=0, idle_timeout=None,
                  previous_state=first.state())
     produce(kafka_broker.bootstrap_servers, topic, [(1, UNTIL_MS + 2)])

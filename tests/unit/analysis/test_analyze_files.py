@@ -71,9 +71,9 @@ def test_clf_files_and_crlf_and_blank_lines(tmp_path: Path) -> None:
     assert aggregate.blank_lines == 1
     assert aggregate.valid == 490
     assert aggregate.invalid == 10
-    good = [r for r in records if r.fields]
+    good = [r.fields for r in records if r.fields]
     assert sum(aggregate.ips.values()) == len(good)
-    assert aggregate.bytes_total == sum(r.fields["bytes"] for r in good)
+    assert aggregate.bytes_total == sum(fields["bytes"] for fields in good)
 
 
 def test_mixed_inputs_keep_their_own_line_numbers(tmp_path: Path) -> None:

@@ -21,8 +21,9 @@ from airflow_provider_logproc.analysis.fields import (
 )
 
 
-def _ms(*args: int, tz: dt.tzinfo = dt.UTC) -> int:
-    return int(dt.datetime(*args, tzinfo=tz).timestamp() * 1000)
+def _ms(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0, *,
+        tz: dt.tzinfo = dt.UTC) -> int:
+    return int(dt.datetime(year, month, day, hour, minute, second, tzinfo=tz).timestamp() * 1000)
 
 
 @pytest.mark.parametrize(

@@ -78,13 +78,14 @@ def test_any_change_after_signing_breaks_the_signature(tamper):
 
 
 def test_missing_or_foreign_authorization():
-    assert auth.verify("GET", "/jobs", "api-version=x", {}, ACCOUNT, KEY).status == 401
+    missing = auth.verify("GET", "/jobs", "api-version=x", {}, ACCOUNT, KEY)
+    assert missing is not None and missing.status == 401
     bearer = auth.verify("GET", "/jobs", "", {"Authorization": "Bearer abc"}, ACCOUNT, KEY)
-    assert bearer.status == 401 and "SharedKey" in bearer.detail
+    assert bearer is not None and bearer.status == 401 and "SharedKey" in bearer.detail
     request = signed_by_sdk("GET", "http://127.0.0.1:1/jobs?api-version=2025-06-01", account="otheraccount")
     parts = urlsplit(request.url)
     failure = auth.verify("GET", parts.path, parts.query, dict(request.headers), ACCOUNT, KEY)
-    assert failure.status == 403 and "otheraccount" in failure.detail
+    assert failure is not None and failure.status == 403 and "otheraccount" in failure.detail
 
 
 def test_key_must_be_base64():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -14,7 +16,7 @@ from airflow_provider_logproc.local.batch_service.odata import (
     resolve,
 )
 
-TASKS = [
+TASKS: list[dict[str, Any]] = [
     {"id": "part-001", "state": "completed", "executionInfo": {"result": "success", "exitCode": 0},
      "creationTime": "2026-03-01T00:00:00.000000Z"},
     {"id": "part-002", "state": "completed", "executionInfo": {"result": "failure", "exitCode": 3},
@@ -81,7 +83,7 @@ def test_resolve_missing_parts_is_none():
     assert resolve({"a": 5}, "a/b") is None
 
 
-@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40))
+@given(st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=40))
 def test_string_literals_round_trip(value):
     literal = "'" + value.replace("'", "''") + "'"
     predicate = parse_filter(f"id eq {literal}")

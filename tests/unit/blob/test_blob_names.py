@@ -95,7 +95,7 @@ def test_prefix_normalization_and_part_names():
 
 
 def test_metadata_rules():
-    assert validate_metadata({"window": "2024-01-01", "_n": 3}) == {"window": "2024-01-01", "_n": "3"}
+    assert validate_metadata({"window": "2024-01-01", "_n": 3}) == {"window": "2024-01-01", "_n": "3"}  # type: ignore[dict-item]
     assert validate_metadata(None) == {}
     for bad in ({"1abc": "x"}, {"a-b": "x"}, {"a": "ü"}, {"a": "x\ny"}, {"Ab": "1", "aB": "2"}, {"a": "x" * 9000}):
         with pytest.raises(InvalidUploadOptionError):

@@ -6,7 +6,9 @@ import gzip
 import hashlib
 import io
 import itertools
-from contextlib import nullcontext
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from typing import IO
 
 import pytest
 from hypothesis import given, settings
@@ -61,8 +63,13 @@ def test_line_blocks_of_empty_input():
     assert list(iter_line_blocks(io.BytesIO(b""), 16)) == []
 
 
+def in_memory(data: bytes) -> Callable[[], AbstractContextManager[IO[bytes]]]:
+    """Opens ``data`` afresh each time (mypy cannot infer a lambda with a default argument)."""
+    return lambda: nullcontext(io.BytesIO(data))
+
+
 def test_sources_are_concatenated_each_ending_on_a_line_end():
-    sources = [Source(uri=f"mem://{i}", open=lambda d=d: nullcontext(io.BytesIO(d)), size=len(d))
+    sources = [Source(uri=f"mem://{i}", open=in_memory(d), size=len(d))
                for i, d in enumerate([b"a\nb", b"", b"c\n"])]
     joined = b"".join(bytes(buffer[:end]) for buffer, end in iter_source_blocks(sources, read_size=2))
     assert joined == b"a\nb\nc\n"

@@ -158,8 +158,8 @@ def test_the_validator_fast_path_agrees_with_the_full_check():
     from amazon.ion.simple_types import IonPyInt
 
     values = [None, True, 0, 7, IonPyInt.from_value(None, 5), 1.5, Decimal("1.50"), "x", "", {}, [], {"a": 1}]
-    specs = [True, ["status"], {"status": "integer"}, {"status": ["number", "null"]}, {"status": "boolean"},
-             {"status": "object", "path": "string"}]
+    specs: list[Any] = [True, ["status"], {"status": "integer"}, {"status": ["number", "null"]}, {"status": "boolean"},
+                        {"status": "object", "path": "string"}]
     for spec in specs:
         validator = RecordValidator(LOG_RECORD_FIELDS if spec is True else spec)
         for value in values:

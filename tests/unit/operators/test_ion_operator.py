@@ -52,7 +52,7 @@ def test_a_local_file_in_slices_gives_the_same_outputs_as_one_process(monkeypatc
         out = tmp_path / f"w{workers}" / "raw.jsonl"
         ti = RecordingTaskInstance()
         IonToJsonOperator(task_id="j", source_uri=f"file://{source}", output_uri=f"file://{out}",
-                          validate_records={"status": "integer"}, workers=workers).execute({"ti": ti})  # type: ignore[arg-type]
+                          validate_records={"status": "integer"}, workers=workers).execute({"ti": ti})  # type: ignore[typeddict-item]
         invalid = out.with_name("raw.invalid.jsonl")
         outputs[workers] = (out.read_bytes(), invalid.read_bytes(), ti.xcom["record_count"], ti.xcom["invalid_count"])
     assert "converted 2 slices" in capsys.readouterr().out

@@ -51,7 +51,7 @@ def test_durations_and_moments_from_templates():
 
 def test_window_defaults_to_the_data_interval_and_lateness_from_a_template():
     operator = KafkaBatchConsumeOperator(task_id="c", topics="t", max_lateness="600")
-    window = operator._window({"data_interval_start": START, "data_interval_end": END})  # type: ignore[arg-type]
+    window = operator._window({"data_interval_start": START, "data_interval_end": END})  # type: ignore[typeddict-item]
     assert window.since_ms == 1_709_337_600_000
     assert window.stop_ms == window.until_ms + 600_000
     explicit = KafkaBatchConsumeOperator(task_id="c", topics="t", since="2024-03-01T00:00:00Z", until=START)
@@ -61,7 +61,7 @@ def test_window_defaults_to_the_data_interval_and_lateness_from_a_template():
     # Airflow 3's schedule="@daily" gives zero-length intervals: refused, with the fix.
     with pytest.raises(ValueError, match="CronDataIntervalTimetable"):
         KafkaBatchConsumeOperator(task_id="c", topics="t")._window(
-            {"data_interval_start": START, "data_interval_end": START})  # type: ignore[arg-type]
+            {"data_interval_start": START, "data_interval_end": START})  # type: ignore[typeddict-item]
 
 
 def test_default_output_is_named_by_dag_task_and_interval(monkeypatch, tmp_path):

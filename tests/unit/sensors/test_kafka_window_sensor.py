@@ -6,13 +6,15 @@ import datetime as dt
 import inspect
 
 import pytest
+from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout, AirflowSkipException
 
 from airflow_provider_logproc.kafka_progress import KafkaWindowConfigError
 from airflow_provider_logproc.sensors.kafka import KafkaWindowCompleteSensor
 
 DAY = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
-CONTEXT = {"data_interval_start": DAY, "data_interval_end": DAY + dt.timedelta(days=1)}
+# A stand-in for Airflow's task context: only the data interval, as plain datetimes.
+CONTEXT: Context = {"data_interval_start": DAY, "data_interval_end": DAY + dt.timedelta(days=1)}  # type: ignore[typeddict-item]
 SUMMARY = {"topics": ["logs"], "threshold": "2026-03-02T00:00:00.000Z", "partitions": []}
 
 
