@@ -50,7 +50,7 @@ lint: setup
 	$(BIN)/ruff check .
 
 typecheck: setup
-	$(BIN)/mypy airflow_provider_logproc dags bench
+	$(BIN)/mypy airflow_provider_logproc dags bench tests
 
 unit: setup
 	$(BIN)/pytest $(PYTEST_ARGS) tests/unit
