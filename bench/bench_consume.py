@@ -38,6 +38,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from airflow_warmup import warm_up_airflow
+
 DAY = dt.date(2024, 6, 1)
 PARTITIONS = 3
 POOL_SIZE = 50_000
@@ -116,20 +118,6 @@ class _TaskInstance:
 
     def xcom_push(self, key: str, value: Any) -> None:
         self.xcom[key] = value
-
-
-def warm_up_airflow() -> None:
-    """Load what a task's process has loaded before Airflow calls ``execute``.
-
-    A task runs in Airflow's task runner, which has imported itself, masked secrets and set up hook
-    lineage before the operator starts. Called here in a bare process, the operator would pay for
-    that start-up on its first connection lookup and first ObjectStoragePath (~0.5-1 s): a cost of
-    the framework, once per task, not of reading records.
-    """
-    import airflow.sdk.execution_time.task_runner  # noqa: F401
-    from airflow.sdk.lineage import get_hook_lineage_collector
-
-    get_hook_lineage_collector()
 
 
 def child_operator(bootstrap: str, topic: str, output: str, encoding: str, workers: int | None) -> tuple[int, float]:

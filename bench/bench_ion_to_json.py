@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from airflow_warmup import warm_up_airflow
+
 DAY = dt.date(2024, 6, 1)
 POOL_SIZE = 50_000
 
@@ -63,6 +65,7 @@ def child_operator(source: str, output: str) -> tuple[int, float]:
     from airflow_provider_logproc.operators.ion import IonToJsonOperator
 
     operator = IonToJsonOperator(task_id="to_json", source_uri=f"file://{source}", output_uri=f"file://{output}")
+    warm_up_airflow()
     ti = _TaskInstance()
     started = time.perf_counter()
     operator.execute({"ti": ti})  # type: ignore[typeddict-item]
