@@ -69,7 +69,8 @@ def test_bad_timestamps_raise_a_field_error_naming_the_field(value: object) -> N
                                                dt.timezone(dt.timedelta(hours=-5, minutes=-30))])))
 def test_iso_parsing_matches_the_standard_library(moment: dt.datetime) -> None:
     text = moment.isoformat(timespec="milliseconds")
-    expected = int(moment.timestamp() * 1000 // 1) if moment.microsecond % 1000 == 0 else None
+    # round(), not int(): timestamp() is a float, and 1075593600.1 * 1000 is 1075593600099.9999.
+    expected = round(moment.timestamp() * 1000) if moment.microsecond % 1000 == 0 else None
     got = parse_timestamp_ms(text)
     reference = dt.datetime.fromisoformat(text)
     assert got == (reference - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(milliseconds=1)
