@@ -23,6 +23,7 @@ import orjson
 
 from airflow_provider_logproc.analysis.aggregate import Aggregate
 from airflow_provider_logproc.analysis.fields import FieldMapping
+from airflow_provider_logproc.worker_processes import usable_cpus
 
 CHUNK_BYTES = 4 << 20
 MAX_LINE_BYTES = 64 << 20
@@ -54,10 +55,7 @@ class _Task:
 
 
 def default_workers() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+    return usable_cpus()
 
 
 def _is_gzip(path: str) -> bool:

@@ -37,8 +37,11 @@ from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
 from airflow_provider_logproc.consume.ion_json import ConversionResult, convert_ion_to_json
+from airflow_provider_logproc.worker_processes import WorkerWithoutReport, read_report, start_worker, usable_cpus
 
 log = logging.getLogger(__name__)
+
+WORKER_MODULE = "airflow_provider_logproc.consume.ion_split"  # this module, run by its workers
 
 ION_BINARY_VERSION_MARKER = b"\xe0\x01\x00\xea"
 TEXT_CUT = b"}\n{"  # the cut goes after the newline
@@ -46,13 +49,6 @@ LOCAL_SYMBOL_TABLE = b"$ion_symbol_table"
 # Below this a worker's start (~0.2 s) is not paid back.
 MIN_SLICE_BYTES = 16 * 1024 * 1024
 INDEX_PREFIX = b'{"index":'
-
-
-def usable_cpus() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def plan_slices(path: str | os.PathLike[str], parts: int,
@@ -226,27 +222,14 @@ def _convert_slices(source: str, slices: Sequence[tuple[int, int]], write: Calla
 
 
 def _start_worker(job: SliceJob) -> subprocess.Popen[bytes]:
-    # stderr to a file: a pipe nobody reads until the end could fill and block the worker.
-    with open(job.output + ".stderr", "wb") as stderr:
-        process = subprocess.Popen([sys.executable, "-m", "airflow_provider_logproc.consume.ion_split"],
-                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr)
-    assert process.stdin is not None and process.stdout is not None
-    process.stdin.write(json.dumps(asdict(job)).encode())
-    process.stdin.close()
-    return process
+    return start_worker(WORKER_MODULE, json.dumps(asdict(job)).encode(), job.output + ".stderr")
 
 
 def _collect(process: subprocess.Popen[bytes], job: SliceJob, index: int) -> ConversionResult:
-    assert process.stdout is not None
-    stdout = process.stdout.read()
-    process.stdout.close()
-    process.wait()
     try:
-        report = json.loads(stdout)
-    except ValueError:
-        with open(job.output + ".stderr", "rb") as stderr:
-            tail = stderr.read()[-500:].decode(errors="replace")
-        raise SliceFailed(f"slice {index}: the worker exited with code {process.returncode}: {tail}") from None
+        report = read_report(process, job.output + ".stderr")
+    except WorkerWithoutReport as error:
+        raise SliceFailed(f"slice {index}: {error}") from None
     if "error" in report:
         raise SliceFailed(f"slice {index}: {report['error']}")
     return ConversionResult(**report["result"])

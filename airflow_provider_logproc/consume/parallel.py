@@ -40,8 +40,11 @@ from airflow_provider_logproc.consume.window import (
     TimeWindow,
     WindowError,
 )
+from airflow_provider_logproc.worker_processes import WorkerWithoutReport, read_report, start_worker
 
 log = logging.getLogger(__name__)
+
+WORKER_MODULE = "airflow_provider_logproc.consume.parallel"  # this module, run by its workers
 
 # Below this many offsets to read, starting processes costs more than it saves.
 MIN_RECORDS_FOR_WORKERS = 100_000
@@ -217,15 +220,7 @@ def _run_jobs(jobs: list[PartitionJob], workers: int, logger: Log,
         while pending or running:
             while pending and len(running) < workers:
                 job = pending.pop(0)
-                # stderr to a file: librdkafka may log a lot, and a full pipe would block the worker.
-                with open(job.ion_path + ".stderr", "wb") as stderr:
-                    process = subprocess.Popen(
-                        [sys.executable, "-m", "airflow_provider_logproc.consume.parallel"],
-                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr)
-                assert process.stdin is not None
-                process.stdin.write(job.to_json())
-                process.stdin.close()
-                running[process] = job
+                running[start_worker(WORKER_MODULE, job.to_json(), job.ion_path + ".stderr")] = job
             finished = [process for process in running if process.poll() is not None]
             if not finished:
                 time.sleep(0.02)
@@ -249,19 +244,11 @@ def _run_jobs(jobs: list[PartitionJob], workers: int, logger: Log,
 
 
 def _collect(process: subprocess.Popen[bytes], job: PartitionJob) -> PartitionOutcome:
-    assert process.stdout is not None
-    stdout = process.stdout.read()
-    process.stdout.close()
-    with open(job.ion_path + ".stderr", "rb") as stderr_file:
-        stderr = stderr_file.read()
     where = f"{job.plan.topic}[{job.plan.partition}]"
     try:
-        report = json.loads(stdout)
-    except ValueError:
-        tail = stderr.decode(errors="replace")[-2000:]
-        raise PartitionReadError(
-            f"{where}: the worker process exited with code {process.returncode} without a result; "
-            f"its stderr ends with: {tail}") from None
+        report = read_report(process, job.ion_path + ".stderr")
+    except WorkerWithoutReport as error:
+        raise PartitionReadError(f"{where}: {error}") from None
     if "error_type" in report:
         error_class = _ERRORS.get(report["error_type"], PartitionReadError)
         raise error_class(report["message"] if error_class is not PartitionReadError
