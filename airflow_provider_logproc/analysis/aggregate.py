@@ -5,23 +5,32 @@ x source, IP, path, user agent) plus a bucketed latency histogram. Two aggregate
 their counters, so the merge of the partials of any split of the input equals the aggregate of the
 whole input; top-N lists, rates and anomalies are derived only at the end (``summary.py``).
 
-The ingest loop has two paths. The fast path handles the shapes that make up nearly every line of a
-real log: a flat JSON object whose timestamp is ``YYYY-MM-DDTHH:MM:SS[.fff](Z|+hh:mm)`` (pieces looked up
-in small caches) or an epoch number, an IP already seen, an integer status. Anything else (first sight
-of an IP or a timestamp piece, envelopes, strings where numbers belong, CLF lines, broken lines) goes
-to the slow path, which validates strictly with ``fields.py`` and fills the caches. Both paths end in
-the same counting code, so they cannot disagree.
+The ingest loop has two paths. Each line is first decoded by msgspec into a struct of just the mapped
+fields (in C, skipping the rest of the object, without building a dictionary). The fast path handles
+the shapes that make up nearly every line of a real log: a flat JSON object whose timestamp is
+``YYYY-MM-DDTHH:MM:SS[.fff](Z|+hh:mm)`` (pieces looked up in small caches) or an epoch number, an IP
+already seen, an integer status. Anything else (first sight of an IP or a timestamp piece, envelopes,
+strings where numbers belong, CLF lines, broken lines) goes to the slow path, which parses the line
+again with orjson, validates strictly with ``fields.py`` and fills the caches. Both paths end in the
+same counting code, so they cannot disagree. Where the two JSON readers differ, a line must count the
+same whichever path it takes (``tests/unit/analysis/test_decode_paths.py``): msgspec skips unused
+fields without checking their UTF-8 (non-ASCII lines are checked first) or reading their numbers (the
+slow path reads numbers beyond a double's range as infinity, ``loads_json_line``), and reads integers
+beyond 64 bits exactly where orjson makes them floats (such values take the slow path).
 """
 
 from __future__ import annotations
 
 import base64
+import functools
+import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, astuple, dataclass, fields
 from typing import IO, Any, NamedTuple
 
+import msgspec
 import orjson
 
 from airflow_provider_logproc.analysis.fields import (
@@ -52,6 +61,11 @@ _CLF_TIME_RE = re.compile(r"(\d\d)/([A-Z][a-z]{2})/(\d{4}):(\d\d):(\d\d):(\d\d) 
 _TIMESTAMP_CACHE_LIMIT = 200_000
 _LATENCY_PENDING_LIMIT = 65_536
 _CLF_TIME_CACHE_LIMIT = 200_000
+# orjson reads integers up to 2**64 - 1 (and down to -2**63) exactly and larger ones as floats;
+# msgspec reads them all exactly. The fast path takes only integers both read alike.
+_INT_MIN = -(1 << 63)
+_INT_MAX = (1 << 64) - 1
+_INFINITY = float("inf")
 
 
 class InvalidRecord(Exception):
@@ -125,6 +139,40 @@ class IpCounter(dict[str, int]):
         return 0
 
 
+@functools.lru_cache(maxsize=16)
+def record_decoder(mapping: FieldMapping) -> msgspec.json.Decoder[Any] | None:
+    """A msgspec decoder of one JSON object into a struct of the mapped fields (each ``Any``, absent =
+    None); the object's other keys are skipped. None when two fields map to the same key."""
+    names = [field.name for field in fields(mapping)]
+    keys = astuple(mapping)
+    if len(set(keys)) != len(keys):
+        return None
+    record = msgspec.defstruct("MappedRecord", [(name, Any, None) for name in names],
+                               rename=dict(zip(names, keys, strict=True)), gc=False)
+    return msgspec.json.Decoder(record)
+
+
+def _decode_nothing(line: bytes) -> Any:
+    raise _Slow
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def loads_json_line(line: bytes) -> Any:
+    """Parse one JSON text like orjson, except that numbers beyond a double's range read as
+    +-infinity (RFC 8259 allows them; orjson refuses the whole text). The fast path's msgspec skips
+    unused fields without reading their numbers, so without this a line's validity would depend on
+    which path it took."""
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        if "infinity" not in str(exc):
+            raise
+    return json.loads(line, parse_constant=_reject_constant)  # raises ValueError, as orjson does
+
+
 def _fold_missing(counter: Mapping[Any, int]) -> dict[str, int]:
     folded: dict[str, int] = {}
     for key, count in counter.items():
@@ -182,11 +230,8 @@ class Aggregate:
 
         Never raises for bad content: unusable lines are counted by reason and sampled.
         """
-        loads = orjson.loads
-        mapping = self.mapping
-        k_ts, k_ip, k_st = mapping.timestamp, mapping.client_ip, mapping.status
-        k_method, k_path, k_ua, k_src = mapping.method, mapping.path, mapping.user_agent, mapping.source
-        k_bytes, k_lat = mapping.bytes, mapping.latency_ms
+        decoder = record_decoder(self.mapping)
+        decode = decoder.decode if decoder is not None else _decode_nothing
         prefix_get = self._iso_prefix.get
         seconds_ok = self._iso_seconds
         tail_get = self._iso_tail.get
@@ -199,7 +244,7 @@ class Aggregate:
         user_agents = self.user_agents
         latency_pending = self._latency_pending
         text_or_none = (str, type(None))
-        number_or_none = (int, float, type(None))
+        int_min, int_max = _INT_MIN, _INT_MAX
         ms_threshold = EPOCH_MS_THRESHOLD
         normalize_line = self._normalize_line
         minute_of = self._minute_of
@@ -209,16 +254,19 @@ class Aggregate:
         blank = 0
         for lineno, line in enumerate(lines, first_line):
             try:
-                record = loads(line)
-                ts = record[k_ts]
-                ip = record[k_ip]
-                status = record[k_st]
-                method = record.get(k_method)
-                path = record.get(k_path)
-                agent = record.get(k_ua)
-                origin = record.get(k_src)
-                size = record.get(k_bytes)
-                latency = record.get(k_lat)
+                if not line.isascii():
+                    # msgspec skips unused fields without checking their UTF-8; orjson refuses the line.
+                    line.decode("utf-8")
+                record = decode(line)
+                ts = record.timestamp
+                ip = record.client_ip
+                status = record.status
+                method = record.method
+                path = record.path
+                agent = record.user_agent
+                origin = record.source
+                size = record.bytes
+                latency = record.latency_ms
                 if ts.__class__ is str:
                     minute = prefix_get(ts[:16])
                     zone = tail_get(ts[19:])
@@ -226,7 +274,7 @@ class Aggregate:
                         minute = minute_of(ts)  # first sight of a piece: validate and learn it
                     else:
                         minute -= zone
-                elif ts.__class__ is int and ts >= 0:
+                elif ts.__class__ is int and 0 <= ts <= int_max:
                     minute = ts // 60000 if ts >= ms_threshold else ts // 60
                 else:
                     raise _Slow
@@ -237,8 +285,9 @@ class Aggregate:
                     or path.__class__ not in text_or_none
                     or agent.__class__ not in text_or_none
                     or origin.__class__ not in text_or_none
-                    or latency.__class__ not in number_or_none
-                    or not (size is None or (size.__class__ is int and size >= 0))
+                    or not (latency is None or latency.__class__ is float
+                            or (latency.__class__ is int and int_min <= latency <= int_max))
+                    or not (size is None or (size.__class__ is int and 0 <= size <= int_max))
                 ):
                     raise _Slow
                 # Last, as it is the first count: an unseen IP is validated by IpCounter.__missing__,
@@ -279,7 +328,8 @@ class Aggregate:
         pending = self._latency_pending
         good: dict[float, int] = {}
         for value, occurrences in pending.items():
-            if value.__class__ is bool or value < 0 or value != value or value == float("inf"):
+            # In microseconds (the histogram's unit) it must still be finite: 1.8e308 ms is a double.
+            if value.__class__ is bool or not 0 <= value * 1000 < _INFINITY:
                 self.field_errors["latency_ms"] += occurrences
             else:
                 good[value] = occurrences
@@ -319,8 +369,8 @@ class Aggregate:
             stripped = stripped[3:]
         if stripped[:1] in (b"{", b"[", b'"') or (stripped[:1].isdigit() and b" " not in stripped):
             try:
-                record = orjson.loads(stripped)
-            except orjson.JSONDecodeError as exc:
+                record = loads_json_line(stripped)
+            except ValueError as exc:
                 try:
                     stripped.decode("utf-8")
                 except UnicodeDecodeError:
