@@ -5,6 +5,8 @@ numbers wherever the Ion type allows it), which loads several times faster than 
 IonPy model; writes with orjson. Ion types JSON lacks are mapped as follows: timestamps → ISO 8601
 strings in a chosen time zone, blobs/clobs → base64 strings, decimals → JSON numbers with the same
 digits, symbols → strings; annotations are dropped or kept as ``{"$annotations": [...], "$value": v}``.
+Text Ion in the consume step's own one-envelope-a-line layout takes a shortcut that writes the same
+bytes (see "the consume step's text envelopes" below).
 
 No Airflow import here.
 """
@@ -15,6 +17,7 @@ import base64
 import datetime as dt
 import functools
 import io
+import re
 import zoneinfo
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -71,18 +74,29 @@ class CorruptIonError(ValueError):
 
 
 class CountingReader(io.RawIOBase):
-    """Counts the bytes the Ion reader has taken from the source (it reads ahead in 8 KiB blocks)."""
+    """Counts the bytes the Ion reader has taken (it reads ahead in 8 KiB blocks).
 
-    def __init__(self, source: IO[bytes]):
+    ``head``: bytes already taken from ``source`` that the reader gets first; ``start``: the position
+    in the whole input where ``head`` begins.
+    """
+
+    def __init__(self, source: IO[bytes] | io.RawIOBase, head: bytes = b"", start: int = 0):
         super().__init__()
         self._source = source
-        self.bytes_read = 0
+        self._head = head
+        self.bytes_read = start
 
     def readable(self) -> bool:
         return True
 
     def read(self, size: int = -1) -> bytes:
-        chunk = self._source.read(size)
+        if self._head:
+            if size is None or size < 0:
+                chunk, self._head = self._head + self._source.read(), b""
+            else:
+                chunk, self._head = self._head[:size], self._head[size:]
+        else:
+            chunk = self._source.read(size) or b""
         self.bytes_read += len(chunk)
         return chunk
 
@@ -130,7 +144,7 @@ def make_json_default(timezone: dt.tzinfo, keep_annotations: bool) -> Callable[[
         if isinstance(value, str):
             return str(value)
         if isinstance(value, int):
-            return int(value)
+            return _wide_int(int(value))
         if isinstance(value, float):
             return float(value)
         if isinstance(value, dict):
@@ -153,6 +167,32 @@ def make_json_default(timezone: dt.tzinfo, keep_annotations: bool) -> Callable[[
         return plain(value)
 
     return annotated
+
+
+_INT64_MIN, _UINT64_MAX = -(1 << 63), (1 << 64) - 1
+
+
+def _wide_int(value: int) -> Any:
+    """orjson writes integers of up to 64 bits; Ion's have any size, and so do JSON's: keep the digits."""
+    return value if _INT64_MIN <= value <= _UINT64_MAX else orjson.Fragment(str(value))
+
+
+def _with_wide_ints(value: Any) -> Any:
+    if type(value) is dict:
+        return {key: _with_wide_ints(item) for key, item in value.items()}
+    if type(value) is list:
+        return [_with_wide_ints(item) for item in value]
+    if type(value) is int:
+        return _wide_int(value)
+    return value  # IonPy wrappers reach orjson's default=, which widens their integers itself
+
+
+def dumps_json(value: Any, default: Callable[[Any], Any], option: int) -> bytes:
+    """orjson.dumps, except that integers beyond 64 bits are written with all their digits."""
+    try:
+        return orjson.dumps(value, default=default, option=option)
+    except orjson.JSONEncodeError:
+        return orjson.dumps(_with_wide_ints(value), default=default, option=option)
 
 
 def _iso(moment: dt.datetime, timezone: dt.tzinfo) -> str:
@@ -334,6 +374,63 @@ def iter_ion(source: IO[bytes] | io.RawIOBase) -> Iterator[Any]:
                           text_buffer_size_limit=TEXT_VALUE_LIMIT_BYTES)
 
 
+class _RecordWriter:
+    """What happens to each top-level value read: unwrapped, validated, written or set aside."""
+
+    __slots__ = ("default", "dumps_option", "index", "invalid_count", "option", "sink", "unwrap_value",
+                 "valid", "validator", "write_invalid")
+
+    def __init__(self, sink: JsonSink, write_invalid: Callable[[bytes], Any], *, output_format: str,
+                 unwrap_value: bool, timezone: str | dt.tzinfo, keep_annotations: bool,
+                 validate_records: ValidationSpec | None) -> None:
+        self.sink = sink
+        self.write_invalid = write_invalid
+        self.unwrap_value = unwrap_value
+        self.validator = make_validator(validate_records)
+        self.default = make_json_default(resolve_timezone(timezone), keep_annotations)
+        self.option = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATETIME
+        self.dumps_option = self.option | orjson.OPT_APPEND_NEWLINE if output_format == "jsonl" else self.option
+        self.index = 0
+        self.valid = 0
+        self.invalid_count = 0
+
+    def set_aside(self, reason: str, record: Any) -> None:
+        _invalid(self.write_invalid, self.index, reason, record, self.default, self.option)
+        self.invalid_count += 1
+        self.index += 1
+
+    def read_stream(self, records: Iterator[Any]) -> None:
+        """The per-record loop of the conversion; the Ion reader raises from the ``for`` line only."""
+        add = self.sink.add
+        dumps = orjson.dumps
+        default, option = self.default, self.dumps_option
+        validator = self.validator
+        unwrap_value = self.unwrap_value
+        flush_every = CHUNK_RECORDS - 1  # a power of two minus one: cheap to test
+        for record in records:
+            if unwrap_value:
+                if type(record) is dict and "value" in record:
+                    value = record["value"]
+                else:
+                    self.set_aside("not an envelope: no 'value' field", record)
+                    continue
+            else:
+                value = record
+            if validator is not None:
+                reason = validator.problems(value)
+                if reason is not None:
+                    self.set_aside(reason, record)
+                    continue
+            try:
+                add(dumps(value, default=default, option=option))
+            except orjson.JSONEncodeError:
+                add(dumps_json(value, default, option))  # an integer beyond 64 bits, or a real error
+            self.valid += 1
+            self.index += 1
+            if not self.index & flush_every:
+                self.sink.flush_if_full()
+
+
 def convert_ion_to_json(
     source: IO[bytes],
     write: Callable[[bytes], Any],
@@ -345,66 +442,139 @@ def convert_ion_to_json(
     keep_annotations: bool = False,
     validate_records: ValidationSpec | None = False,
     source_name: str = "input",
+    envelope_lines: bool = True,
 ) -> ConversionResult:
     """Stream every top-level Ion value of ``source`` to ``write`` as JSON.
 
     With ``unwrap_value`` each value must be an envelope and its ``value`` is written. Records that
     fail validation (or are not envelopes) go to ``write_invalid`` as JSON lines
     ``{"index", "reason", "record"}``. Corrupt Ion raises :class:`CorruptIonError`.
+    ``envelope_lines=False`` reads every value with the Ion reader (the shortcut for the consume
+    step's text envelopes gives the same output; tests compare the two).
     """
     from amazon.ion.exceptions import IonException
 
-    validator = make_validator(validate_records)
-    default = make_json_default(resolve_timezone(timezone), keep_annotations)
-    option = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATETIME
-    line_option = option | orjson.OPT_APPEND_NEWLINE
-    record_option = line_option if output_format == "jsonl" else option
-    dumps = orjson.dumps
     sink = JsonSink(write, output_format)
-    result = ConversionResult()
-    counting = CountingReader(source)
-    index = 0
-    valid = 0
-    add = sink.add
-    flush_every = CHUNK_RECORDS - 1  # a power of two minus one: cheap to test
-    records = iter_ion(counting)
+    writer = _RecordWriter(sink, write_invalid, output_format=output_format, unwrap_value=unwrap_value,
+                           timezone=timezone, keep_annotations=keep_annotations,
+                           validate_records=validate_records)
+    reader: CountingReader | None = CountingReader(source)
     try:
-        # The per-record loop of the conversion; the Ion reader raises from the `for` line only.
-        for record in records:
-            if unwrap_value:
-                if type(record) is dict and "value" in record:
-                    value = record["value"]
-                else:
-                    _invalid(write_invalid, index, "not an envelope: no 'value' field", record, default, option)
-                    result.invalid_count += 1
-                    index += 1
-                    continue
-            else:
-                value = record
-            if validator is not None:
-                reason = validator.problems(value)
-                if reason is not None:
-                    _invalid(write_invalid, index, reason, record, default, option)
-                    result.invalid_count += 1
-                    index += 1
-                    continue
-            add(dumps(value, default=default, option=record_option))
-            valid += 1
-            index += 1
-            if not index & flush_every:
-                sink.flush_if_full()
+        if unwrap_value and envelope_lines:
+            reader = convert_envelope_lines(source, writer, output_format)
+        if reader is not None:
+            writer.read_stream(iter_ion(reader))
     except (IonException, RecursionError) as error:
+        index = writer.index
         read = f"records 0..{index - 1} were read" if index else "no record was read"
+        consumed = reader.bytes_read if reader is not None else 0
         raise CorruptIonError(
             f"{source_name}: corrupt Ion at record index {index} ({read}; the reader had consumed "
-            f"{counting.bytes_read} bytes): {error or type(error).__name__}"
+            f"{consumed} bytes): {error or type(error).__name__}"
         ) from error
-    result.record_count = valid
     sink.close()
-    return result
+    return ConversionResult(record_count=writer.valid, invalid_count=writer.invalid_count)
+
+
+# --- the consume step's text envelopes ----------------------------------------------------------
+# The text encoder (envelope.py) writes one envelope a line, in a fixed shape, with each value's JSON
+# text embedded as it is. When a value's text is already what orjson writes for it (canonical:
+# ``orjson.dumps(orjson.loads(text)) == text``), the Ion reader + orjson would write exactly that
+# text: JSON strings, objects, arrays, true/false/null read as the same Python values; a number with
+# an exponent reads as the same double; a number without one reads as a Decimal written with its
+# own digits; orjson never writes integers beyond 64 bits. So such a line is copied without the Ion
+# reader, at about a quarter of its cost. A line of that shape whose value is not canonical is read
+# by the Ion reader alone; any other line (a symbol table, another layout, a value over several
+# lines) hands the rest of the input to the streaming reader, which is then the judge of it.
+# tests/unit/consume/test_ion_json_envelope_lines.py compares both routes.
+
+_PRINTABLE_ASCII_STRING = rb'"[\x20\x21\x23-\x5b\x5d-\x7e]*"'  # no quote, backslash or control
+_ENVELOPE_HEAD = re.compile(
+    rb"\{topic:" + _PRINTABLE_ASCII_STRING + rb",partition:(?:0|[1-9][0-9]*),offset:(?:0|[1-9][0-9]*),"
+    rb"timestamp:([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}):[0-5][0-9]\.[0-9]{3}Z,"
+    rb"key:(?:null|" + _PRINTABLE_ASCII_STRING + rb"),value:"
+)
+_ENVELOPE_TAIL = b",headers:[]}"
+_ION_VERSION_MARKER = b"$ion_1_0"
+ENVELOPE_BLOCK_BYTES = 1 << 20
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_calendar_minute(text: bytes) -> bool:
+    """'YYYY-MM-DDTHH:MM' names a real minute (Ion refuses 2024-02-30 or 25:00)."""
+    try:
+        dt.datetime.strptime(text.decode("ascii"), "%Y-%m-%dT%H:%M")
+    except ValueError:
+        return False
+    return True
+
+
+def convert_envelope_lines(source: IO[bytes] | io.RawIOBase, writer: _RecordWriter,
+                           output_format: str) -> CountingReader | None:
+    """Convert the envelope lines at the start of ``source``; the rest of it (from the first line
+    that is not one) as a reader for the Ion reader, or None when every line was converted."""
+    from amazon.ion.exceptions import IonException
+
+    loads, dumps = orjson.loads, orjson.dumps
+    head_match = _ENVELOPE_HEAD.match
+    tail, tail_length = _ENVELOPE_TAIL, len(_ENVELOPE_TAIL)
+    sink = writer.sink
+    add = sink.add
+    newline = b"\n" if output_format == "jsonl" else b""
+    validator = writer.validator
+    flush_every = CHUNK_RECORDS - 1
+    position = 0  # of the current line in the whole input
+    pending = b""
+    first_line = True
+    while True:
+        block = source.read(ENVELOPE_BLOCK_BYTES)
+        at_end = not block
+        lines = (pending + block).split(b"\n") if block else [pending]
+        pending = b"" if at_end else lines.pop()
+        for number, line in enumerate(lines):
+            if first_line:
+                first_line = False
+                if line == _ION_VERSION_MARKER:
+                    position += len(line) + 1
+                    continue
+            if not line:
+                position += 1
+                continue
+            match = head_match(line)
+            if match is not None and line.endswith(tail) and _is_calendar_minute(match[1]):
+                text = line[match.end():-tail_length]
+                try:
+                    value = loads(text)
+                except orjson.JSONDecodeError:
+                    value = text = None  # type: ignore[assignment]
+                if text is not None and dumps(value) == text and (
+                        validator is None or validator.problems(value) is None):
+                    add(text)
+                    if newline:
+                        add(newline)
+                    writer.valid += 1
+                    writer.index += 1
+                    if not writer.index & flush_every:
+                        sink.flush_if_full()
+                    position += len(line) + 1
+                    continue
+                # The envelope's shape, but a value to read as Ion (or one to set aside with the
+                # envelope the Ion reader makes of it): this line alone, if it reads alone.
+                try:
+                    records = list(iter_ion(io.BytesIO(line)))
+                except (IonException, RecursionError):
+                    pass
+                else:
+                    writer.read_stream(iter(records))
+                    position += len(line) + 1
+                    continue
+            rest = b"\n".join(lines[number:]) + (b"\n" + pending if not at_end else b"")
+            return CountingReader(source, head=rest, start=position)
+        if at_end:
+            return None
 
 
 def _invalid(write_invalid: Callable[[bytes], Any], index: int, reason: str, record: Any,
              default: Callable[[Any], Any], option: int) -> None:
     line = {"index": index, "reason": reason, "record": record}
-    write_invalid(orjson.dumps(line, default=default, option=option | orjson.OPT_APPEND_NEWLINE))
+    write_invalid(dumps_json(line, default, option | orjson.OPT_APPEND_NEWLINE))
