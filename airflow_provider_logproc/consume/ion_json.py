@@ -496,7 +496,11 @@ _ENVELOPE_HEAD = re.compile(
 )
 _ENVELOPE_TAIL = b",headers:[]}"
 _ION_VERSION_MARKER = b"$ion_1_0"
+_BINARY_ION_VERSION_MARKER = b"\xe0\x01\x00\xea"
 ENVELOPE_BLOCK_BYTES = 1 << 20
+# A longer line goes to the streaming reader, with the rest of the input: the shortcut holds a line
+# whole, and binary Ion or a one-line text file would otherwise be gathered into memory.
+ENVELOPE_LINE_LIMIT_BYTES = 16 << 20
 
 
 @functools.lru_cache(maxsize=4096)
@@ -524,13 +528,21 @@ def convert_envelope_lines(source: IO[bytes] | io.RawIOBase, writer: _RecordWrit
     validator = writer.validator
     flush_every = CHUNK_RECORDS - 1
     position = 0  # of the current line in the whole input
-    pending = b""
     first_line = True
+    block_bytes, line_limit = ENVELOPE_BLOCK_BYTES, ENVELOPE_LINE_LIMIT_BYTES
+    block = source.read(block_bytes)
+    if block.startswith(_BINARY_ION_VERSION_MARKER):
+        return CountingReader(source, head=block, start=0)
+    pending = b""
     while True:
-        block = source.read(ENVELOPE_BLOCK_BYTES)
         at_end = not block
         lines = (pending + block).split(b"\n") if block else [pending]
+        # after: the input's bytes that follow the last of ``lines`` in this round
         pending = b"" if at_end else lines.pop()
+        after = b"" if at_end else b"\n" + pending
+        if len(pending) > line_limit:
+            lines.append(pending)  # handed over below, as a line the shortcut does not take
+            pending = after = b""
         for number, line in enumerate(lines):
             if first_line:
                 first_line = False
@@ -540,7 +552,7 @@ def convert_envelope_lines(source: IO[bytes] | io.RawIOBase, writer: _RecordWrit
             if not line:
                 position += 1
                 continue
-            match = head_match(line)
+            match = head_match(line) if len(line) <= line_limit else None
             if match is not None and line.endswith(tail) and _is_calendar_minute(match[1]):
                 text = line[match.end():-tail_length]
                 try:
@@ -568,10 +580,10 @@ def convert_envelope_lines(source: IO[bytes] | io.RawIOBase, writer: _RecordWrit
                     writer.read_stream(iter(records))
                     position += len(line) + 1
                     continue
-            rest = b"\n".join(lines[number:]) + (b"\n" + pending if not at_end else b"")
-            return CountingReader(source, head=rest, start=position)
+            return CountingReader(source, head=b"\n".join(lines[number:]) + after, start=position)
         if at_end:
             return None
+        block = source.read(block_bytes)
 
 
 def _invalid(write_invalid: Callable[[bytes], Any], index: int, reason: str, record: Any,

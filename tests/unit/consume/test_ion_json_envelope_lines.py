@@ -179,3 +179,40 @@ def test_integers_beyond_64_bits_keep_their_digits() -> None:
     assert b'"n":%d,"m":[-%d]' % (big, big) in fast[1]  # the set-aside envelope too
     out, _, _ = both_ways(data)[0]
     assert out == b'{"n":%d,"m":[-%d]}\n' % (big, big)
+
+
+def test_binary_ion_goes_to_the_reader_unread(monkeypatch: pytest.MonkeyPatch) -> None:
+    encoder = make_encoder("binary", "string", "json")
+    for offset in range(50):
+        encoder.add("logs", 0, offset, 1_717_236_000_000, None, b'{"a":"\\n","n":%d}' % offset, None)
+    data = encoder.preamble() + encoder.drain()
+    fast, reader = both_ways(data)
+    assert fast == reader and fast[2].record_count == 50
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([HEAD + b'{"a":"x"}' + TAIL, HEAD + b'{"a": "spaced"}' + TAIL, b"",
+                                 HEAD + b'{"a":"' + b"y" * 150 + b'"}' + TAIL]), min_size=1, max_size=12),
+       st.sampled_from([b"", b"\n"]), st.integers(1, 300), st.integers(100, 400))
+def test_block_and_line_limits_anywhere_convert_the_same(lines: list[bytes], end: bytes, block: int,
+                                                          limit: int) -> None:
+    data = b"\n".join(lines) + end
+    patch = pytest.MonkeyPatch()
+    try:
+        patch.setattr(ion_json, "ENVELOPE_BLOCK_BYTES", block)
+        patch.setattr(ion_json, "ENVELOPE_LINE_LIMIT_BYTES", limit)
+        fast, reader = both_ways(data)
+    finally:
+        patch.undo()
+    assert fast == reader
+
+
+def test_a_line_over_the_limit_hands_the_rest_to_the_reader(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ion_json, "ENVELOPE_BLOCK_BYTES", 64)
+    monkeypatch.setattr(ion_json, "ENVELOPE_LINE_LIMIT_BYTES", 200)
+    long_line = HEAD + b'{"a":"' + b"z" * 300 + b'"}' + TAIL
+    data = HEAD + b'{"a":1}' + TAIL + b"\n" + long_line + b"\n" + HEAD + b'{"a":2}' + TAIL + b"\n"
+    out = io.BytesIO()
+    result = convert_ion_to_json(io.BytesIO(data), out.write, io.BytesIO().write)
+    assert result.record_count == 3
+    assert out.getvalue() == b'{"a":1}\n{"a":"' + b"z" * 300 + b'"}\n{"a":2}\n'
