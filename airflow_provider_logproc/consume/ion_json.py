@@ -458,10 +458,12 @@ def convert_ion_to_json(
     writer = _RecordWriter(sink, write_invalid, output_format=output_format, unwrap_value=unwrap_value,
                            timezone=timezone, keep_annotations=keep_annotations,
                            validate_records=validate_records)
-    reader: CountingReader | None = CountingReader(source)
+    reader: CountingReader | None = None
     try:
         if unwrap_value and envelope_lines:
-            reader = convert_envelope_lines(source, writer, output_format)
+            reader = convert_envelope_lines(source, writer, output_format)  # None: nothing left to read
+        else:
+            reader = CountingReader(source)
         if reader is not None:
             writer.read_stream(iter_ion(reader))
     except (IonException, RecursionError) as error:
@@ -558,9 +560,10 @@ def convert_envelope_lines(source: IO[bytes] | io.RawIOBase, writer: _RecordWrit
                 try:
                     value = loads(text)
                 except orjson.JSONDecodeError:
-                    value = text = None  # type: ignore[assignment]
-                if text is not None and dumps(value) == text and (
-                        validator is None or validator.problems(value) is None):
+                    canonical = False
+                else:
+                    canonical = dumps(value) == text
+                if canonical and (validator is None or validator.problems(value) is None):
                     add(text)
                     if newline:
                         add(newline)
