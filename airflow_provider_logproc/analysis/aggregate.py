@@ -25,10 +25,11 @@ import base64
 import functools
 import json
 import re
+import types
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, astuple, dataclass, fields
-from typing import IO, Any, NamedTuple
+from typing import IO, Any, Literal, NamedTuple
 
 import msgspec
 import orjson
@@ -46,6 +47,13 @@ from airflow_provider_logproc.analysis.fields import (
     parse_timestamp_ms,
 )
 from airflow_provider_logproc.analysis.sketch import LatencyHistogram
+
+native_ingest: types.ModuleType | None
+try:
+    # The per-line loop in C (setup.py builds it where a compiler is found); same results.
+    from airflow_provider_logproc.analysis import _native_ingest as native_ingest
+except ImportError:  # pragma: no cover - installed without a C compiler
+    native_ingest = None
 
 PARTIAL_FORMAT = "logproc-analysis-partial"
 PARTIAL_VERSION = 1
@@ -152,6 +160,14 @@ def record_decoder(mapping: FieldMapping) -> msgspec.json.Decoder[Any] | None:
     return msgspec.json.Decoder(record)
 
 
+@functools.lru_cache(maxsize=16)
+def mapped_keys(mapping: FieldMapping) -> tuple[bytes, ...]:
+    """The JSON keys of the fields the C loop reads, UTF-8, in the order it expects them."""
+    return tuple(key.encode() for key in (
+        mapping.timestamp, mapping.client_ip, mapping.status, mapping.method, mapping.path,
+        mapping.user_agent, mapping.source, mapping.bytes, mapping.latency_ms))
+
+
 def _decode_nothing(line: bytes) -> Any:
     raise _Slow
 
@@ -213,6 +229,8 @@ class Aggregate:
         self._iso_tail: dict[str, int] = {}
         self._clf_time: dict[str, int] = {}
         self._ip_alias: dict[str, str] = {}
+        # The C loop's counts not yet added to the dictionaries above (see flush_pending).
+        self._native_counts: Any = None
         self._latency_pending: defaultdict[Any, int] = defaultdict(int)
 
     # ------------------------------------------------------------------ derived totals
@@ -230,7 +248,53 @@ class Aggregate:
 
         Never raises for bad content: unusable lines are counted by reason and sampled.
         """
+        lines = lines if lines.__class__ is list else list(lines)
+        if self._ingest_native(lines, 0, 0, source, first_line) is False:
+            self._ingest_python(lines, source=source, first_line=first_line)
+        self.flush_pending()
+
+    def ingest_buffer(self, buffer: bytes, start: int, end: int, *, source: str, first_line: int) -> int:
+        """Analyse the lines of ``buffer[start:end]`` (each ended by a newline, but perhaps the last);
+        returns how many there were. The counts of the C loop stay pending: call ``flush_pending()``
+        (or ``finish()``) before reading the aggregate. For long inputs read block by block."""
+        count = self._ingest_native(buffer, start, end, source, first_line)
+        if count is False:
+            lines = buffer[start:end].split(b"\n")
+            if lines[-1] == b"":
+                lines.pop()
+            self._ingest_python(lines, source=source, first_line=first_line)
+            return len(lines)
+        if len(self._latency_pending) > _LATENCY_PENDING_LIMIT:
+            self._flush_latency()
+        return count
+
+    def flush_pending(self) -> None:
+        """Add the C loop's pending counts into this aggregate's dictionaries."""
+        if self._native_counts is not None:
+            self._native_counts.flush(self)
+        if len(self._latency_pending) > _LATENCY_PENDING_LIMIT:
+            self._flush_latency()
+
+    def _ingest_native(self, lines: list[bytes] | bytes, start: int, end: int, source: str,
+                       first_line: int) -> int | Literal[False]:
+        """The C loop over a list of lines or a buffer's span: the number of lines, or False where it
+        cannot run (not built, or two fields mapped to one key)."""
         decoder = record_decoder(self.mapping)
+        if native_ingest is None or decoder is None:
+            return False
+        if self._native_counts is None:
+            self._native_counts = native_ingest.Counts()
+        count, blank = native_ingest.ingest(
+            self._native_counts, self, lines, start, end, first_line, mapped_keys(self.mapping),
+            decoder.decode, self._minute_of, functools.partial(self._normalize_or_keep, source),
+            EPOCH_MS_THRESHOLD)
+        self.lines += count - blank
+        self.blank_lines += blank
+        return count
+
+    def _ingest_python(self, lines: list[bytes], *, source: str, first_line: int = 1) -> None:
+        decoder = record_decoder(self.mapping)
+        # The same loop in Python: where the C one is not built, and the reference it is tested against.
         decode = decoder.decode if decoder is not None else _decode_nothing
         prefix_get = self._iso_prefix.get
         seconds_ok = self._iso_seconds
@@ -338,6 +402,8 @@ class Aggregate:
 
     def drop_caches(self) -> None:
         """Forget the fast-path caches (before pickling a finished aggregate to another process)."""
+        self.flush_pending()
+        self._native_counts = None
         self._iso_prefix.clear()
         self._iso_seconds.clear()
         self._iso_tail.clear()
@@ -346,8 +412,14 @@ class Aggregate:
 
     def finish(self) -> Aggregate:
         """Fold pending values into the aggregate (call before reading or merging it)."""
+        self.flush_pending()
         self._flush_latency()
         return self
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The C loop's pending counts are added in, not pickled (they are a C object).
+        self.flush_pending()
+        return {**self.__dict__, "_native_counts": None}
 
     def count_too_long(self, source: str, lineno: int, start: bytes) -> None:
         """A line too long to hold in memory: counted and sampled by its start."""
@@ -363,6 +435,14 @@ class Aggregate:
             self.invalid_sample.append(InvalidLine(source, lineno, problem.reason, str(problem), text))
 
     # ------------------------------------------------------------------ slow path
+    def _normalize_or_keep(self, source: str, lineno: int, line: bytes) -> Normalized | None:
+        """The C loop's slow path: the line's fields, or None once an invalid line is kept aside."""
+        try:
+            return self._normalize_line(line)
+        except InvalidRecord as problem:
+            self._keep_invalid(source, lineno, line, problem)
+            return None
+
     def _normalize_line(self, line: bytes) -> Normalized:
         stripped = line.strip()
         if stripped.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte order mark at the start of a file

@@ -84,24 +84,34 @@ def ingest_blocks(aggregate: Aggregate, blocks: Iterable[bytes], source: str) ->
     lines_seen = 0
     skipping = False  # inside a line already counted as too long
     for block in blocks:
-        lines = block.split(b"\n")
         if skipping:
-            if len(lines) == 1:
+            end_of_long_line = block.find(b"\n")
+            if end_of_long_line < 0:
                 continue
-            lines.pop(0)  # the end of the long line
+            block = block[end_of_long_line + 1:]
             skipping = False
-        lines[0] = tail + lines[0]
-        tail = lines.pop()
-        aggregate.ingest_lines(lines, source=source, first_line=lines_seen + 1)
-        lines_seen += len(lines)
+        last_newline = block.rfind(b"\n")
+        if last_newline < 0:
+            tail += block
+        else:
+            start = 0
+            if tail:  # the line begun in the blocks before ends in this one
+                start = block.find(b"\n") + 1
+                aggregate.ingest_buffer(tail + block[:start], 0, start + len(tail), source=source,
+                                        first_line=lines_seen + 1)
+                lines_seen += 1
+            lines_seen += aggregate.ingest_buffer(block, start, last_newline + 1, source=source,
+                                                  first_line=lines_seen + 1)
+            tail = block[last_newline + 1:]
         if len(tail) > MAX_LINE_BYTES:
             lines_seen += 1
             aggregate.count_too_long(source, lines_seen, tail[:1024])
             tail = b""
             skipping = True
     if tail:
-        aggregate.ingest_lines([tail], source=source, first_line=lines_seen + 1)
+        aggregate.ingest_buffer(tail, 0, len(tail), source=source, first_line=lines_seen + 1)
         lines_seen += 1
+    aggregate.flush_pending()
     return lines_seen
 
 

@@ -1,0 +1,22 @@
+# Types of the C extension built from _native_ingest.c (see that file and Aggregate.ingest_lines).
+from collections.abc import Callable
+from typing import Any
+
+class Counts:
+    def __init__(self) -> None: ...
+    def flush(self, aggregate: Any, /) -> None: ...
+
+def ingest(
+    counts: Counts,
+    aggregate: Any,
+    lines: list[bytes] | bytes,
+    start: int,
+    end: int,
+    first_line: int,
+    keys: tuple[bytes, ...],
+    decode: Callable[[bytes], Any],
+    minute_of: Callable[[Any], int],
+    slow: Callable[[int, bytes], Any],
+    ms_threshold: int,
+    /,
+) -> tuple[int, int]: ...

@@ -1,0 +1,136 @@
+"""The analyzer's C loop (``_native_ingest.c``) against the Python loop it replaces.
+
+Line by line, every route is compared in test_decode_paths.py. Here: that the loop is built at all,
+that its own tables (texts, minutes, kinds, latencies) give the same aggregate once they grow past
+their first size, that reading a buffer span by span equals reading the lines, and that its pending
+counts are never lost (flushed before reading, pickling or merging).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import pickle
+import random
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from airflow_provider_logproc import sample_logs
+from airflow_provider_logproc.analysis import aggregate as aggregate_module
+from airflow_provider_logproc.analysis import analyze as analyze_module
+from airflow_provider_logproc.analysis.aggregate import Aggregate
+
+DAY = dt.date(2026, 11, 24)
+native = pytest.mark.skipif(aggregate_module.native_ingest is None, reason="the C loop is not built here")
+
+
+def _python_partial(lines: list[bytes], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    with monkeypatch.context() as patch:
+        patch.setattr(aggregate_module, "native_ingest", None)
+        aggregate = Aggregate()
+        aggregate.ingest_lines(lines, source="in")
+        return aggregate.to_partial()
+
+
+def _c_partial(lines: list[bytes]) -> dict[str, Any]:
+    aggregate = Aggregate()
+    aggregate.ingest_lines(lines, source="in")
+    return aggregate.to_partial()
+
+
+def test_the_c_loop_is_built_in_the_development_install() -> None:
+    # setup.py builds it optionally (a machine without a compiler still installs the package); here,
+    # where `make setup` installed the project, a failed build must not pass unnoticed.
+    if os.environ.get("LOGPROC_PURE_PYTHON"):
+        pytest.skip("LOGPROC_PURE_PYTHON set: testing the Python loop alone")
+    assert aggregate_module.native_ingest is not None, (
+        "airflow_provider_logproc/analysis/_native_ingest.c did not build: run `make setup` and read "
+        "the compiler's message")
+
+
+def _varied_lines(count: int, seed: int) -> list[bytes]:
+    """Many distinct IPs, paths, methods, sources, minutes and latencies: every table grows."""
+    rng = random.Random(seed)
+    lines = []
+    for i in range(count):
+        minute = rng.randrange(3 * 1440)
+        ts = f"2026-11-{22 + minute // 1440:02d}T{minute % 1440 // 60:02d}:{minute % 60:02d}:" \
+             f"{rng.randrange(60):02d}.{rng.randrange(1000):03d}Z"
+        ip = f"10.{rng.randrange(8)}.{rng.randrange(256)}.{rng.randrange(256)}"
+        status = rng.choice([200, 201, 301, 400, 404, 499, 500, 503, 599])
+        fields = [f'"timestamp":"{ts}"', f'"client_ip":"{ip}"', f'"status":{status}',
+                  f'"method":"M{rng.randrange(40)}"', f'"source":"s{rng.randrange(30)}"',
+                  f'"path":"/p/{rng.randrange(3000)}"', f'"user_agent":"agent {rng.randrange(700)}"',
+                  f'"bytes":{rng.randrange(10**6)}', f'"latency_ms":{rng.randrange(10**6) / 1000}']
+        rng.shuffle(fields)
+        lines.append(("{" + ",".join(fields[: rng.randrange(6, 10)]) + "}").encode())
+        if i % 97 == 0:
+            lines.append(b'{"timestamp":"bad","client_ip":"' + ip.encode() + b'","status":200}')
+    return lines
+
+
+@native
+def test_tables_that_grow_give_the_same_aggregate(monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = _varied_lines(12_000, seed=7)
+    assert _c_partial(lines) == _python_partial(lines, monkeypatch)
+
+
+@native
+def test_pending_counts_are_flushed_before_pickling_and_reading(monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = _varied_lines(2_000, seed=3)
+    aggregate = Aggregate()
+    buffer = b"\n".join(lines) + b"\n"
+    assert aggregate.ingest_buffer(buffer, 0, len(buffer), source="in", first_line=1) == len(lines)
+    copy = pickle.loads(pickle.dumps(aggregate))  # flushes on the way out
+    assert copy._native_counts is None
+    assert copy.to_partial() == aggregate.to_partial() == _python_partial(lines, monkeypatch)
+
+
+@native
+def test_the_latency_limit_still_folds_pending_latencies(monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = _varied_lines(3_000, seed=5)
+    expected = _python_partial(lines, monkeypatch)
+    monkeypatch.setattr(aggregate_module, "_LATENCY_PENDING_LIMIT", 50)
+    aggregate = Aggregate()
+    for start in range(0, len(lines), 500):
+        chunk = b"\n".join(lines[start:start + 500]) + b"\n"
+        aggregate.ingest_buffer(chunk, 0, len(chunk), source="in", first_line=start + 1)
+    aggregate.flush_pending()
+    assert len(aggregate._latency_pending) <= 50
+    assert aggregate.to_partial() == expected
+
+
+ODD_LINES = [b"", b"  ", b"\r", b"{bad", b"[1]", b'{"timestamp":0,"client_ip":"192.0.2.9","status":200}\r',
+             b'127.0.0.1 - - [24/Nov/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 5', b"\xff\xfe"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(ODD_LINES), st.integers(0, 199)), min_size=0, max_size=120),
+       st.integers(1, 600), st.booleans())
+def test_blocks_cut_anywhere_read_like_the_lines(picks: list[Any], block_size: int, final_newline: bool) -> None:
+    pool = _varied_lines(200, seed=11)
+    lines = [pool[p] if isinstance(p, int) else p for p in picks]
+    content = b"\n".join(lines) + (b"\n" if final_newline and lines else b"")
+    blocks = [content[i:i + block_size] for i in range(0, len(content), block_size)]
+    patch = pytest.MonkeyPatch()
+    try:
+        expected_lines = content.split(b"\n")
+        if expected_lines[-1] == b"":
+            expected_lines.pop()
+        expected = _python_partial(expected_lines, patch)
+        for route in ("c", "python"):
+            if route == "python":
+                patch.setattr(aggregate_module, "native_ingest", None)
+            aggregate = Aggregate()
+            assert analyze_module.ingest_blocks(aggregate, blocks, "in") == len(expected_lines)
+            assert aggregate.to_partial() == expected, route
+    finally:
+        patch.undo()
+
+
+def test_sample_logs_give_the_same_aggregate_on_both_loops(monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = [r.value for r in sample_logs.generate(DAY, 5000, seed=2, bad_share=0.05)]
+    assert _c_partial(lines) == _python_partial(lines, monkeypatch)
