@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import os
 import re
 import types
 from collections import defaultdict
@@ -53,6 +54,8 @@ try:
     # The per-line loop in C (setup.py builds it where a compiler is found); same results.
     from airflow_provider_logproc.analysis import _native_ingest as native_ingest
 except ImportError:  # pragma: no cover - installed without a C compiler
+    native_ingest = None
+if os.environ.get("LOGPROC_PURE_PYTHON"):  # the Python loop alone, e.g. to rule the C one out
     native_ingest = None
 
 PARTIAL_FORMAT = "logproc-analysis-partial"
