@@ -157,9 +157,14 @@ class IonTimestampText:
     def __call__(self, timestamp_ms: int) -> bytes:
         minute, millis = divmod(timestamp_ms, 60_000)
         if minute != self._minute:
-            self._prefix = dt.datetime.fromtimestamp(minute * 60, dt.UTC).strftime("%Y-%m-%dT%H:%M:").encode()
+            self._prefix = minute_prefix(minute)
             self._minute = minute
         return self._prefix + self._suffixes[millis]
+
+
+def minute_prefix(minute: int) -> bytes:
+    """'YYYY-MM-DDTHH:MM:' of a UTC epoch minute: an Ion timestamp up to its seconds."""
+    return dt.datetime.fromtimestamp(minute * 60, dt.UTC).strftime("%Y-%m-%dT%H:%M:").encode()
 
 
 def headers_text(headers: list[tuple[str, bytes | None]] | None) -> bytes:
