@@ -26,6 +26,8 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 import orjson
 
+from airflow_provider_logproc.garbage_collection import cyclic_gc_paused
+
 # amazon.ion is imported by the functions that read Ion, not here: IonToJsonOperator imports this
 # module to validate its arguments when a DAG file is parsed, and parsing must stay cheap.
 if TYPE_CHECKING:
@@ -460,12 +462,13 @@ def convert_ion_to_json(
                            validate_records=validate_records)
     reader: CountingReader | None = None
     try:
-        if unwrap_value and envelope_lines:
-            reader = convert_envelope_lines(source, writer, output_format)  # None: nothing left to read
-        else:
-            reader = CountingReader(source)
-        if reader is not None:
-            writer.read_stream(iter_ion(reader))
+        with cyclic_gc_paused():  # a dictionary or list per Ion container, none in a cycle
+            if unwrap_value and envelope_lines:
+                reader = convert_envelope_lines(source, writer, output_format)  # None: nothing left to read
+            else:
+                reader = CountingReader(source)
+            if reader is not None:
+                writer.read_stream(iter_ion(reader))
     except (IonException, RecursionError) as error:
         index = writer.index
         read = f"records 0..{index - 1} were read" if index else "no record was read"

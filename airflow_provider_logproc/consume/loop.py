@@ -9,9 +9,7 @@ No Airflow import here.
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime as dt
-import gc
 import io
 import logging
 import os
@@ -19,7 +17,7 @@ import shutil
 import tempfile
 import time
 import types
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, NamedTuple, Protocol
 
@@ -48,6 +46,7 @@ from airflow_provider_logproc.consume.window import (
     plan_partition,
     retention_gap_message,
 )
+from airflow_provider_logproc.garbage_collection import cyclic_gc_paused
 
 native_envelope: types.ModuleType | None
 try:
@@ -398,24 +397,6 @@ def read_window(
             _read_partition(consumer, plan, window, encoder, write, dead_letters, stats,
                             on_retention_gap, limits, progress, logger)
     return results
-
-
-@contextlib.contextmanager
-def cyclic_gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection while a partition is read.
-
-    Every fetched batch is 10,000 new Message objects, which the collector tracks: it ran a
-    generation-0 collection every 700 of them and, in a task process holding all of Airflow, full
-    collections over that whole heap (~10% of the read's time). The read makes no reference
-    cycles; reference counting frees each batch, and the collector resumes afterwards.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def warn_if_emptied_by_retention(plan: PartitionPlan, logger: Log) -> None:
