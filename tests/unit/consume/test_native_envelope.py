@@ -178,3 +178,54 @@ def test_a_window_read_the_c_loop_writes_the_same_envelopes_for_a_full_day() -> 
     assert c_batch.chunk == python_batch.chunk
     assert c_batch.chunk.startswith(b'{topic:"logs",partition:0,offset:0,timestamp:2025-11-24T00:00:00.000Z,'
                                     b'key:"host-0",value:{')
+
+
+class FakeConsumer:
+    """Serves one partition's messages in batches, as Consumer.consume does."""
+
+    def __init__(self, messages: list[FakeMessage]) -> None:
+        self._messages = messages
+
+    def assign(self, partitions: Any) -> None:
+        pass
+
+    def unassign(self) -> None:
+        pass
+
+    def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
+        batch, self._messages = self._messages[:num_messages], self._messages[num_messages:]
+        return batch
+
+
+def test_a_window_read_takes_both_loops_without_cyclic_gc(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    from airflow_provider_logproc.consume.loop import DeadLetters, ReadLimits, read_window
+    from airflow_provider_logproc.consume.window import PartitionPlan
+
+    seen: list[tuple[str, bool]] = []
+    real_c, real_python = TextEnvelopeEncoder.window_batch, loop_module.window_batch_python
+
+    def c_spy(self: TextEnvelopeEncoder, *args: Any) -> Any:
+        seen.append(("c", gc.isenabled()))
+        return real_c(self, *args)
+
+    def python_spy(*args: Any) -> Any:
+        seen.append(("python", gc.isenabled()))
+        return real_python(*args)
+
+    monkeypatch.setattr(TextEnvelopeEncoder, "window_batch", c_spy)
+    monkeypatch.setattr(loop_module, "window_batch_python", python_spy)
+    messages = [FakeMessage(i, DAY_MS + i - 5, None, RECORD) for i in range(5, 30)]
+    out = bytearray()
+    # Offsets 0..4 deleted, the read starts at the oldest kept: the first batch is Python's (the
+    # retention check), the other two the C loop's.
+    stats = read_window(FakeConsumer(messages), [PartitionPlan("logs", 0, 5, 30, 5)], WINDOW,  # type: ignore[arg-type]
+                        TextEnvelopeEncoder("string", "json"), out.extend, DeadLetters(),
+                        limits=ReadLimits(batch_size=10))
+    assert stats[0].count == 25 and out.count(b"\n") == 26  # the version marker's line, then 25 envelopes
+    expected_c = [] if native is None else [("c", False), ("c", False)]
+    assert [entry for entry in seen if entry[0] == "python"][:1] == [("python", False)]
+    if native is not None:
+        assert seen == [("python", False), *expected_c]
+    assert gc.isenabled()
