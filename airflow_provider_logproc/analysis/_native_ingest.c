@@ -664,6 +664,49 @@ add_to(PyObject *dict, PyObject *key, unsigned long long n)
     return rc;
 }
 
+/* The Python key of a count table's key: the minute-status int, the (status, method, source)
+ * tuple, the latency float. */
+static PyObject *
+minute_key_object(CountsObject *self, unsigned long long key)
+{
+    return PyLong_FromLongLong((long long)key);
+}
+
+static PyObject *
+kind_key_object(CountsObject *self, unsigned long long key)
+{
+    size_t method_id = (key >> 10) & (KIND_ID_LIMIT - 1), origin_id = key >> 37;
+    return PyTuple_Pack(3, status_objects[key & 1023], method_id ? self->texts.by_id[method_id] : Py_None,
+                        origin_id ? self->texts.by_id[origin_id] : Py_None);
+}
+
+static PyObject *
+latency_key_object(CountsObject *self, unsigned long long key)
+{
+    double value;
+    memcpy(&value, &key, sizeof value);
+    return PyFloat_FromDouble(value);
+}
+
+/* dict[key_object(key)] += count for every key of the table, then empty it. */
+static int
+flush_table(CountsObject *self, CountTable *table, PyObject *dict,
+            PyObject *(*key_object)(CountsObject *, unsigned long long))
+{
+    for (size_t i = 0; i < table->capacity; i++) {
+        if (table->counts[i] == 0)
+            continue;
+        PyObject *key = key_object(self, table->keys[i]);
+        if (key == NULL || add_to(dict, key, table->counts[i]) < 0) {
+            Py_XDECREF(key);
+            return -1;
+        }
+        Py_DECREF(key);
+    }
+    count_table_clear(table);
+    return 0;
+}
+
 static int
 flush_counts(CountsObject *self, Counters *c)
 {
@@ -688,50 +731,10 @@ flush_counts(CountsObject *self, Counters *c)
     self->none_paths = self->none_agents = 0;
     self->since_flush = 0;
 
-    CountTable *table = &self->minutes;
-    for (size_t i = 0; i < table->capacity; i++) {
-        if (table->counts[i] == 0)
-            continue;
-        PyObject *key = PyLong_FromLongLong((long long)table->keys[i]);
-        if (key == NULL || add_to(c->minute_status, key, table->counts[i]) < 0) {
-            Py_XDECREF(key);
-            return -1;
-        }
-        Py_DECREF(key);
-    }
-    count_table_clear(table);
-
-    table = &self->kinds;
-    for (size_t i = 0; i < table->capacity; i++) {
-        if (table->counts[i] == 0)
-            continue;
-        unsigned long long key = table->keys[i];
-        size_t method_id = (key >> 10) & (KIND_ID_LIMIT - 1), origin_id = key >> 37;
-        PyObject *kind = PyTuple_Pack(3, status_objects[key & 1023],
-                                      method_id ? texts->by_id[method_id] : Py_None,
-                                      origin_id ? texts->by_id[origin_id] : Py_None);
-        if (kind == NULL || add_to(c->kinds, kind, table->counts[i]) < 0) {
-            Py_XDECREF(kind);
-            return -1;
-        }
-        Py_DECREF(kind);
-    }
-    count_table_clear(table);
-
-    table = &self->latencies;
-    for (size_t i = 0; i < table->capacity; i++) {
-        if (table->counts[i] == 0)
-            continue;
-        double value;
-        memcpy(&value, &table->keys[i], sizeof(double));
-        PyObject *key = PyFloat_FromDouble(value);
-        if (key == NULL || add_to(c->latency, key, table->counts[i]) < 0) {
-            Py_XDECREF(key);
-            return -1;
-        }
-        Py_DECREF(key);
-    }
-    count_table_clear(table);
+    if (flush_table(self, &self->minutes, c->minute_status, minute_key_object) < 0
+        || flush_table(self, &self->kinds, c->kinds, kind_key_object) < 0
+        || flush_table(self, &self->latencies, c->latency, latency_key_object) < 0)
+        return -1;
     self->pending = 0;
     return 0;
 }

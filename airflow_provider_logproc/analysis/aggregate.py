@@ -24,9 +24,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
-import os
 import re
-import types
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, astuple, dataclass, fields
@@ -48,15 +46,10 @@ from airflow_provider_logproc.analysis.fields import (
     parse_timestamp_ms,
 )
 from airflow_provider_logproc.analysis.sketch import LatencyHistogram
+from airflow_provider_logproc.native import optional_extension
 
-native_ingest: types.ModuleType | None
-try:
-    # The per-line loop in C (setup.py builds it where a compiler is found); same results.
-    from airflow_provider_logproc.analysis import _native_ingest as native_ingest
-except ImportError:  # pragma: no cover - installed without a C compiler
-    native_ingest = None
-if os.environ.get("LOGPROC_PURE_PYTHON"):  # the Python loop alone, e.g. to rule the C one out
-    native_ingest = None
+# The per-line loop in C (see _native_ingest.c); same results as the Python loop below.
+native_ingest = optional_extension("airflow_provider_logproc.analysis._native_ingest")
 
 PARTIAL_FORMAT = "logproc-analysis-partial"
 PARTIAL_VERSION = 1

@@ -12,11 +12,9 @@ import base64
 import datetime as dt
 import io
 import logging
-import os
 import shutil
 import tempfile
 import time
-import types
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, NamedTuple, Protocol
@@ -47,15 +45,10 @@ from airflow_provider_logproc.consume.window import (
     retention_gap_message,
 )
 from airflow_provider_logproc.garbage_collection import cyclic_gc_paused
+from airflow_provider_logproc.native import optional_extension
 
-native_envelope: types.ModuleType | None
-try:
-    # The window read's per-record loop in C (setup.py builds it where a compiler is found).
-    from airflow_provider_logproc.consume import _native_envelope as native_envelope
-except ImportError:  # pragma: no cover - installed without a C compiler
-    native_envelope = None
-if os.environ.get("LOGPROC_PURE_PYTHON"):  # the Python loop alone, e.g. to rule the C one out
-    native_envelope = None
+# The window read's per-batch loop in C (see _native_envelope.c); same results as window_batch_python.
+native_envelope = optional_extension("airflow_provider_logproc.consume._native_envelope")
 
 log = logging.getLogger(__name__)
 
