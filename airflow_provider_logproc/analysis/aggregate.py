@@ -603,6 +603,8 @@ class Aggregate:
     # ------------------------------------------------------------------ merge and partials
     def merge(self, other: Aggregate) -> Aggregate:
         """Add another (finished) aggregate into this one; returns self."""
+        self.flush_pending()  # both sides' C-loop counts first: merge adds the dictionaries
+        other.flush_pending()
         self.lines += other.lines
         self.blank_lines += other.blank_lines
         ips_get = self.ips.get  # get(), not [], so validated keys are not validated again

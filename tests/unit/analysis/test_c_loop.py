@@ -134,3 +134,19 @@ def test_blocks_cut_anywhere_read_like_the_lines(picks: list[Any], block_size: i
 def test_sample_logs_give_the_same_aggregate_on_both_loops(monkeypatch: pytest.MonkeyPatch) -> None:
     lines = [r.value for r in sample_logs.generate(DAY, 5000, seed=2, bad_share=0.05)]
     assert _c_partial(lines) == _python_partial(lines, monkeypatch)
+
+
+@native
+def test_merging_unflushed_aggregates_loses_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = _varied_lines(1_000, seed=9)
+    halves = []
+    for part in (lines[:500], lines[500:]):
+        aggregate = Aggregate()
+        buffer = b"\n".join(part) + b"\n"
+        aggregate.ingest_buffer(buffer, 0, len(buffer), source="in", first_line=1)
+        halves.append(aggregate)
+    merged = halves[0].merge(halves[1])
+    whole = Aggregate()
+    whole.ingest_lines(lines, source="in")
+    assert merged.to_partial()["ips"] == whole.to_partial()["ips"]
+    assert merged.valid == whole.valid
