@@ -17,7 +17,9 @@ Prints records/s, the ratio to the bare loop, and each child's peak RSS. With ``
 (e.g. ``1000000,4000000``) it repeats the runs at those sizes and prints peak RSS per size. Note:
 against noida-db even the bare loop's RSS grows with the partition size (the broker answers fetches
 beyond the requested maximum bytes and librdkafka holds the answer); compare each operator figure
-with the bare loop's at the same size.
+with the bare loop's at the same size. The ``-traced`` modes (one process, tracemalloc on, slower)
+also report the peak of Python's own allocations, which leaves librdkafka's buffers out: the
+reading loop's own share.
 
     .venv/bin/python bench/bench_consume.py --records 1000000
     .venv/bin/python bench/bench_consume.py --records 200000 --rss-records 200000,800000
@@ -191,6 +193,14 @@ def run_child(mode: str, **kwargs: Any) -> dict[str, Any]:
 
 
 def child_main(mode: str, args: dict[str, Any]) -> None:
+    traced = mode.endswith("-traced")
+    if traced:
+        # Python's own allocations only (Message objects, our buffers and spools' pages are not all
+        # of it, but librdkafka's fetch buffers are not in it): what the loop itself holds.
+        import tracemalloc
+
+        mode = mode.removesuffix("-traced")
+        tracemalloc.start()
     if mode == "bare":
         count, seconds = child_bare(args["bootstrap"], args["topic"], args["output"])
     elif mode.startswith("ion-"):
@@ -203,8 +213,9 @@ def child_main(mode: str, args: dict[str, Any]) -> None:
     else:
         raise SystemExit(f"unknown child mode {mode}")
     rss_mb = peak_rss_mb()
+    traced_mb = tracemalloc.get_traced_memory()[1] / 2**20 if traced else None
     print(json.dumps({"mode": mode, "records": count, "seconds": seconds, "rss_mb": rss_mb,
-                      "bytes": Path(args["output"]).stat().st_size}))
+                      "traced_mb": traced_mb, "bytes": Path(args["output"]).stat().st_size}))
 
 
 # --- main ----------------------------------------------------------------------------------------
@@ -217,8 +228,9 @@ def main() -> int:
     parser.add_argument("--modes", default="bare,ion-text,ion-text-1,ion-binary,official",
                         help="ion-text-1 = workers=1 (one process); ion-text/ion-binary = default workers")
     parser.add_argument("--rss-records", default="", help="comma-separated sizes for the peak-RSS check")
-    parser.add_argument("--rss-modes", default="bare,ion-text,ion-text-1",
-                        help="modes for the peak-RSS check; bare shows the client's own share")
+    parser.add_argument("--rss-modes", default="bare,ion-text,ion-text-1,bare-traced,ion-text-1-traced",
+                        help="modes for the peak-RSS check; bare shows the client's own share; a mode "
+                             "ending in -traced also reports the peak of Python's own allocations")
     parser.add_argument("--child")
     parser.add_argument("--child-args")
     args = parser.parse_args()
@@ -262,8 +274,10 @@ def main() -> int:
                 output = work / f"{mode}-rss.out"
                 result = run_child(mode, bootstrap=bootstrap, topic=topic, output=str(output), count=size)
                 output.unlink()
+                traced = "" if result.get("traced_mb") is None else \
+                    f", peak of Python's own allocations {result['traced_mb']:.1f} MB (tracemalloc)"
                 print(f"peak RSS {mode:<11} at {size:>9} records: {result['rss_mb']:7.1f} MB "
-                      f"({result['records'] / result['seconds']:.0f} rec/s)")
+                      f"({result['records'] / result['seconds']:.0f} rec/s{traced})")
     finally:
         broker.stop()
         subprocess.run(["rm", "-rf", str(work)], check=False)
