@@ -423,6 +423,7 @@ typedef struct {
     CountTable latencies; /* the bits of a double */
     unsigned long long none_paths, none_agents;
     unsigned long long since_flush; /* lines counted: the 32-bit counts cannot wrap before a flush */
+    size_t text_limit; /* past this many texts: flush, then start the table afresh (bounded memory) */
     IsoMemo memo; /* the aggregate's timestamp caches, by characters (its own for as long as it lives) */
     int pending; /* anything to flush */
 } CountsObject;
@@ -553,6 +554,8 @@ text_table_grow(TextTable *table)
 static int
 text_table_reserve(TextTable *table, size_t n)
 {
+    if (table->slots == NULL && text_table_init(table, 1024) < 0) /* after a failed fresh start */
+        return -1;
     while ((table->size + n) * 2 > table->capacity)
         if (text_table_grow(table) < 0)
             return -1;
@@ -610,29 +613,43 @@ prefetch_text_slot(TextTable *table, unsigned long long hash)
 }
 
 static void
+text_table_free(TextTable *table)
+{
+    if (table->slots != NULL)
+        for (size_t i = 0; i < table->capacity; i++)
+            Py_XDECREF(table->slots[i].text);
+    PyMem_Free(table->allocation);
+    PyMem_Free(table->by_id);
+    memset(table, 0, sizeof(TextTable));
+}
+
+static void
 Counts_dealloc(CountsObject *self)
 {
-    if (self->texts.slots != NULL)
-        for (size_t i = 0; i < self->texts.capacity; i++)
-            Py_XDECREF(self->texts.slots[i].text);
-    PyMem_Free(self->texts.allocation);
-    PyMem_Free(self->texts.by_id);
+    text_table_free(&self->texts);
     count_table_free(&self->minutes);
     count_table_free(&self->kinds);
     count_table_free(&self->latencies);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+#define DEFAULT_TEXT_LIMIT (1 << 19)
+
 static PyObject *
 Counts_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    if (PyTuple_GET_SIZE(args) != 0 || (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0)) {
-        PyErr_SetString(PyExc_TypeError, "Counts() takes no arguments");
+    static char *keywords[] = {"text_limit", NULL};
+    Py_ssize_t text_limit = DEFAULT_TEXT_LIMIT;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$n:Counts", keywords, &text_limit))
+        return NULL;
+    if (text_limit < 1) {
+        PyErr_SetString(PyExc_ValueError, "text_limit must be at least 1");
         return NULL;
     }
     CountsObject *self = (CountsObject *)type->tp_alloc(type, 0);
     if (self == NULL)
         return NULL;
+    self->text_limit = (size_t)text_limit;
     iso_memo_init(&self->memo);
     if (text_table_init(&self->texts, 1024) < 0 || count_table_init(&self->minutes, 4096) < 0
         || count_table_init(&self->kinds, 256) < 0 || count_table_init(&self->latencies, 4096) < 0) {
@@ -1048,6 +1065,13 @@ flat_line(Counters *c, CountsObject *counts, IsoMemo *memo, const MappedKeys *ke
     for (int i = 0; i < FIELD_COUNT; i++)
         if (!token_fits(&f[i]))
             return NOT_SCANNED;
+    if (counts->texts.size >= counts->text_limit) {
+        /* Many distinct texts (paths with ids in them, say): add the counts in and start afresh, so
+         * this table never holds more than text_limit texts beside the dictionaries' own keys. */
+        if (flush_counts(counts, c) < 0)
+            return FAILED;
+        text_table_free(&counts->texts);
+    }
     if (text_table_reserve(&counts->texts, 5) < 0)
         return FAILED;
     /* Hash the texts now and ask for the IP's and the path's slots, which are rarely in the cache:

@@ -150,3 +150,16 @@ def test_merging_unflushed_aggregates_loses_nothing(monkeypatch: pytest.MonkeyPa
     whole.ingest_lines(lines, source="in")
     assert merged.to_partial()["ips"] == whole.to_partial()["ips"]
     assert merged.valid == whole.valid
+
+
+@native
+def test_a_text_table_past_its_limit_starts_afresh_without_losing_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert aggregate_module.native_ingest is not None
+    lines = _varied_lines(6_000, seed=13)
+    aggregate = Aggregate()
+    aggregate._native_counts = aggregate_module.native_ingest.Counts(text_limit=64)  # thousands of texts
+    buffer = b"\n".join(lines) + b"\n"
+    aggregate.ingest_buffer(buffer, 0, len(buffer), source="in", first_line=1)
+    assert aggregate.to_partial() == _python_partial(lines, monkeypatch)
+    with pytest.raises(ValueError, match="text_limit"):
+        aggregate_module.native_ingest.Counts(text_limit=0)
