@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import itertools
 import json
 import re
 from collections import defaultdict
@@ -64,6 +65,7 @@ _CLF_RE = re.compile(
 _CLF_TIME_RE = re.compile(r"(\d\d)/([A-Z][a-z]{2})/(\d{4}):(\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)")
 _TIMESTAMP_CACHE_LIMIT = 200_000
 _LATENCY_PENDING_LIMIT = 65_536
+_LINES_PER_CHUNK = 65_536  # lines of an iterable handed to the C loop at a time
 _CLF_TIME_CACHE_LIMIT = 200_000
 # orjson reads integers up to 2**64 - 1 (and down to -2**63) exactly and larger ones as floats;
 # msgspec reads them all exactly. The fast path takes only integers both read alike.
@@ -244,9 +246,15 @@ class Aggregate:
 
         Never raises for bad content: unusable lines are counted by reason and sampled.
         """
-        lines = lines if lines.__class__ is list else list(lines)
-        if self._ingest_native(lines, 0, 0, source, first_line) is False:
+        if native_ingest is None or record_decoder(self.mapping) is None:
             self._ingest_python(lines, source=source, first_line=first_line)
+        elif isinstance(lines, list):
+            self._ingest_native(lines, 0, 0, source, first_line)
+        else:  # the C loop takes lists: a long iterable goes in slices, never held whole
+            iterator = iter(lines)
+            while chunk := list(itertools.islice(iterator, _LINES_PER_CHUNK)):
+                self._ingest_native(chunk, 0, 0, source, first_line)
+                first_line += len(chunk)
         self.flush_pending()
 
     def ingest_buffer(self, buffer: bytes, start: int, end: int, *, source: str, first_line: int) -> int:
@@ -288,9 +296,9 @@ class Aggregate:
         self.blank_lines += blank
         return count
 
-    def _ingest_python(self, lines: list[bytes], *, source: str, first_line: int = 1) -> None:
+    def _ingest_python(self, lines: Iterable[bytes], *, source: str, first_line: int = 1) -> None:
+        """The same loop in Python: where the C one is not built, and the reference it is tested against."""
         decoder = record_decoder(self.mapping)
-        # The same loop in Python: where the C one is not built, and the reference it is tested against.
         decode = decoder.decode if decoder is not None else _decode_nothing
         prefix_get = self._iso_prefix.get
         seconds_ok = self._iso_seconds

@@ -163,3 +163,14 @@ def test_a_text_table_past_its_limit_starts_afresh_without_losing_counts(monkeyp
     assert aggregate.to_partial() == _python_partial(lines, monkeypatch)
     with pytest.raises(ValueError, match="text_limit"):
         aggregate_module.native_ingest.Counts(text_limit=0)
+
+
+def test_an_iterable_of_lines_is_read_in_slices_like_a_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = _varied_lines(700, seed=17)
+    monkeypatch.setattr(aggregate_module, "_LINES_PER_CHUNK", 64)
+    aggregate = Aggregate()
+    aggregate.ingest_lines(iter(lines), source="in", first_line=10)
+    as_list = Aggregate()
+    as_list.ingest_lines(lines, source="in", first_line=10)
+    assert aggregate.to_partial() == as_list.to_partial()
+    assert [entry.line for entry in aggregate.invalid_sample] == [entry.line for entry in as_list.invalid_sample]
