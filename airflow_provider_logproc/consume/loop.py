@@ -72,7 +72,8 @@ class StalledReadError(RuntimeError):
 
 
 class WindowBatch(NamedTuple):
-    """One batch of a partition read by the C loop (``TextEnvelopeEncoder.window_batch``)."""
+    """One batch of a partition's messages, read (``TextEnvelopeEncoder.window_batch`` in C, or
+    ``window_batch_python``): what was written, and what the caller still has to account for."""
 
     chunk: bytes  # the envelopes written
     done: bool  # the partition's end (stop offset or stop time) was reached
@@ -195,7 +196,7 @@ class BinaryEnvelopeEncoder:
 
     def window_batch(self, messages: list[Any], topic: str, partition: int, stop_offset: int,
                      window: TimeWindow) -> WindowBatch | None:
-        return None  # the Python loop: the C encoder holds the GIL anyway
+        return None  # no C loop: amazon-ion's encoder writes binary chunks (window_batch_python)
 
     def __init__(self, key_deserializer: str, value_deserializer: str):
         self._key = object_deserializer(key_deserializer, "key")
