@@ -13,7 +13,8 @@ PYTEST_ARGS ?= -q -ra --durations=15
 
 setup: $(STAMP) $(AZURITE_STAMP)
 
-$(STAMP): pyproject.toml requirements/constraints.txt
+# setup.py and the C sources too: the editable install compiles the C loops in place.
+$(STAMP): pyproject.toml requirements/constraints.txt setup.py $(wildcard airflow_provider_logproc/*/*.c)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade "pip==26.3"
 	$(BIN)/pip install --quiet -c requirements/constraints.txt -e ".[dev]"
