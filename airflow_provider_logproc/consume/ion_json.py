@@ -133,6 +133,8 @@ def make_json_default(timezone: dt.tzinfo, keep_annotations: bool) -> Callable[[
     from amazon.ion.symbols import SymbolToken
 
     def plain(value: Any) -> Any:
+        if value.__class__ is Decimal:  # most calls (every JSON number with a fraction): first
+            return orjson.Fragment(str(value))
         if isinstance(value, IonPyNull) or getattr(value, "ion_type", None) is IonType.NULL:
             return None
         if isinstance(value, Decimal):
