@@ -445,27 +445,31 @@ def _read_partition(
                         f"{position} although the high watermark was {stop_offset} when the read began")
                 continue
             last_progress = time.monotonic()
-            # The C loop, but for the first batch of a partition whose first record must be checked
-            # against the retention edge.
-            batch = None if check_retention else encoder.window_batch(messages, topic, partition, stop_offset, window)
-            if batch is None:
-                batch = window_batch_python(encoder, messages, topic, partition, stop_offset, window,
-                                            check_first_timestamp if check_retention else None)
-                check_retention = False
-            for message in batch.no_timestamp:
-                _dead_letter_without_timestamp(dead_letters, stats, topic, partition, message)
-            if batch.error_index >= 0:
-                raise _read_error(messages[batch.error_index].error(), topic, partition)
-            stats.outside_window += batch.outside_window
-            _keep_refused(dead_letters, stats, topic, partition, batch.refused)
-            if batch.written:
-                if stats.first_offset is None:
-                    stats.first_offset = batch.first_written
-                stats.last_offset = batch.last_written
-                stats.count += batch.written
-            done = batch.done
-            next_offset = batch.last_offset + 1
-            write(batch.chunk)
+            # The C loop, but for a partition's first record when it must be checked against the
+            # retention edge: that one goes through the Python loop.
+            parts = [messages[:1], messages[1:]] if check_retention else [messages]
+            for part in parts:
+                if done or not part:
+                    break
+                batch = None if check_retention else encoder.window_batch(part, topic, partition, stop_offset, window)
+                if batch is None:
+                    batch = window_batch_python(encoder, part, topic, partition, stop_offset, window,
+                                                check_first_timestamp if check_retention else None)
+                    check_retention = False
+                for message in batch.no_timestamp:
+                    _dead_letter_without_timestamp(dead_letters, stats, topic, partition, message)
+                if batch.error_index >= 0:
+                    raise _read_error(part[batch.error_index].error(), topic, partition)
+                stats.outside_window += batch.outside_window
+                _keep_refused(dead_letters, stats, topic, partition, batch.refused)
+                if batch.written:
+                    if stats.first_offset is None:
+                        stats.first_offset = batch.first_written
+                    stats.last_offset = batch.last_written
+                    stats.count += batch.written
+                done = batch.done
+                next_offset = batch.last_offset + 1
+                write(batch.chunk)
             progress.tick(len(messages))
     finally:
         consumer.unassign()

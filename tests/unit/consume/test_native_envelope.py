@@ -218,13 +218,13 @@ def test_a_window_read_takes_both_loops_without_cyclic_gc(monkeypatch: pytest.Mo
     monkeypatch.setattr(loop_module, "window_batch_python", python_spy)
     messages = [FakeMessage(i, DAY_MS + i - 5, None, RECORD) for i in range(5, 30)]
     out = bytearray()
-    # Offsets 0..4 deleted, the read starts at the oldest kept: the first batch is Python's (the
-    # retention check), the other two the C loop's.
+    # Offsets 0..4 deleted, the read starts at the oldest kept: its first record goes through the
+    # Python loop (the retention check), the rest of that batch and the other two through the C loop.
     stats = read_window(FakeConsumer(messages), [PartitionPlan("logs", 0, 5, 30, 5)], WINDOW,  # type: ignore[arg-type]
                         TextEnvelopeEncoder("string", "json"), out.extend, DeadLetters(),
                         limits=ReadLimits(batch_size=10))
     assert stats[0].count == 25 and out.count(b"\n") == 26  # the version marker's line, then 25 envelopes
-    expected_c = [] if native is None else [("c", False), ("c", False)]
+    expected_c = [] if native is None else [("c", False)] * 3
     assert [entry for entry in seen if entry[0] == "python"][:1] == [("python", False)]
     if native is not None:
         assert seen == [("python", False), *expected_c]
