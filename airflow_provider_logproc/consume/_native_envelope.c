@@ -498,6 +498,12 @@ encode_window_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 Py_DECREF(pair);
             }
             else {
+                if (!PyBytes_Check(key) || !PyBytes_Check(value_ion)) {
+                    PyErr_SetString(PyExc_TypeError, "the key and value deserializers must return bytes");
+                    Py_DECREF(key);
+                    Py_DECREF(value_ion);
+                    goto fail;
+                }
                 PyObject *headers = call_method(message, s_headers), *headers_ion = NULL;
                 int ok = headers != NULL;
                 if (ok) {
