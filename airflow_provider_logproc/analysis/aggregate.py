@@ -314,7 +314,7 @@ class Aggregate:
         text_or_none = (str, type(None))
         int_min, int_max = _INT_MIN, _INT_MAX
         ms_threshold = EPOCH_MS_THRESHOLD
-        normalize_line = self._normalize_line
+        normalize_or_keep = self._normalize_or_keep
         minute_of = self._minute_of
         bytes_total = self.bytes_total
         bytes_records = self.bytes_records
@@ -365,11 +365,10 @@ class Aggregate:
                 if not line.strip():
                     blank += 1
                     continue
-                try:
-                    minute, ip, status, method, path, agent, origin, size, latency = normalize_line(line)
-                except InvalidRecord as problem:
-                    self._keep_invalid(source, lineno, line, problem)
+                normalized = normalize_or_keep(source, lineno, line)
+                if normalized is None:
                     continue
+                minute, ip, status, method, path, agent, origin, size, latency = normalized
                 ips[ip] += 1
             minute_status[minute * 1000 + status] += 1
             kinds[status, method, origin] += 1
@@ -440,7 +439,7 @@ class Aggregate:
 
     # ------------------------------------------------------------------ slow path
     def _normalize_or_keep(self, source: str, lineno: int, line: bytes) -> Normalized | None:
-        """The C loop's slow path: the line's fields, or None once an invalid line is kept aside."""
+        """The slow path of both loops: the line's fields, or None once an invalid line is kept aside."""
         try:
             return self._normalize_line(line)
         except InvalidRecord as problem:

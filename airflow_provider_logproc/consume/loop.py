@@ -130,17 +130,21 @@ class TextEnvelopeEncoder:
 
     def add(self, topic: str, partition: int, offset: int, timestamp_ms: int,
             key: bytes | None, value: bytes | None, headers: Any) -> None:
-        topic_text = self._topics.get(topic)
-        if topic_text is None:
-            topic_text = self._topics[topic] = orjson.dumps(topic)
         # Deserialize both before appending, so an undecodable record leaves no partial line.
         key_text = self._key(key)
         value_text = self._value(value)
         self._buffer.write(
-            b"{topic:%b,partition:%d,offset:%d,timestamp:%b,key:%b,value:%b,headers:%b}\n"
-            % (topic_text, partition, offset, self._timestamp(timestamp_ms), key_text, value_text,
+            b"%b%d,timestamp:%b,key:%b,value:%b,headers:%b}\n"
+            % (self._head(topic, partition), offset, self._timestamp(timestamp_ms), key_text, value_text,
                headers_text(headers))
         )
+
+    def _head(self, topic: str, partition: int) -> bytes:
+        """An envelope's constant start, up to its offset: ``{topic:"...",partition:N,offset:``."""
+        topic_text = self._topics.get(topic)
+        if topic_text is None:
+            topic_text = self._topics[topic] = orjson.dumps(topic)
+        return b"{topic:%b,partition:%d,offset:" % (topic_text, partition)
 
     def add_messages(self, topic: str, partition: int, messages: list[Any]) -> list[tuple[Any, UndecodableRecord]]:
         """Encode confluent-kafka messages of one partition; returns those that cannot be decoded.
@@ -148,10 +152,7 @@ class TextEnvelopeEncoder:
         The per-record loop of the whole read: names are bound locally and the envelope's constant
         head is formatted once per call.
         """
-        topic_text = self._topics.get(topic)
-        if topic_text is None:
-            topic_text = self._topics[topic] = orjson.dumps(topic)
-        head = b"{topic:%b,partition:%d,offset:" % (topic_text, partition)
+        head = self._head(topic, partition)
         append = self._buffer.write
         key_text = self._key
         value_text = self._value
@@ -176,11 +177,8 @@ class TextEnvelopeEncoder:
         values; None where the C loop is not built or the values are not JSON."""
         if native_envelope is None or not self._json_values:
             return None
-        topic_text = self._topics.get(topic)
-        if topic_text is None:
-            topic_text = self._topics[topic] = orjson.dumps(topic)
         return WindowBatch(*native_envelope.encode_window_batch(
-            messages, b"{topic:%b,partition:%d,offset:" % (topic_text, partition), stop_offset,
+            messages, self._head(topic, partition), stop_offset,
             window.since_ms, window.until_ms, window.stop_ms, self._keys, self._key, self._value,
             minute_prefix, headers_text, UndecodableRecord))
 
