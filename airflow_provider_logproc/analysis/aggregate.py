@@ -268,16 +268,14 @@ class Aggregate:
                 lines.pop()
             self._ingest_python(lines, source=source, first_line=first_line)
             return len(lines)
-        if len(self._latency_pending) > _LATENCY_PENDING_LIMIT:
-            self._flush_latency()
+        self._bound_pending_latencies()
         return count
 
     def flush_pending(self) -> None:
         """Add the C loop's pending counts into this aggregate's dictionaries."""
         if self._native_counts is not None:
             self._native_counts.flush(self)
-        if len(self._latency_pending) > _LATENCY_PENDING_LIMIT:
-            self._flush_latency()
+        self._bound_pending_latencies()
 
     def _ingest_native(self, lines: list[bytes] | bytes, start: int, end: int, source: str,
                        first_line: int) -> int | Literal[False]:
@@ -388,7 +386,11 @@ class Aggregate:
         self.blank_lines += blank
         self.bytes_total = bytes_total
         self.bytes_records = bytes_records
-        if len(latency_pending) > _LATENCY_PENDING_LIMIT:
+        self._bound_pending_latencies()
+
+    def _bound_pending_latencies(self) -> None:
+        """Fold pending latencies into the histogram once there are many distinct ones."""
+        if len(self._latency_pending) > _LATENCY_PENDING_LIMIT:
             self._flush_latency()
 
     def _flush_latency(self) -> None:
