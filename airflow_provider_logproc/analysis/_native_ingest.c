@@ -48,33 +48,39 @@ to_slow(void)
     return FAILED;
 }
 
-/* d[key] += 1 on a dict or defaultdict(int): a missing key ends as 1 either way. */
+/* d[key] += n on a dict or defaultdict(int): a missing key ends as n either way. */
 static int
-bump(PyObject *dict, PyObject *key)
+add_to(PyObject *dict, PyObject *key, unsigned long long n)
 {
     PyObject *old = PyDict_GetItemWithError(dict, key); /* borrowed */
-    PyObject *new_value;
+    PyObject *new_value = NULL;
     if (old == NULL) {
         if (PyErr_Occurred())
             return -1;
-        new_value = PyLong_FromLong(1);
+        new_value = PyLong_FromUnsignedLongLong(n);
     }
-    else if (PyLong_CheckExact(old)) {
-        long long n = PyLong_AsLongLong(old);
-        if (n == -1 && PyErr_Occurred()) {
-            PyErr_Clear();
-            new_value = PyNumber_Add(old, one);
+    else {
+        int overflow = 0;
+        long long count = PyLong_CheckExact(old) ? PyLong_AsLongLongAndOverflow(old, &overflow) : -1;
+        if (PyLong_CheckExact(old) && overflow == 0 && count >= 0 && n <= (unsigned long long)(LLONG_MAX - count))
+            new_value = PyLong_FromLongLong(count + (long long)n); /* the usual case, in C */
+        else {
+            PyObject *delta = PyErr_Occurred() ? NULL : PyLong_FromUnsignedLongLong(n);
+            new_value = delta == NULL ? NULL : PyNumber_Add(old, delta);
+            Py_XDECREF(delta);
         }
-        else
-            new_value = PyLong_FromLongLong(n + 1);
     }
-    else
-        new_value = PyNumber_Add(old, one);
     if (new_value == NULL)
         return -1;
     int rc = PyDict_SetItem(dict, key, new_value);
     Py_DECREF(new_value);
     return rc;
+}
+
+static inline int
+bump(PyObject *dict, PyObject *key)
+{
+    return add_to(dict, key, 1);
 }
 
 /* obj[key] += 1 through the mapping protocol, so IpCounter.__missing__ runs as in Python. */
@@ -657,28 +663,6 @@ Counts_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         return NULL;
     }
     return (PyObject *)self;
-}
-
-/* dict[key] += n */
-static int
-add_to(PyObject *dict, PyObject *key, unsigned long long n)
-{
-    PyObject *old = PyDict_GetItemWithError(dict, key), *new_value;
-    if (old == NULL) {
-        if (PyErr_Occurred())
-            return -1;
-        new_value = PyLong_FromUnsignedLongLong(n);
-    }
-    else {
-        PyObject *delta = PyLong_FromUnsignedLongLong(n);
-        new_value = delta == NULL ? NULL : PyNumber_Add(old, delta);
-        Py_XDECREF(delta);
-    }
-    if (new_value == NULL)
-        return -1;
-    int rc = PyDict_SetItem(dict, key, new_value);
-    Py_DECREF(new_value);
-    return rc;
 }
 
 /* The Python key of a count table's key: the minute-status int, the (status, method, source)
