@@ -1,10 +1,14 @@
 # The project's own install and run steps: everything a fresh machine (Python 3.11, Node 20) needs.
-# Versions are pinned in requirements/constraints.txt (Python) and tools/azurite/package-lock.json (npm).
+# Versions are pinned in requirements/constraints-<Airflow version>.txt (Python; the project's own venv uses
+# the main version's) and tools/azurite/package-lock.json (npm).
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# The Airflow version the project's venv, the demo and the full test suite use; `make matrix` covers the others.
+MAIN_AIRFLOW := 3.3.2
+CONSTRAINTS := requirements/constraints-$(MAIN_AIRFLOW).txt
 AZURITE_STAMP := tools/azurite/node_modules/.installed-stamp
 # CI sets CI=true; pytest then also prints the slowest tests.
 PYTEST_ARGS ?= -q -ra --durations=15
@@ -13,11 +17,14 @@ PYTEST_ARGS ?= -q -ra --durations=15
 
 setup: $(STAMP) $(AZURITE_STAMP)
 
-# setup.py and the C sources too: the editable install compiles the C loops in place.
-$(STAMP): pyproject.toml requirements/constraints.txt setup.py $(wildcard airflow_provider_logproc/*/*.c)
+# Three distributions from this repository: the provider (.), the analyzer (analyzer/, no Airflow) and
+# the local stand-ins (local/, development only), installed editable. setup.py and the C sources too:
+# the editable install compiles the C loops in place.
+DISTRIBUTIONS := pyproject.toml setup.py analyzer/pyproject.toml analyzer/setup.py local/pyproject.toml
+$(STAMP): $(DISTRIBUTIONS) $(CONSTRAINTS) $(wildcard airflow_provider_logproc/*/*.c analyzer/*/*.c)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade "pip==26.3"
-	$(BIN)/pip install --quiet -c requirements/constraints.txt -e ".[dev]"
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e ./analyzer -e ./local -e ".[dev]"
 	touch $(STAMP)
 
 $(AZURITE_STAMP): tools/azurite/package.json tools/azurite/package-lock.json
@@ -41,7 +48,7 @@ system-packages:
 
 # README command 1: set up, start the local stack, run the daily pipeline, print where the report is.
 demo: setup
-	$(BIN)/python -m airflow_provider_logproc.local.demo
+	$(BIN)/python -m logproc_local.demo
 
 # README command 2: set up and run every check and test.
 test: setup system-packages lint typecheck
@@ -51,7 +58,7 @@ lint: setup
 	$(BIN)/ruff check .
 
 typecheck: setup
-	$(BIN)/mypy airflow_provider_logproc dags bench tests
+	$(BIN)/mypy airflow_provider_logproc analyzer/logproc_analyzer local/logproc_local dags bench tests
 
 unit: setup
 	$(BIN)/pytest $(PYTEST_ARGS) tests/unit

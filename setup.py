@@ -1,19 +1,18 @@
-"""The one thing pyproject.toml cannot say: two optional C loops, the analyzer's per line and the
-Kafka window read's per record.
+"""What pyproject.toml cannot say: the Kafka window read's per-record loop as an optional C extension,
+and the example DAGs, kept in ``dags/`` and shipped as ``airflow_provider_logproc.example_dags``.
 
-``optional=True``: where no C compiler is found the package still installs, and each runs its
-Python loop (same results, slower). Everything else is configured in pyproject.toml.
+``optional=True``: where no C compiler is found the package still installs and runs the Python loop
+(same results, slower). Everything else is configured in pyproject.toml.
 """
 
-from setuptools import Extension, setup
+from setuptools import Extension, find_packages, setup
 
 setup(
+    packages=[*find_packages(include=["airflow_provider_logproc", "airflow_provider_logproc.*"]),
+              "airflow_provider_logproc.example_dags"],
+    # Users get the two DAG files from the wheel (README: "Install into your Airflow").
+    package_dir={"airflow_provider_logproc.example_dags": "dags"},
     ext_modules=[
-        Extension(
-            "airflow_provider_logproc.analysis._native_ingest",
-            sources=["airflow_provider_logproc/analysis/_native_ingest.c"],
-            optional=True,
-        ),
         Extension(
             "airflow_provider_logproc.consume._native_envelope",
             sources=["airflow_provider_logproc/consume/_native_envelope.c"],

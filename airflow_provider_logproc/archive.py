@@ -83,8 +83,8 @@ def download_archive(
 
     Returns the target and the archive's metadata (the counters its run recorded beside it).
     """
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
     from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
-    from airflow.sdk import ObjectStoragePath
 
     client = WasbHook(wasb_conn_id=wasb_conn_id).get_conn().get_blob_client(container, blob_name)
     target = ObjectStoragePath(target_uri)

@@ -14,9 +14,10 @@ import os
 import shlex
 from typing import Any
 
-from airflow.sdk import task
+from airflow.providers.common.compat.sdk import task
 
 from airflow_provider_logproc.notifications.file import LogprocFileNotifier
+from airflow_provider_logproc.version_compat import push_xcoms
 
 STAGING_BASE_ENV = "LOGPROC_STAGING_BASE"
 DEFAULT_STAGING_BASE = "file:///tmp/logproc-staging"
@@ -155,12 +156,9 @@ def restore_from_archive(params: dict[str, Any] | None = None, **context: Any) -
     uri, metadata = download_archive(
         params["archive_container"], f"{params['topic']}/{window_path(start, end)}/raw.ion", target)
     # The counters the archiving run recorded, so the report of a restored window reads the same.
-    for key, name in ARCHIVE_COUNTERS.items():
-        value = metadata.get(name)
-        if value in (None, "", "None"):
-            context["ti"].xcom_push(key=key, value=None)
-        else:
-            context["ti"].xcom_push(key=key, value=int(value) if value.isdigit() else value)
+    counters = {key: metadata.get(name) for key, name in ARCHIVE_COUNTERS.items()}
+    push_xcoms(context["ti"], **{key: int(value) if value.isdigit() else value
+                                 for key, value in counters.items() if value not in (None, "", "None")})
     return uri
 
 

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Iterator
 from typing import IO, Any
 
-from airflow.sdk import ObjectStoragePath
+from airflow.providers.common.compat.sdk import ObjectStoragePath
 
 STAGING_BASE_ENV = "LOGPROC_STAGING_BASE"
 

@@ -50,7 +50,7 @@ QUANTILES = (0.5, 0.9, 0.95, 0.99)
 
 # --------------------------------------------------------------------------- the contenders
 def run_analyzer(path: str, workers: int) -> dict[str, Any]:
-    from airflow_provider_logproc.analysis import analyze_paths, summarize
+    from logproc_analyzer import analyze_paths, summarize
 
     summary = summarize(analyze_paths([path], workers=workers))
     return {"valid": summary["totals"]["valid"], "status": summary["status"],
@@ -207,7 +207,7 @@ def measure(contender: str, path: Path, workers: int) -> dict[str, Any]:
 
 
 def ensure_file(data_dir: Path, records: int, bad_share: float) -> Path:
-    from airflow_provider_logproc import sample_logs
+    from logproc_local import sample_logs
 
     path = data_dir / f"day-{DAY.isoformat()}-{records}-bad{bad_share}.jsonl"
     if path.exists():

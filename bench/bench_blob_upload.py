@@ -104,7 +104,7 @@ def main() -> int:
 
     from azure.storage.blob import BlobServiceClient
 
-    from airflow_provider_logproc.local.azurite import LocalAzurite
+    from logproc_local.azurite import LocalAzurite
 
     sizes = [int(size) for size in args.sizes_mb.split(",")]
     impls = args.impls.split(",")

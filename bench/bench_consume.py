@@ -55,7 +55,7 @@ def produce(bootstrap: str, topic: str, count: int) -> None:
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    from airflow_provider_logproc import sample_logs
+    from logproc_local import sample_logs
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
     for future in admin.create_topics([NewTopic(topic, PARTITIONS, 1, config={"retention.ms": "-1"})]).values():
@@ -238,7 +238,7 @@ def main() -> int:
         child_main(args.child, json.loads(args.child_args))
         return 0
 
-    from airflow_provider_logproc.local.kafka_broker import LocalKafkaBroker
+    from logproc_local.kafka_broker import LocalKafkaBroker
 
     work = Path(tempfile.mkdtemp(prefix="bench-consume-"))
     broker = LocalKafkaBroker(work / "kafka-data").start()

@@ -36,9 +36,9 @@ import orjson
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from airflow_provider_logproc import sample_logs  # noqa: E402
-from airflow_provider_logproc.local.demo import _create_topic, airflow_environment  # noqa: E402
-from airflow_provider_logproc.local.stack import LocalStack  # noqa: E402
+from logproc_local import sample_logs  # noqa: E402
+from logproc_local.demo import _create_topic, airflow_environment  # noqa: E402
+from logproc_local.stack import LocalStack  # noqa: E402
 
 TOPIC = "access-logs"
 DAY = dt.date(2026, 6, 10)
@@ -145,7 +145,7 @@ def main() -> int:
         # every partition, so the window sensor sees the day complete at its first look.
         sample_logs.produce(sample_logs.generate(DAY + dt.timedelta(days=1), 300, seed=2), TOPIC,
                             {"bootstrap.servers": stack.broker.bootstrap_servers}, partitions=3)
-        env = airflow_environment(base / "airflow-home", stack, base / "staging")
+        env = airflow_environment(base / "airflow-home", stack, base / "staging", REPO_ROOT / "dags")
         subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
 
         conf = orjson.dumps({"idle_timeout_minutes": 0.02, "parts": args.parts}).decode()

@@ -36,8 +36,8 @@ POOL_SIZE = 50_000
 
 
 def write_ion(path: Path, count: int, encoding: str) -> None:
-    from airflow_provider_logproc import sample_logs
     from airflow_provider_logproc.consume.loop import make_encoder
+    from logproc_local import sample_logs
 
     pool = list(sample_logs.generate(DAY, min(count, POOL_SIZE), seed=42))
     day_start = int(dt.datetime.combine(DAY, dt.time(), tzinfo=dt.UTC).timestamp() * 1000)

@@ -37,9 +37,9 @@ import psutil
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from airflow_provider_logproc import sample_logs  # noqa: E402
-from airflow_provider_logproc.local.demo import _create_topic, airflow_environment  # noqa: E402
-from airflow_provider_logproc.local.stack import LocalStack  # noqa: E402
+from logproc_local import sample_logs  # noqa: E402
+from logproc_local.demo import _create_topic, airflow_environment  # noqa: E402
+from logproc_local.stack import LocalStack  # noqa: E402
 
 TOPIC = "access-logs"
 DAY = dt.date(2026, 5, 20)
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         figures["produce_seconds"] = round(
             produce_day(stack.broker.bootstrap_servers, args.records, args.partitions), 1)
         print(f"produced {args.records} records in {figures['produce_seconds']} s", flush=True)
-        env = airflow_environment(home, stack, base / "staging")
+        env = airflow_environment(home, stack, base / "staging", REPO_ROOT / "dags")
         env["LOGPROC_TOPIC"] = TOPIC
         subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], env=env, check=True,
                        stdout=subprocess.DEVNULL)

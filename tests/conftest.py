@@ -69,7 +69,7 @@ def _restore_env(previous: dict[str, str | None]) -> None:
 @pytest.fixture(scope="session")
 def kafka_broker(session_dir: Path) -> Iterator:
     """A real Kafka-protocol broker (noida-db) on 127.0.0.1; ``kafka_default`` points at it."""
-    from airflow_provider_logproc.local.kafka_broker import LocalKafkaBroker
+    from logproc_local.kafka_broker import LocalKafkaBroker
 
     broker = LocalKafkaBroker(session_dir / "kafka-data").start()
     previous = _set_env({"AIRFLOW_CONN_KAFKA_DEFAULT": json.dumps(
@@ -84,7 +84,7 @@ def kafka_broker(session_dir: Path) -> Iterator:
 @pytest.fixture(scope="session")
 def azurite(session_dir: Path) -> Iterator:
     """Azurite's Blob service on 127.0.0.1; ``wasb_default`` points at it."""
-    from airflow_provider_logproc.local.azurite import LocalAzurite
+    from logproc_local.azurite import LocalAzurite
 
     server = LocalAzurite(session_dir / "azurite-data").start()
     previous = _set_env({"AIRFLOW_CONN_WASB_DEFAULT": json.dumps(

@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
 from airflow_provider_logproc.consume.ion_json import ConversionResult, convert_ion_to_json
-from airflow_provider_logproc.worker_processes import WorkerWithoutReport, read_report, start_worker, usable_cpus
+from logproc_analyzer.worker_processes import WorkerWithoutReport, read_report, start_worker, usable_cpus
 
 log = logging.getLogger(__name__)
 

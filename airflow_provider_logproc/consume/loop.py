@@ -45,7 +45,7 @@ from airflow_provider_logproc.consume.window import (
     retention_gap_message,
 )
 from airflow_provider_logproc.garbage_collection import cyclic_gc_paused
-from airflow_provider_logproc.native import optional_extension
+from logproc_analyzer.native import optional_extension
 
 # The window read's per-batch loop in C (see _native_envelope.c); same results as window_batch_python.
 native_envelope = optional_extension("airflow_provider_logproc.consume._native_envelope")

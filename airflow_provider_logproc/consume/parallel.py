@@ -40,7 +40,7 @@ from airflow_provider_logproc.consume.window import (
     TimeWindow,
     WindowError,
 )
-from airflow_provider_logproc.worker_processes import WorkerWithoutReport, read_report, start_worker
+from logproc_analyzer.worker_processes import WorkerWithoutReport, read_report, start_worker
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from azure.batch.aio import BatchClient as AsyncBatchClient
 from azure.core.credentials import AzureNamedKeyCredential
 
 if TYPE_CHECKING:
-    from airflow.sdk import Connection
+    from airflow.providers.common.compat.sdk import Connection
 
 
 # Like the official WasbHook: azure-core logs every request and response at INFO, which would flood

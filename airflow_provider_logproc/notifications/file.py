@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from airflow.sdk import BaseNotifier
+from airflow.providers.common.compat.sdk import BaseNotifier
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +31,8 @@ def default_notifications_file() -> Path:
 
 
 def _redact(value: Any) -> Any:
-    try:
-        from airflow.sdk._shared.secrets_masker import redact
-    except ImportError:  # an Airflow without the SDK's masker: nothing to mask with
-        return value
+    from airflow.providers.common.compat.sdk import redact
+
     return redact(value)
 
 
@@ -71,6 +69,11 @@ class LogprocFileNotifier(BaseNotifier):
         # "window {{ data_interval_start }}" into a failed concatenation, and a SerializedDAG handed to
         # DAG-level callbacks (e.g. under `airflow dags test`) has no template environment at all.
         super().render_template_fields(context, jinja_env or self.get_template_env(dag=None))
+
+    def _render(self, template: Any, context: Any, dag: Any = None) -> Any:
+        # The notifier, not the context's DAG, decides text vs native rendering (its class attribute
+        # above): Airflow 2's base notifier would read the flag from whatever ``context["dag"]`` is.
+        return super()._render(template, context, dag=self)  # type: ignore[arg-type]  # duck-typed: the flag
 
     def notify(self, context: Any) -> None:
         ti = context.get("ti") or context.get("task_instance")

@@ -24,9 +24,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from airflow.configuration import conf
-from airflow.providers.common.compat.sdk import AirflowException, BaseOperatorLink, XCom
-from airflow.sdk import BaseOperator
+from airflow.providers.common.compat.sdk import AirflowException, BaseOperator, BaseOperatorLink, XCom, conf
 
 from airflow_provider_logproc.batch_jobs import (
     INPUT_SAS_PERMISSION,
@@ -57,8 +55,7 @@ from airflow_provider_logproc.triggers.batch import AzureBatchJobTrigger, is_tra
 # the official AzureBatchHook are imported in the methods that run the job: this module is imported
 # whenever a DAG file using the operator is parsed, and parsing must stay cheap.
 if TYPE_CHECKING:
-    from airflow.sdk import Context
-    from airflow.sdk.types import TaskInstanceKey
+    from airflow.providers.common.compat.sdk import Context, TaskInstanceKey
     from azure.batch import BatchClient
     from azure.batch import models as batch_models
 

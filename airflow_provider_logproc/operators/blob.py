@@ -11,15 +11,16 @@ import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator, ObjectStoragePath
+from airflow.providers.common.compat.sdk import BaseOperator, ObjectStoragePath
 
 from airflow_provider_logproc.blob.names import InvalidUploadOptionError, normalize_access_tier
 from airflow_provider_logproc.blob.options import DEFAULT_BLOCK_SIZE, IfExists
 from airflow_provider_logproc.blob.split import Source
 from airflow_provider_logproc.blob.upload import BlobUploadRequest, upload
+from airflow_provider_logproc.version_compat import push_xcoms
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
 
 class BlobUploadOperator(BaseOperator):
@@ -147,10 +148,8 @@ class BlobUploadOperator(BaseOperator):
 
         service = WasbHook(wasb_conn_id=self.wasb_conn_id).get_conn()
         result = upload(service, request, log=self.log)
-        ti = context["ti"]
-        ti.xcom_push(key="manifest_uri", value=result.manifest_url)
-        ti.xcom_push(key="record_count", value=result.record_count)
-        ti.xcom_push(key="content_fingerprint", value=result.content_fingerprint)
+        push_xcoms(context["ti"], manifest_uri=result.manifest_url, record_count=result.record_count,
+                   content_fingerprint=result.content_fingerprint)
         return result.blob_urls
 
 

@@ -6,7 +6,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator, ObjectStoragePath
+from airflow.providers.common.compat.sdk import BaseOperator, ObjectStoragePath
 
 from airflow_provider_logproc import staging
 from airflow_provider_logproc.consume.ion_json import (
@@ -16,9 +16,10 @@ from airflow_provider_logproc.consume.ion_json import (
     resolve_timezone,
 )
 from airflow_provider_logproc.consume.ion_split import convert_ion_file_to_json
+from airflow_provider_logproc.version_compat import push_xcoms
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
 INVALID_SUFFIX = "invalid.jsonl"
 
@@ -125,8 +126,6 @@ class IonToJsonOperator(BaseOperator):
                       result.record_count / elapsed if elapsed else 0)
         if result.invalid_count:
             self.log.warning("%d records failed validation; kept in %s", result.invalid_count, invalid_path)
-        ti = context["ti"]
-        ti.xcom_push(key="record_count", value=result.record_count)
-        ti.xcom_push(key="invalid_count", value=result.invalid_count)
-        ti.xcom_push(key="invalid_uri", value=str(invalid_path) if result.invalid_count else None)
+        push_xcoms(context["ti"], record_count=result.record_count, invalid_count=result.invalid_count,
+                   invalid_uri=str(invalid_path) if result.invalid_count else None)
         return str(output)

@@ -7,17 +7,18 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator, ObjectStoragePath
+from airflow.providers.common.compat.sdk import BaseOperator, ObjectStoragePath
 
 from airflow_provider_logproc import staging
 from airflow_provider_logproc.consume.envelope import check_deserializer, check_encoding
 from airflow_provider_logproc.consume.window import PartitionStats, TimeWindow
 from airflow_provider_logproc.kafka_progress import resolve_window, to_seconds, to_utc_datetime
+from airflow_provider_logproc.version_compat import push_xcoms
 
 # The Kafka hook and the read loop (confluent_kafka, amazon.ion) are imported in execute(): this
 # module is imported whenever a DAG file using the operator is parsed, and parsing must stay cheap.
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
     from confluent_kafka import Consumer
 
     from airflow_provider_logproc.consume.loop import DeadLetters, ReadLimits
@@ -246,11 +247,9 @@ class KafkaBatchConsumeOperator(BaseOperator):
         elapsed = time.monotonic() - started
         self.log.info("wrote %d records (%d dead letters) to %s in %.1f s (%.0f records/s)",
                       record_count, dead_letters.count, output, elapsed, record_count / elapsed if elapsed else 0)
-        ti = context["ti"]
-        ti.xcom_push(key="record_count", value=record_count)
-        ti.xcom_push(key="dead_letter_count", value=dead_letters.count)
-        ti.xcom_push(key="dead_letter_uri", value=str(dead_letter_path) if dead_letters.count else None)
-        ti.xcom_push(key="partition_offsets", value=[s.as_dict() for s in stats])
+        push_xcoms(context["ti"], record_count=record_count, dead_letter_count=dead_letters.count,
+                   dead_letter_uri=str(dead_letter_path) if dead_letters.count else None,
+                   partition_offsets=[s.as_dict() for s in stats])
         return str(output)
 
     def _read_window(self, context: Context, consumer: Consumer, config: dict[str, Any], output: ObjectStoragePath,

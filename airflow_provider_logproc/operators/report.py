@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
+from airflow.providers.common.compat.sdk import BaseOperator
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
 SUMMARY_NAME = "summary.json"
 REPORT_NAME = "report.html"
@@ -89,7 +89,7 @@ class LogAnalysisReportOperator(BaseOperator):
         from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
         from azure.storage.blob import ContentSettings
 
-        from airflow_provider_logproc.analysis import Aggregate, merge_aggregates, render_report, summarize
+        from logproc_analyzer import Aggregate, merge_aggregates, render_report, summarize
 
         urls = [self.partials] if isinstance(self.partials, str) else list(self.partials or [])
         if not urls:

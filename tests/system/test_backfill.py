@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_logproc import sample_logs
-from airflow_provider_logproc.local.processes import ManagedProcess, free_port, port_open
+from logproc_local import sample_logs
+from logproc_local.processes import ManagedProcess, free_port, port_open
 
 pytestmark = pytest.mark.system
 

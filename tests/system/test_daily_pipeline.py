@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import pytest
 
-from airflow_provider_logproc import sample_logs
+from logproc_local import sample_logs
 
 pytestmark = pytest.mark.system
 

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.system
 def test_demo_runs_the_daily_dag_and_says_where_the_report_is(tmp_path):
     report_dir = tmp_path / "report"
     result = subprocess.run(
-        [sys.executable, "-m", "airflow_provider_logproc.local.demo", "--records", "800", "--days", "1",
+        [sys.executable, "-m", "logproc_local.demo", "--records", "800", "--days", "1",
          "--first-day", "2026-03-03", "--dir", str(tmp_path / "demo"), "--report-dir", str(report_dir)],
         capture_output=True, text=True, timeout=600, check=False,
     )

@@ -22,7 +22,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from airflow_provider_logproc import sample_logs
+from logproc_local import sample_logs
 
 pytestmark = pytest.mark.system
 

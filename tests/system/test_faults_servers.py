@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_logproc import sample_logs
+from logproc_local import sample_logs
 
 pytestmark = pytest.mark.system
 
@@ -73,8 +73,8 @@ def test_broker_killed_mid_consume_then_retried_gives_the_window_exactly_once(se
     from confluent_kafka.admin import AdminClient, NewTopic
 
     from airflow_provider_logproc.consume.ion_json import BARE_VALUE_MODEL
-    from airflow_provider_logproc.local.kafka_broker import LocalKafkaBroker
     from airflow_provider_logproc.operators.kafka import KafkaBatchConsumeOperator
+    from logproc_local.kafka_broker import LocalKafkaBroker
 
     data_dir = tmp_path / "kafka-data"
     broker = LocalKafkaBroker(data_dir).start()
@@ -199,8 +199,8 @@ def test_azurite_killed_mid_upload_then_retried_leaves_whole_blobs_and_no_partia
     from azure.storage.blob import BlobServiceClient
 
     from airflow_provider_logproc.blob import BlobUploadRequest, upload
-    from airflow_provider_logproc.local.azurite import LocalAzurite
     from airflow_provider_logproc.operators.blob import resolve_sources
+    from logproc_local.azurite import LocalAzurite
 
     location = tmp_path / "azurite"
     server = LocalAzurite(location).start()

@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from airflow_provider_logproc import sample_logs
-from airflow_provider_logproc.analysis import analyze_lines, render_report, summarize
+from logproc_analyzer import analyze_lines, render_report, summarize
+from logproc_local import sample_logs
 
 pytestmark = pytest.mark.system
 

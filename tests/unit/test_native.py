@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_logproc.native import optional_extension
+from logproc_analyzer.native import optional_extension
 
 
 def test_a_module_that_is_not_there_is_none() -> None:

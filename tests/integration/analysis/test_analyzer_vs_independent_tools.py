@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_logproc import sample_logs
-from airflow_provider_logproc.analysis import analyze as analyze_module
-from airflow_provider_logproc.analysis import analyze_paths, summarize
-from airflow_provider_logproc.analysis.sketch import RELATIVE_ACCURACY
+from logproc_analyzer import analyze as analyze_module
+from logproc_analyzer import analyze_paths, summarize
+from logproc_analyzer.sketch import RELATIVE_ACCURACY
+from logproc_local import sample_logs
 
 DAY = dt.date(2026, 11, 24)
 COUNT = 30_000

@@ -15,7 +15,7 @@ from azure.storage.blob import (
     generate_container_sas,
 )
 
-from airflow_provider_logproc.local.azurite import ACCOUNT_KEY, ACCOUNT_NAME
+from logproc_local.azurite import ACCOUNT_KEY, ACCOUNT_NAME
 from tests.fixtures.batch import execution_info, failure_info
 
 pytestmark = pytest.mark.integration

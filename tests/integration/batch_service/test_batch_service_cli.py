@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from airflow_provider_logproc.local.processes import ManagedProcess, free_port
+from logproc_local.processes import ManagedProcess, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 def test_cli_serves_and_writes_the_connection_privately(tmp_path):
     port = free_port()
     connection_file = tmp_path / "conn.json"
-    process = ManagedProcess("cli", [sys.executable, "-m", "airflow_provider_logproc.local.batch_service",
+    process = ManagedProcess("cli", [sys.executable, "-m", "logproc_local.batch_service",
                                      "--port", str(port), "--account", "cliacct", "--slots", "3",
                                      "--data-dir", str(tmp_path / "data"), "--write-connection",
                                      str(connection_file)], tmp_path / "cli.log")
@@ -46,7 +46,7 @@ def test_cli_serves_and_writes_the_connection_privately(tmp_path):
 def test_local_stack_starts_the_service_and_adds_the_connection(tmp_path):
     from airflow.providers.microsoft.azure.hooks.batch import AzureBatchHook
 
-    from airflow_provider_logproc.local.stack import local_stack
+    from logproc_local.stack import local_stack
 
     with local_stack(tmp_path, kafka=False, blob=False, batch=True) as stack:
         assert stack.batch is not None
@@ -57,6 +57,6 @@ def test_local_stack_starts_the_service_and_adds_the_connection(tmp_path):
             patch.setenv("AIRFLOW_CONN_AZURE_BATCH_DEFAULT", env["AIRFLOW_CONN_AZURE_BATCH_DEFAULT"])
             assert AzureBatchHook().test_connection()[0] is True
         pid = stack.batch.pid
-    from airflow_provider_logproc.local.processes import group_alive
+    from logproc_local.processes import group_alive
 
     assert not group_alive(pid)

@@ -71,7 +71,7 @@ def test_wrong_key_is_refused_with_403(batch_service, batch_reset):
     from azure.core.credentials import AzureNamedKeyCredential
     from azure.core.exceptions import HttpResponseError
 
-    from airflow_provider_logproc.local.batch_service.__main__ import random_account_key
+    from logproc_local.batch_service.__main__ import random_account_key
 
     wrong = BatchClient(batch_service.account_url,
                         AzureNamedKeyCredential(batch_service.account_name, random_account_key()))

@@ -27,7 +27,7 @@ from azure.core import PipelineClient
 from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.rest import HttpRequest
 
-from airflow_provider_logproc.local.batch_service.model import parse_duration
+from logproc_local.batch_service.model import parse_duration
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from azure.batch import models as m
 
-from airflow_provider_logproc.local.processes import group_alive
+from logproc_local.processes import group_alive
 from tests.fixtures.batch import execution_info, failure_info
 
 pytestmark = pytest.mark.integration
@@ -278,7 +278,7 @@ def test_task_processes_die_with_the_service(batch_service_factory, how):
 
 @pytest.mark.parametrize("how", ["stop", "kill"])
 def test_jobs_survive_a_restart_and_running_tasks_are_requeued(batch_service_factory, how):
-    from airflow_provider_logproc.local.batch_service import LocalBatchService
+    from logproc_local.batch_service import LocalBatchService
 
     service = batch_service_factory(task_slots=2)
     client = service.client()

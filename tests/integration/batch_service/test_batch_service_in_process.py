@@ -10,10 +10,10 @@ from azure.batch import models as m
 from azure.batch.aio import BatchClient
 from azure.core.credentials import AzureNamedKeyCredential
 
-from airflow_provider_logproc.local.batch_service.__main__ import random_account_key
-from airflow_provider_logproc.local.batch_service.engine import BatchAccount, PoolConfig
-from airflow_provider_logproc.local.batch_service.server import BatchServer
-from airflow_provider_logproc.local.processes import free_port
+from logproc_local.batch_service.__main__ import random_account_key
+from logproc_local.batch_service.engine import BatchAccount, PoolConfig
+from logproc_local.batch_service.server import BatchServer
+from logproc_local.processes import free_port
 from tests.fixtures.batch import execution_info
 
 pytestmark = pytest.mark.integration

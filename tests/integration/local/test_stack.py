@@ -11,9 +11,9 @@ from collections import defaultdict
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from airflow_provider_logproc import sample_logs
-from airflow_provider_logproc.local.processes import group_alive
-from airflow_provider_logproc.local.stack import LocalStack
+from logproc_local import sample_logs
+from logproc_local.processes import group_alive
+from logproc_local.stack import LocalStack
 
 pytestmark = pytest.mark.integration
 
@@ -74,7 +74,7 @@ def test_two_stacks_at_once_use_different_ports_and_leave_no_process(tmp_path):
         assert first.broker.port != second.broker.port
         assert first.azurite.port != second.azurite.port
         assert "AIRFLOW_CONN_KAFKA_DEFAULT" in first.airflow_connections()
-        groups = [s.process.pid for stack in (first, second) for s in (stack.broker, stack.azurite)]
+        groups = [s.process.pid for stack in (first, second) for s in (stack.broker, stack.azurite) if s]
         assert all(pid and group_alive(pid) for pid in groups)
     finally:
         first.stop()
@@ -83,7 +83,7 @@ def test_two_stacks_at_once_use_different_ports_and_leave_no_process(tmp_path):
 
 
 def test_broker_restart_with_same_data_dir_keeps_records(tmp_path):
-    from airflow_provider_logproc.local.kafka_broker import LocalKafkaBroker
+    from logproc_local.kafka_broker import LocalKafkaBroker
 
     broker = LocalKafkaBroker(tmp_path / "kafka").start()
     try:

@@ -12,8 +12,8 @@ from azure.core.exceptions import HttpResponseError
 from azure.storage.blob import BlobClient, ContainerClient
 
 from airflow_provider_logproc.blob.names import InvalidBlobNameError
-from airflow_provider_logproc.local.azurite import ACCOUNT_KEY
 from airflow_provider_logproc.sas import SasError, blob_sas_url, container_sas_url, redact_sas
+from logproc_local.azurite import ACCOUNT_KEY
 
 pytestmark = pytest.mark.integration
 
@@ -122,8 +122,8 @@ def azurite_https(tmp_path_factory):
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    from airflow_provider_logproc.local.azurite import azurite_blob_binary
-    from airflow_provider_logproc.local.processes import ManagedProcess, free_port
+    from logproc_local.azurite import azurite_blob_binary
+    from logproc_local.processes import ManagedProcess, free_port
 
     directory = tmp_path_factory.mktemp("azurite-https")
     key = ec.generate_private_key(ec.SECP256R1())

@@ -22,8 +22,8 @@ from airflow_provider_logproc.blob import (
     Source,
     upload,
 )
-from airflow_provider_logproc.local.processes import free_port
 from airflow_provider_logproc.operators.blob import BlobUploadOperator, resolve_sources
+from logproc_local.processes import free_port
 from tests.fixtures.airflow_dags import register_dag
 
 pytestmark = pytest.mark.integration

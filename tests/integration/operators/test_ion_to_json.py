@@ -12,10 +12,10 @@ from typing import Any
 import orjson
 import pytest
 
-from airflow_provider_logproc import sample_logs
 from airflow_provider_logproc.consume.ion_json import CorruptIonError
 from airflow_provider_logproc.operators.ion import IonToJsonOperator
 from airflow_provider_logproc.operators.kafka import KafkaBatchConsumeOperator
+from logproc_local import sample_logs
 
 pytestmark = pytest.mark.integration
 

@@ -18,10 +18,10 @@ from amazon.ion import simpleion
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from airflow_provider_logproc import sample_logs
 from airflow_provider_logproc.consume.ion_json import BARE_VALUE_MODEL
 from airflow_provider_logproc.consume.window import RetentionGapError
 from airflow_provider_logproc.operators.kafka import DeadLetterThresholdError, KafkaBatchConsumeOperator
+from logproc_local import sample_logs
 
 pytestmark = pytest.mark.integration
 

@@ -199,7 +199,7 @@ def test_waits_through_a_broker_restart(tmp_path, monkeypatch, capsys):
     """A broker that goes away mid-wait costs checks, not the task: the trigger carries on after it."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    from airflow_provider_logproc.local.kafka_broker import LocalKafkaBroker
+    from logproc_local.kafka_broker import LocalKafkaBroker
 
     # A private broker: stopping the session's broker would disturb every other test.
     broker = LocalKafkaBroker(tmp_path / "kafka-data").start()

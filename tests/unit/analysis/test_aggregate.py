@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_logproc.analysis import Aggregate, analyze_lines, merge_aggregates
-from airflow_provider_logproc.analysis.aggregate import INVALID_SAMPLE_SIZE
-from airflow_provider_logproc.analysis.sketch import bucket_index
+from logproc_analyzer import Aggregate, analyze_lines, merge_aggregates
+from logproc_analyzer.aggregate import INVALID_SAMPLE_SIZE
+from logproc_analyzer.sketch import bucket_index
 
 BASE = dt.datetime(2026, 11, 24, tzinfo=dt.UTC)
 ABSENT = object()  # the key is left out of the record
@@ -239,7 +239,7 @@ def test_kafka_envelopes_are_unwrapped() -> None:
 
 
 def test_field_mapping_reads_other_key_names() -> None:
-    from airflow_provider_logproc.analysis import FieldMapping
+    from logproc_analyzer import FieldMapping
 
     mapping = FieldMapping().with_overrides({"timestamp": "@timestamp", "client_ip": "remote_addr",
                                              "status": "code"})

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_logproc import sample_logs
-from airflow_provider_logproc.analysis import InputError, analyze_lines, analyze_paths
-from airflow_provider_logproc.analysis import analyze as analyze_module
+from logproc_analyzer import InputError, analyze_lines, analyze_paths
+from logproc_analyzer import analyze as analyze_module
+from logproc_local import sample_logs
 
 DAY = dt.date(2026, 11, 24)
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from airflow_provider_logproc import sample_logs
-from airflow_provider_logproc.analysis import analyze_paths, summarize
-from airflow_provider_logproc.analysis.cli import analyze_main, merge_main
+from logproc_analyzer import analyze_paths, summarize
+from logproc_analyzer.cli import analyze_main, merge_main
+from logproc_local import sample_logs
 
 DAY = dt.date(2026, 11, 24)
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -118,7 +118,7 @@ _BLOCK_AIRFLOW = textwrap.dedent("""
 def test_the_analyzer_needs_no_airflow(tmp_path: Path, day_parts: list[Path]) -> None:
     script = _BLOCK_AIRFLOW + textwrap.dedent(f"""
         import importlib, pkgutil
-        import airflow_provider_logproc.analysis as analysis
+        import logproc_analyzer as analysis
         for module in pkgutil.walk_packages(analysis.__path__, analysis.__name__ + "."):
             importlib.import_module(module.name)
         try:
@@ -127,7 +127,7 @@ def test_the_analyzer_needs_no_airflow(tmp_path: Path, day_parts: list[Path]) ->
             pass
         else:
             raise SystemExit("the blocker did not block")
-        from airflow_provider_logproc.analysis.cli import analyze_main, merge_main
+        from logproc_analyzer.cli import analyze_main, merge_main
         assert analyze_main([{str(day_parts[0])!r}, {str(day_parts[2])!r}, "-o", {str(tmp_path / 'p.json')!r}]) == 0
         assert merge_main([{str(tmp_path / 'p.json')!r}, "-d", {str(tmp_path / 'out')!r}]) == 0
         assert not any(name == "airflow" or name.startswith("airflow.") for name in sys.modules)
@@ -151,11 +151,11 @@ def test_invalid_lines_can_be_written_aside(tmp_path: Path) -> None:
 def test_module_entry_point_dispatches(tmp_path: Path) -> None:
     log = tmp_path / "x.jsonl"
     log.write_bytes(b'{"timestamp": 0, "client_ip": "192.0.2.1", "status": 200}\n')
-    done = subprocess.run([sys.executable, "-m", "airflow_provider_logproc.analysis", "analyze", str(log),
+    done = subprocess.run([sys.executable, "-m", "logproc_analyzer", "analyze", str(log),
                            "-o", str(tmp_path / "p.json")], cwd=REPO_ROOT, capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0, done.stderr
-    usage = subprocess.run([sys.executable, "-m", "airflow_provider_logproc.analysis"], cwd=REPO_ROOT,
+    usage = subprocess.run([sys.executable, "-m", "logproc_analyzer"], cwd=REPO_ROOT,
                            capture_output=True, text=True, timeout=60)
     assert usage.returncode == 2
     assert "analyze,merge" in usage.stderr

@@ -18,10 +18,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_logproc import sample_logs
-from airflow_provider_logproc.analysis import aggregate as aggregate_module
-from airflow_provider_logproc.analysis import analyze as analyze_module
-from airflow_provider_logproc.analysis.aggregate import Aggregate
+from logproc_analyzer import aggregate as aggregate_module
+from logproc_analyzer import analyze as analyze_module
+from logproc_analyzer.aggregate import Aggregate
+from logproc_local import sample_logs
 
 DAY = dt.date(2026, 11, 24)
 native = pytest.mark.skipif(aggregate_module.native_ingest is None, reason="the C loop is not built here")
@@ -47,7 +47,7 @@ def test_the_c_loop_is_built_in_the_development_install() -> None:
     if os.environ.get("LOGPROC_PURE_PYTHON"):
         pytest.skip("LOGPROC_PURE_PYTHON set: testing the Python loop alone")
     assert aggregate_module.native_ingest is not None, (
-        "airflow_provider_logproc/analysis/_native_ingest.c did not build: run `make setup` and read "
+        "analyzer/logproc_analyzer/_native_ingest.c did not build: run `make setup` and read "
         "the compiler's message")
 
 

@@ -19,9 +19,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_logproc.analysis import aggregate as aggregate_module
-from airflow_provider_logproc.analysis.aggregate import Aggregate
-from airflow_provider_logproc.analysis.fields import FieldMapping
+from logproc_analyzer import aggregate as aggregate_module
+from logproc_analyzer.aggregate import Aggregate
+from logproc_analyzer.fields import FieldMapping
 
 HEAD = b'{"timestamp":"2026-11-24T10:00:00.000Z","client_ip":"192.0.2.1","status":200'
 WARM = HEAD + b"}"

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from airflow_provider_logproc.analysis.fields import (
+from logproc_analyzer.fields import (
     FieldError,
     FieldMapping,
     iso_prefix_minute,

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_logproc.analysis.sketch import RELATIVE_ACCURACY, LatencyHistogram
+from logproc_analyzer.sketch import RELATIVE_ACCURACY, LatencyHistogram
 
 latencies = st.lists(st.one_of(st.floats(0.0005, 1e6), st.integers(0, 10_000).map(float)), min_size=1,
                      max_size=400)

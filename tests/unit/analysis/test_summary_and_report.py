@@ -9,9 +9,9 @@ from html.parser import HTMLParser
 import orjson
 import pytest
 
-from airflow_provider_logproc import sample_logs
-from airflow_provider_logproc.analysis import analyze_lines, render_report, summarize
-from airflow_provider_logproc.analysis.anomalies import hour_anomalies, ip_anomalies
+from logproc_analyzer import analyze_lines, render_report, summarize
+from logproc_analyzer.anomalies import hour_anomalies, ip_anomalies
+from logproc_local import sample_logs
 
 DAY = dt.date(2026, 11, 24)
 

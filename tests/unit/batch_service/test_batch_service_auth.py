@@ -11,7 +11,7 @@ from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.pipeline import PipelineContext, PipelineRequest
 from azure.core.rest import HttpRequest
 
-from airflow_provider_logproc.local.batch_service import auth
+from logproc_local.batch_service import auth
 
 ACCOUNT = "localbatch"
 KEY = base64.b64encode(b"k" * 64).decode()

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from airflow_provider_logproc.local.batch_service.odata import (
+from logproc_local.batch_service.odata import (
     ODataError,
     apply_select,
     parse_filter,

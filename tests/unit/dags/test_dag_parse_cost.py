@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from airflow_provider_logproc.version_compat import AIRFLOW_V_3_0_PLUS
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DAGS = REPO_ROOT / "dags"
 
@@ -42,7 +44,13 @@ HEAVY_MODULES = (
 # processor has it loaded already), plus, per DAG file, modules that are not ours to slim.
 _PARSE_SCRIPT = """
 import json, runpy, sys
-import airflow.sdk
+import airflow
+if int(airflow.__version__.split(".")[0]) >= 3:
+    from airflow.sdk import DAG, Param, task
+else:
+    from airflow.decorators import task
+    from airflow.models.dag import DAG
+    from airflow.models.param import Param
 import airflow.timetables.interval
 for name in json.loads(sys.argv[2]):
     __import__(name)
@@ -73,7 +81,10 @@ def parse_in_fresh_interpreter(dag_file: Path, preload: tuple[str, ...] = ()) ->
 
 def test_daily_dag_parse_imports_no_client_sdk() -> None:
     modules = parse_in_fresh_interpreter(DAGS / "logproc_daily.py")
-    assert modules["before"] == [], f"Airflow alone already imports {modules['before']}: the check proves nothing"
+    # Airflow 3.0's own task decorator imports aiohttp (through svcs in its execution API): not ours,
+    # and the rest of the list still makes the check meaningful.
+    assert set(modules["before"]) <= {"aiohttp"}, (
+        f"Airflow alone already imports {modules['before']}: the check proves nothing")
     assert modules["new"] == [], (
         f"parsing dags/logproc_daily.py imports {', '.join(modules['new'])}: move these imports into the "
         f"operator/sensor/trigger methods that run at execute time")
@@ -86,14 +97,16 @@ def test_daily_dag_parse_imports_no_client_sdk() -> None:
 WATCHER_TRIGGER_MODULE = "airflow.providers.apache.kafka.triggers.await_message"
 
 
+@pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS, reason="the event-driven DAG defines nothing before Airflow 3.0")
 def test_event_dag_parse_imports_no_client_sdk_of_ours() -> None:
     modules = parse_in_fresh_interpreter(DAGS / "logproc_on_new_logs.py", preload=(WATCHER_TRIGGER_MODULE,))
     assert modules["new"] == [], (
         f"parsing dags/logproc_on_new_logs.py imports {', '.join(modules['new'])} beyond what "
         f"{WATCHER_TRIGGER_MODULE} imports: move these imports into the methods that run at execute time")
     # Our own modules must still be the ones that are checked: the preload must leave most SDKs out.
-    assert {"azure.storage.blob", "azure.batch", "azure.identity", "azure.servicebus", "amazon.ion",
-            "aiohttp"}.isdisjoint(modules["before"]), (
+    # (aiohttp is not in the list: Airflow 3.0 imports it itself, see the daily DAG's test.)
+    assert {"azure.storage.blob", "azure.batch", "azure.identity", "azure.servicebus", "amazon.ion"
+            }.isdisjoint(modules["before"]), (
         f"{WATCHER_TRIGGER_MODULE} now imports {modules['before']}: revisit which modules this test excludes")
 
 

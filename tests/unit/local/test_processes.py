@@ -4,8 +4,8 @@ import sys
 
 import pytest
 
-from airflow_provider_logproc.local import azurite
-from airflow_provider_logproc.local.processes import LocalServerError, ManagedProcess, group_alive
+from logproc_local import azurite
+from logproc_local.processes import LocalServerError, ManagedProcess, group_alive
 
 
 def test_stop_kills_the_whole_process_group(tmp_path):

@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
-from airflow.sdk import DAG
+from airflow.providers.common.compat.sdk import DAG
 
 from airflow_provider_logproc.notifications.file import LogprocFileNotifier
 
@@ -28,7 +28,7 @@ def test_notification_is_one_json_line_with_context(tmp_path):
 
 
 def test_secrets_known_to_the_masker_are_redacted(tmp_path):
-    from airflow.sdk._shared.secrets_masker import mask_secret
+    from airflow.providers.common.compat.sdk import mask_secret
 
     mask_secret("s3cr3t-Value-42")
     target = tmp_path / "notes.jsonl"

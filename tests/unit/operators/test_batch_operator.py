@@ -51,7 +51,7 @@ def test_argument_combinations_are_checked_at_parse_time() -> None:
 
 
 def test_job_id_comes_from_the_data_interval_unless_given() -> None:
-    from airflow.sdk import DAG
+    from airflow.providers.common.compat.sdk import DAG
 
     with DAG("logproc_daily", schedule=None):
         operator = AzureBatchJobOperator(task_id="analyze", pool_id="p", tasks=[])

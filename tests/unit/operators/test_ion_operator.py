@@ -28,7 +28,7 @@ def test_bad_arguments_fail_when_the_dag_is_parsed(kwargs, message):
 
 
 def test_default_output_uri(monkeypatch, tmp_path):
-    from airflow.sdk import DAG
+    from airflow.providers.common.compat.sdk import DAG
 
     monkeypatch.setenv("LOGPROC_STAGING_BASE", f"file://{tmp_path}")
     with DAG("daily_logs", schedule=None):

@@ -65,7 +65,7 @@ def test_window_defaults_to_the_data_interval_and_lateness_from_a_template():
 
 
 def test_default_output_is_named_by_dag_task_and_interval(monkeypatch, tmp_path):
-    from airflow.sdk import DAG
+    from airflow.providers.common.compat.sdk import DAG
 
     monkeypatch.setenv("LOGPROC_STAGING_BASE", f"file://{tmp_path}")
     with DAG("daily_logs", schedule=None):

@@ -6,8 +6,7 @@ import datetime as dt
 import inspect
 
 import pytest
-from airflow.sdk import Context
-from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout, AirflowSkipException
+from airflow.providers.common.compat.sdk import AirflowException, AirflowSensorTimeout, AirflowSkipException, Context
 
 from airflow_provider_logproc.kafka_progress import KafkaWindowConfigError
 from airflow_provider_logproc.sensors.kafka import KafkaWindowCompleteSensor

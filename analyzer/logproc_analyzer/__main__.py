@@ -1,10 +1,10 @@
-"""``python -m airflow_provider_logproc.analysis analyze|merge ...``: the console scripts without PATH."""
+"""``python -m logproc_analyzer analyze|merge ...``: the console scripts without PATH."""
 
 from __future__ import annotations
 
 import sys
 
-from airflow_provider_logproc.analysis.cli import analyze_main, merge_main
+from logproc_analyzer.cli import analyze_main, merge_main
 
 COMMANDS = {"analyze": analyze_main, "merge": merge_main}
 
@@ -12,7 +12,7 @@ COMMANDS = {"analyze": analyze_main, "merge": merge_main}
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] not in COMMANDS:
-        print("usage: python -m airflow_provider_logproc.analysis {analyze,merge} ...", file=sys.stderr)
+        print("usage: python -m logproc_analyzer {analyze,merge} ...", file=sys.stderr)
         return 2
     return COMMANDS[args[0]](args[1:])
 

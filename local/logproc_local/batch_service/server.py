@@ -43,14 +43,14 @@ from urllib.parse import parse_qs, quote, unquote, urlencode
 
 from aiohttp import web
 
-from airflow_provider_logproc.local.batch_service import auth, odata
-from airflow_provider_logproc.local.batch_service.engine import (
+from logproc_local.batch_service import auth, odata
+from logproc_local.batch_service.engine import (
     MAX_TASKS_PER_COLLECTION,
     NODE_ID,
     BatchAccount,
 )
-from airflow_provider_logproc.local.batch_service.faults import FAULT_ERROR_CODES, FaultInjector, RequestLog
-from airflow_provider_logproc.local.batch_service.model import (
+from logproc_local.batch_service.faults import FAULT_ERROR_CODES, FaultInjector, RequestLog
+from logproc_local.batch_service.model import (
     BatchApiError,
     Job,
     Task,

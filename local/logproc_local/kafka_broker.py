@@ -7,7 +7,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_logproc.local.processes import LocalServerError, ManagedProcess, free_port
+from logproc_local.processes import LocalServerError, ManagedProcess, free_port
 
 HOST = "127.0.0.1"
 INSTALL_HINT = "install it with `pip install noida-db==0.2.3` (or run `make setup` in the project)"

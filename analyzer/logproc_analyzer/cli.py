@@ -19,16 +19,16 @@ from pathlib import Path
 
 import orjson
 
-from airflow_provider_logproc.analysis.analyze import (
+from logproc_analyzer.analyze import (
     InputError,
     analyze_paths,
     default_workers,
     merge_aggregates,
     read_partial_file,
 )
-from airflow_provider_logproc.analysis.fields import FieldMapping
-from airflow_provider_logproc.analysis.report import render_report
-from airflow_provider_logproc.analysis.summary import DEFAULT_TOP, summarize
+from logproc_analyzer.fields import FieldMapping
+from logproc_analyzer.report import render_report
+from logproc_analyzer.summary import DEFAULT_TOP, summarize
 
 EXIT_UNUSABLE_INPUT = 1
 

@@ -10,9 +10,9 @@ import datetime as dt
 from collections import defaultdict
 from typing import Any
 
-from airflow_provider_logproc.analysis.aggregate import MISSING, Aggregate
-from airflow_provider_logproc.analysis.anomalies import hour_anomalies, ip_anomalies
-from airflow_provider_logproc.analysis.sketch import RELATIVE_ACCURACY
+from logproc_analyzer.aggregate import MISSING, Aggregate
+from logproc_analyzer.anomalies import hour_anomalies, ip_anomalies
+from logproc_analyzer.sketch import RELATIVE_ACCURACY
 
 SUMMARY_FORMAT = "logproc-analysis-summary"
 SUMMARY_VERSION = 1

@@ -17,7 +17,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_logproc.local.batch_service.model import Job, Stamped, Task
+from logproc_local.batch_service.model import Job, Stamped, Task
 
 log = logging.getLogger("localbatch")
 

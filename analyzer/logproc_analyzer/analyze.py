@@ -21,9 +21,9 @@ from typing import IO, Any
 
 import orjson
 
-from airflow_provider_logproc.analysis.aggregate import Aggregate
-from airflow_provider_logproc.analysis.fields import FieldMapping
-from airflow_provider_logproc.worker_processes import usable_cpus
+from logproc_analyzer.aggregate import Aggregate
+from logproc_analyzer.fields import FieldMapping
+from logproc_analyzer.worker_processes import usable_cpus
 
 CHUNK_BYTES = 4 << 20
 MAX_LINE_BYTES = 64 << 20

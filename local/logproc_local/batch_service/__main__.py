@@ -1,4 +1,4 @@
-"""``python -m airflow_provider_logproc.local.batch_service``: run the local Batch service (foreground).
+"""``python -m logproc_local.batch_service``: run the local Batch service (foreground).
 
 The account key comes from ``--key``, else ``$LOGPROC_BATCH_ACCOUNT_KEY``, else a random one; with
 ``--write-connection FILE`` the ``azure_batch`` Airflow connection (JSON, with the key) is written
@@ -20,8 +20,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from airflow_provider_logproc.local.batch_service.engine import DEFAULT_TASK_ENV_PASSTHROUGH, BatchAccount, PoolConfig
-from airflow_provider_logproc.local.batch_service.server import BatchServer
+from logproc_local.batch_service.engine import DEFAULT_TASK_ENV_PASSTHROUGH, BatchAccount, PoolConfig
+from logproc_local.batch_service.server import BatchServer
 
 KEY_ENV = "LOGPROC_BATCH_ACCOUNT_KEY"
 
@@ -31,7 +31,7 @@ def random_account_key() -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m airflow_provider_logproc.local.batch_service",
+    parser = argparse.ArgumentParser(prog="python -m logproc_local.batch_service",
                                      description="A local Azure Batch service (REST api-version 2025-06-01) that "
                                                  "runs tasks as processes on this machine.")
     parser.add_argument("--host", default="127.0.0.1")

@@ -27,8 +27,8 @@ from typing import Any
 
 import aiohttp
 
-from airflow_provider_logproc.local.batch_service import blobs, store
-from airflow_provider_logproc.local.batch_service.model import (
+from logproc_local.batch_service import blobs, store
+from logproc_local.batch_service.model import (
     ID_PATTERN,
     BatchApiError,
     Job,

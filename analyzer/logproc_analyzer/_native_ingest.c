@@ -766,7 +766,7 @@ static PyMethodDef Counts_methods[] = {
 
 static PyTypeObject CountsType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "airflow_provider_logproc.analysis._native_ingest.Counts",
+    .tp_name = "logproc_analyzer._native_ingest.Counts",
     .tp_doc = PyDoc_STR("Counts of the C loop's first route not yet added to an aggregate (see flush)."),
     .tp_basicsize = sizeof(CountsObject),
     .tp_flags = Py_TPFLAGS_DEFAULT,
@@ -1691,7 +1691,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
-    "airflow_provider_logproc.analysis._native_ingest",
+    "logproc_analyzer._native_ingest",
     "The analyzer's per-line loop in C (see Aggregate.ingest_lines).",
     -1,
     methods,

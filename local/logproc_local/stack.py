@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from airflow_provider_logproc.local.azurite import LocalAzurite
-from airflow_provider_logproc.local.kafka_broker import LocalKafkaBroker
+from logproc_local.azurite import LocalAzurite
+from logproc_local.kafka_broker import LocalKafkaBroker
 
 
 class LocalServer(Protocol):
@@ -31,7 +31,7 @@ class LocalStack:
     base_dir: Path
     broker: LocalKafkaBroker | None = None
     azurite: LocalAzurite | None = None
-    batch: Any | None = None  # the local Batch service, see airflow_provider_logproc.local.batch_service
+    batch: Any | None = None  # the local Batch service, see logproc_local.batch_service
     _started: list[LocalServer] = field(default_factory=list)
 
     def start(self, *, kafka: bool = True, blob: bool = True, batch: bool = False) -> LocalStack:
@@ -43,7 +43,7 @@ class LocalStack:
                 self.azurite = LocalAzurite(self.base_dir / "azurite-data").start()
                 self._started.append(self.azurite)
             if batch:
-                from airflow_provider_logproc.local.batch_service import LocalBatchService
+                from logproc_local.batch_service import LocalBatchService
 
                 self.batch = LocalBatchService(self.base_dir / "batch-data").start()
                 self._started.append(self.batch)

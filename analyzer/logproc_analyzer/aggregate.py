@@ -34,7 +34,7 @@ from typing import IO, Any, Literal, NamedTuple
 import msgspec
 import orjson
 
-from airflow_provider_logproc.analysis.fields import (
+from logproc_analyzer.fields import (
     EPOCH_MS_THRESHOLD,
     FieldError,
     FieldMapping,
@@ -46,11 +46,11 @@ from airflow_provider_logproc.analysis.fields import (
     parse_status,
     parse_timestamp_ms,
 )
-from airflow_provider_logproc.analysis.sketch import LatencyHistogram
-from airflow_provider_logproc.native import optional_extension
+from logproc_analyzer.native import optional_extension
+from logproc_analyzer.sketch import LatencyHistogram
 
 # The per-line loop in C (see _native_ingest.c); same results as the Python loop below.
-native_ingest = optional_extension("airflow_provider_logproc.analysis._native_ingest")
+native_ingest = optional_extension("logproc_analyzer._native_ingest")
 
 PARTIAL_FORMAT = "logproc-analysis-partial"
 PARTIAL_VERSION = 1

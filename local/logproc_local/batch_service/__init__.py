@@ -14,7 +14,7 @@ Start it from Python (a subprocess in its own process group; task processes shar
     service.request_log.entries()                # what clients asked
     service.stop()                               # or .kill() (SIGKILL, a crash)
 
-or from a shell: ``python -m airflow_provider_logproc.local.batch_service --data-dir DIR --port 8780``.
+or from a shell: ``python -m logproc_local.batch_service --data-dir DIR --port 8780``.
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_logproc.local.processes import ManagedProcess, free_port
+from logproc_local.processes import ManagedProcess, free_port
 
 HOST = "127.0.0.1"
 
 
 def _random_key() -> str:
-    from airflow_provider_logproc.local.batch_service.__main__ import random_account_key
+    from logproc_local.batch_service.__main__ import random_account_key
 
     return random_account_key()
 
@@ -112,7 +112,7 @@ class LocalBatchService:
         self.account_key = account_key or _random_key()
         self.pool_id = pool_id
         self.task_slots = task_slots
-        argv = [sys.executable, "-m", "airflow_provider_logproc.local.batch_service", "--host", HOST,
+        argv = [sys.executable, "-m", "logproc_local.batch_service", "--host", HOST,
                 "--port", str(self.port), "--account", account_name, "--pool-id", pool_id,
                 "--slots", str(task_slots), "--data-dir", str(self.data_dir),
                 "--scheduling-delay", str(scheduling_delay)]

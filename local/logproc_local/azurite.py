@@ -6,7 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
-from airflow_provider_logproc.local.processes import LocalServerError, ManagedProcess, free_port
+from logproc_local.processes import LocalServerError, ManagedProcess, free_port
 
 HOST = "127.0.0.1"
 # Azurite's well-known development account (public, documented by Microsoft; not a secret).

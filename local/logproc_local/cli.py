@@ -8,7 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from airflow_provider_logproc.local.stack import LocalStack
+from logproc_local.stack import LocalStack
 
 
 def main(argv: list[str] | None = None) -> int:

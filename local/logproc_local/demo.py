@@ -1,6 +1,6 @@
 """README command 1: the daily pipeline end to end on the local stack.
 
-``make demo`` (or ``python -m airflow_provider_logproc.local.demo``): starts the Kafka-protocol broker,
+``make demo`` (or ``python -m logproc_local.demo``): starts the Kafka-protocol broker,
 Azurite and the local Batch service, produces three days of sample logs to a topic, runs the daily DAG
 for each day with ``airflow dags test``, and prints the headline numbers and where ``report.html`` is
 (also copied to ``report/<day>/`` to open in a browser).
@@ -21,11 +21,26 @@ from typing import Any
 
 import orjson
 
-from airflow_provider_logproc import sample_logs
-from airflow_provider_logproc.local.stack import LocalStack
+from logproc_local import sample_logs
+from logproc_local.stack import LocalStack
 
 DEMO_TOPIC = "access-logs"
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def default_dags_folder() -> Path:
+    """The checkout's ``dags/`` (editable install), else the example DAGs shipped in the provider wheel."""
+    checkout_dags = REPO_ROOT / "dags"
+    if (checkout_dags / "logproc_daily.py").is_file():
+        return checkout_dags
+    import airflow_provider_logproc
+
+    return Path(airflow_provider_logproc.__file__).parent / "example_dags"
+
+
+def default_work_root() -> Path:
+    """Where the demo keeps its data: the checkout when run from one, else the current directory."""
+    return REPO_ROOT if (REPO_ROOT / "dags").is_dir() else Path.cwd()
 
 
 def _create_topic(bootstrap: str, topic: str, partitions: int) -> None:
@@ -38,14 +53,14 @@ def _create_topic(bootstrap: str, topic: str, partitions: int) -> None:
         future.result(timeout=15)
 
 
-def airflow_environment(home: Path, stack: LocalStack, staging: Path) -> dict[str, str]:
+def airflow_environment(home: Path, stack: LocalStack, staging: Path, dags_folder: Path) -> dict[str, str]:
     """Environment for ``airflow`` commands against the local stack (a private AIRFLOW_HOME)."""
     bin_dir = Path(sys.executable).parent
     return {
         **os.environ,
         **stack.airflow_connections(),
         "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "LOGPROC_STAGING_BASE": staging.as_uri(),
@@ -73,6 +88,29 @@ def run_day(env: dict[str, str], day: dt.date, log_dir: Path) -> float:
     if result.returncode != 0:
         tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-40:])
         raise SystemExit(f"the daily DAG failed for {day} (exit {result.returncode}); log: {log_file}\n{tail}")
+    return elapsed
+
+
+def run_backfill(env: dict[str, str], days: list[dt.date], log_dir: Path) -> float:
+    """Airflow 2's ``airflow dags backfill`` over ``days``: it runs the tasks itself, no scheduler needed.
+
+    A backfill's logical date D covers the window [D, D+1), so the days are the dates themselves.
+    (Airflow 3's ``airflow backfill create`` only queues runs for a scheduler: see README, Backfill.)
+    """
+    conf = orjson.dumps({"idle_timeout_minutes": 0.05, "parts": 3}).decode()
+    log_file = log_dir / f"backfill-{days[0]}-{days[-1]}.log"
+    started = time.monotonic()
+    with open(log_file, "wb") as log:
+        result = subprocess.run(
+            [str(Path(sys.executable).parent / "airflow"), "dags", "backfill", "logproc_daily",
+             "--start-date", days[0].isoformat(), "--end-date", days[-1].isoformat(), "--conf", conf],
+            env=env, stdout=log, stderr=subprocess.STDOUT, check=False,
+        )
+    elapsed = time.monotonic() - started
+    if result.returncode != 0:
+        tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-40:])
+        raise SystemExit(f"the backfill of {days[0]} to {days[-1]} failed (exit {result.returncode}); "
+                         f"log: {log_file}\n{tail}")
     return elapsed
 
 
@@ -107,13 +145,25 @@ def headline(summary: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="logproc-demo", description=__doc__)
-    parser.add_argument("--dir", type=Path, default=REPO_ROOT / ".local" / "demo",
+    parser.add_argument("--dir", type=Path, default=default_work_root() / ".local" / "demo",
                         help="where the stack and Airflow keep their data (recreated on every run)")
     parser.add_argument("--first-day", type=dt.date.fromisoformat, default=dt.date(2026, 11, 20))
     parser.add_argument("--days", type=int, default=3)
     parser.add_argument("--records", type=int, default=20_000, help="records per day")
-    parser.add_argument("--report-dir", type=Path, default=REPO_ROOT / "report")
+    parser.add_argument("--report-dir", type=Path, default=default_work_root() / "report")
+    parser.add_argument("--dags-folder", type=Path, default=None,
+                        help="the folder holding logproc_daily.py (default: the checkout's dags/, else the "
+                             "example DAGs installed with the provider)")
+    parser.add_argument("--backfill", action="store_true",
+                        help="Airflow 2 only: run the days with one `airflow dags backfill` instead of an "
+                             "`airflow dags test` per day")
     args = parser.parse_args(argv)
+    if args.backfill:
+        from airflow_provider_logproc.version_compat import AIRFLOW_V_3_0_PLUS
+
+        if AIRFLOW_V_3_0_PLUS:
+            parser.error("--backfill is for Airflow 2: Airflow 3's `airflow backfill create` queues runs for a "
+                         "scheduler (README, Backfill)")
 
     # The demo prints its own summary; the Azure SDK's per-request logging would drown it.
     logging.getLogger("azure").setLevel(logging.WARNING)
@@ -131,13 +181,17 @@ def main(argv: list[str] | None = None) -> int:
                 sample_logs.generate(day, args.records, seed=42, bad_share=0.002),
                 DEMO_TOPIC, {"bootstrap.servers": stack.broker.bootstrap_servers}, partitions=3)
             print(f"produced {produced} records of {day} to topic {DEMO_TOPIC!r}", flush=True)
-        env = airflow_environment(base / "airflow-home", stack, base / "staging")
+        env = airflow_environment(base / "airflow-home", stack, base / "staging",
+                                  (args.dags_folder or default_dags_folder()).resolve())
         subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], env=env, check=True,
                        stdout=subprocess.DEVNULL)
+        if args.backfill:
+            print(f"backfill of {days[0]} to {days[-1]} ran in {run_backfill(env, days, base):.0f}s")
         for day in days:
-            seconds = run_day(env, day, base)
+            seconds = 0.0 if args.backfill else run_day(env, day, base)
             results = fetch_results(stack, day, args.report_dir / day.isoformat())
-            print(f"{day}: pipeline ran in {seconds:.0f}s; {headline(results['summary'])}")
+            ran = "backfilled" if args.backfill else f"pipeline ran in {seconds:.0f}s"
+            print(f"{day}: {ran}; {headline(results['summary'])}")
             print(f"    report in Blob: {results['report_url']}")
             print(f"    local copy:     {(args.report_dir / day.isoformat() / 'report.html').resolve()}", flush=True)
     finally:

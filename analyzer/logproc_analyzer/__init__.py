@@ -12,23 +12,23 @@ Typical use::
 
 from __future__ import annotations
 
-from airflow_provider_logproc.analysis.aggregate import (
+from logproc_analyzer.aggregate import (
     PARTIAL_FORMAT,
     PARTIAL_VERSION,
     Aggregate,
     InvalidRecord,
     Normalized,
 )
-from airflow_provider_logproc.analysis.analyze import (
+from logproc_analyzer.analyze import (
     InputError,
     analyze_lines,
     analyze_paths,
     merge_aggregates,
     read_partial_file,
 )
-from airflow_provider_logproc.analysis.fields import FieldError, FieldMapping, parse_timestamp_ms
-from airflow_provider_logproc.analysis.report import render_report
-from airflow_provider_logproc.analysis.summary import SUMMARY_FORMAT, SUMMARY_VERSION, summarize
+from logproc_analyzer.fields import FieldError, FieldMapping, parse_timestamp_ms
+from logproc_analyzer.report import render_report
+from logproc_analyzer.summary import SUMMARY_FORMAT, SUMMARY_VERSION, summarize
 
 __all__ = [
     "PARTIAL_FORMAT",
