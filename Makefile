@@ -13,7 +13,7 @@ AZURITE_STAMP := tools/azurite/node_modules/.installed-stamp
 # CI sets CI=true; pytest then also prints the slowest tests.
 PYTEST_ARGS ?= -q -ra --durations=15
 
-.PHONY: setup demo test lint typecheck unit integration system bench clean system-packages
+.PHONY: setup demo test lint typecheck unit integration system matrix bench clean system-packages
 
 setup: $(STAMP) $(AZURITE_STAMP)
 
@@ -50,9 +50,15 @@ system-packages:
 demo: setup
 	$(BIN)/python -m logproc_local.demo
 
-# README command 2: set up and run every check and test.
+# README command 2: set up and run every check and test: the full suite on the main Airflow version,
+# then the version matrix (wheels installed into each supported Airflow, unit tests, one `dags test`).
 test: setup system-packages lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/python -m logproc_local.version_matrix
+
+# Airflow 2.11.2, 3.0.6, 3.1.8 and 3.3.2, each in its own cached venv under .local/matrix.
+matrix: setup
+	$(BIN)/python -m logproc_local.version_matrix
 
 lint: setup
 	$(BIN)/ruff check .
