@@ -93,7 +93,7 @@ def batch_job_id(topic: str, start: Any, end: Any, run_id: str, content_fingerpr
     A retry, or a rerun over identical parts, finds the job it created and re-attaches; parts that
     changed (late records, a fixed parser) get a job of their own instead of the stale results.
     """
-    from airflow_provider_logproc.batch_jobs import sanitize_batch_id
+    from airflow_provider_logproc.azure_batch.ids import sanitize_batch_id
 
     if start is not None and end is not None and start != end:
         window = window_path(start, end).replace("/", "")

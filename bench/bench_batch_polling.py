@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from azure.batch import models as batch_models  # noqa: E402
 
-from airflow_provider_logproc.batch_jobs import chunked  # noqa: E402
+from airflow_provider_logproc.azure_batch.task_collection import chunked  # noqa: E402
 from logproc_local.batch_service import LocalBatchService  # noqa: E402
 
 CONN_ENV = "AIRFLOW_CONN_AZURE_BATCH_DEFAULT"

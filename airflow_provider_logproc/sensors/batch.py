@@ -24,14 +24,15 @@ from airflow.providers.common.compat.sdk import (
     conf,
 )
 
-from airflow_provider_logproc.batch_jobs import COUNT_NAMES, counts_state, format_counts, validate_batch_id
-from airflow_provider_logproc.operators.batch import check_outcome, read_outcome
-from airflow_provider_logproc.triggers.batch import AzureBatchJobTrigger, is_transient
+from airflow_provider_logproc.azure_batch.ids import validate_batch_id
+from airflow_provider_logproc.azure_batch.outcome import counts_state, format_counts
+from airflow_provider_logproc.azure_batch.retry import is_transient
+from airflow_provider_logproc.triggers.batch import AzureBatchJobTrigger
 
 # azure.core and the Batch hook (official AzureBatchHook, azure.batch, azure.identity) are imported
 # where they are used, to keep DAG file parsing cheap.
 if TYPE_CHECKING:
-    from azure.batch import BatchClient
+    from airflow_provider_logproc.hooks.batch import AzureBatchJobHook
 
 # Let the trigger report its own timeout (with the last counts) before Airflow's deferral timeout.
 _DEFERRAL_TIMEOUT_GRACE = dt.timedelta(minutes=5)
@@ -70,10 +71,10 @@ class AzureBatchJobSensor(BaseSensorOperator):
         self._last_counts: dict[str, int] | None = None
 
     @cached_property
-    def client(self) -> BatchClient:
+    def hook(self) -> AzureBatchJobHook:
         from airflow_provider_logproc.hooks.batch import AzureBatchJobHook
 
-        return AzureBatchJobHook(self.azure_batch_conn_id).get_conn()
+        return AzureBatchJobHook(self.azure_batch_conn_id)
 
     def _read_counts(self) -> dict[str, int] | None:
         """Task counts, or None after a transient error (the next poke tries again)."""
@@ -81,7 +82,7 @@ class AzureBatchJobSensor(BaseSensorOperator):
 
         job_id = validate_batch_id(self.job_id, "job_id")
         try:
-            result = self.client.get_job_task_counts(job_id)
+            counts = self.hook.get_task_counts(job_id)
         except ResourceNotFoundError:
             raise AirflowException(f"Batch job {job_id} does not exist") from None
         except Exception as error:
@@ -89,14 +90,13 @@ class AzureBatchJobSensor(BaseSensorOperator):
                 raise
             self.log.warning("Batch job %s: transient error reading task counts: %s", job_id, type(error).__name__)
             return None
-        counts = {name: int(getattr(result.task_counts, name, 0) or 0) for name in COUNT_NAMES}
         if counts != self._last_counts:
             self.log.info("Batch job %s: %s", job_id, format_counts(counts))
             self._last_counts = counts
         return counts
 
     def _result(self) -> dict[str, Any]:
-        outcome = check_outcome(self.client, read_outcome(self.client, self.job_id), self.log)
+        outcome = self.hook.check_outcome(self.hook.read_outcome(self.job_id))
         self.log.info("Batch job %s: all %d task(s) succeeded", self.job_id, len(outcome.tasks))
         return {"job_id": self.job_id, "tasks": [task.as_xcom() for task in outcome.tasks]}
 

@@ -17,47 +17,11 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_logproc.batch_jobs import (
-    COUNT_NAMES,
-    backoff_delay,
-    counts_state,
-    format_counts,
-    retry_after_seconds,
-)
+from airflow_provider_logproc.azure_batch.outcome import counts_state, format_counts, task_counts
+from airflow_provider_logproc.azure_batch.retry import backoff_delay, is_transient, retry_after
 
 # The hook (the official AzureBatchHook, azure.batch, azure.identity) and azure.core are imported
 # where they are used: the Batch operator imports this module when a DAG file is parsed.
-
-TRANSIENT_STATUS_CODES = frozenset({408, 429, 500, 502, 503, 504})
-
-
-def is_transient(error: BaseException) -> bool:
-    """Throttling, server errors and broken connections pass; anything else will not get better by waiting."""
-    from azure.core.exceptions import (
-        ClientAuthenticationError,
-        HttpResponseError,
-        ResourceNotFoundError,
-        ServiceRequestError,
-        ServiceResponseError,
-    )
-
-    if isinstance(error, ClientAuthenticationError | ResourceNotFoundError):
-        return False
-    if isinstance(error, HttpResponseError):
-        status = error.status_code if error.status_code is not None else getattr(error.response, "status_code", None)
-        if status is None:
-            return isinstance(error, ServiceRequestError | ServiceResponseError)
-        return status in TRANSIENT_STATUS_CODES
-    return isinstance(
-        error, ServiceRequestError | ServiceResponseError | ConnectionError | asyncio.TimeoutError | OSError
-    )
-
-
-def _retry_after(error: BaseException) -> float | None:
-    response = getattr(error, "response", None)
-    headers = getattr(response, "headers", None)
-    return retry_after_seconds(headers.get("Retry-After")) if headers else None
-
 
 FIRST_POLL_INTERVAL = 1.0
 POLL_INTERVAL_GROWTH = 0.1
@@ -194,7 +158,7 @@ class AzureBatchJobTrigger(BaseTrigger):
                 # Never sleep past the budget or the deadline: the last poll happens at the deadline.
                 initial = min(1.0, self.max_backoff)
                 delay = max(
-                    backoff_delay(attempt, initial=initial, maximum=self.max_backoff), _retry_after(error) or 0.0
+                    backoff_delay(attempt, initial=initial, maximum=self.max_backoff), retry_after(error) or 0.0
                 )
                 delay = min(delay, self.transient_error_budget - spent, max(0.0, self.deadline - now))
                 self.log.warning(
@@ -208,8 +172,7 @@ class AzureBatchJobTrigger(BaseTrigger):
                 continue
             first_error_at = None
             attempt = 0
-            task_counts = result.task_counts
-            counts = {name: int(getattr(task_counts, name, 0) or 0) for name in COUNT_NAMES}
+            counts = task_counts(result)
             if counts != last_counts:
                 self.log.info("Batch job %s: %s", self.job_id, format_counts(counts))
                 last_counts = counts

@@ -71,7 +71,7 @@ def test_batch_spec_with_a_command_line_string_is_not_reinterpreted():
     """The argv form is joined with shell quoting; the service splits it back without a shell."""
     import shlex
 
-    from airflow_provider_logproc.batch_jobs import command_line_from_argv
+    from airflow_provider_logproc.azure_batch.task_specs import command_line_from_argv
 
     argv = ["prog", *[arg.format(canary="/tmp/x") for arg in NASTY]]
     assert shlex.split(command_line_from_argv(argv, "task")) == argv

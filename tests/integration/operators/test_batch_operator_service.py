@@ -386,9 +386,9 @@ def test_deadline_already_past_gives_timeout_after_one_last_look(batch_service, 
 
 
 def test_results_read_every_page_of_the_task_list(batch_service, batch_reset, monkeypatch):
-    import airflow_provider_logproc.operators.batch as batch_operator_module
+    import airflow_provider_logproc.hooks.batch as batch_hook_module
 
-    monkeypatch.setattr(batch_operator_module, "LIST_PAGE_SIZE", 2)
+    monkeypatch.setattr(batch_hook_module, "LIST_PAGE_SIZE", 2)
     op = operator(tasks=explicit_tasks(5))
     context = make_context()
     deferred = defer(op, context)

@@ -11,8 +11,8 @@ from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
 from azure.core.exceptions import HttpResponseError
 from azure.storage.blob import BlobClient, ContainerClient
 
+from airflow_provider_logproc.azure_batch.sas import SasError, blob_sas_url, container_sas_url, redact_sas
 from airflow_provider_logproc.blob.names import InvalidBlobNameError
-from airflow_provider_logproc.sas import SasError, blob_sas_url, container_sas_url, redact_sas
 from logproc_local.azurite import ACCOUNT_KEY
 
 pytestmark = pytest.mark.integration

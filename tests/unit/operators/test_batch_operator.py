@@ -9,14 +9,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from azure.storage.blob import BlobServiceClient
 
-from airflow_provider_logproc.batch_jobs import (
-    INPUT_SAS_PERMISSION,
-    OUTPUT_SAS_PERMISSION,
-    BatchSpecError,
-    sas_lifetime,
-)
-from airflow_provider_logproc.operators.batch import AzureBatchJobOperator, normalize_inputs, portal_url
-from airflow_provider_logproc.sas import blob_sas_url, container_sas_url
+from airflow_provider_logproc.azure_batch.errors import BatchSpecError
+from airflow_provider_logproc.azure_batch.sas import blob_sas_url, container_sas_url
+from airflow_provider_logproc.azure_batch.task_specs import normalize_inputs
+from airflow_provider_logproc.azure_batch.urls import INPUT_SAS_PERMISSION, OUTPUT_SAS_PERMISSION, sas_lifetime
+from airflow_provider_logproc.operators.batch import AzureBatchJobOperator, portal_url
 
 KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 CONNECTION_STRING = (

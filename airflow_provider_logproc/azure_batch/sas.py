@@ -65,12 +65,8 @@ def container_sas_url(
     validate_container_name(container)
     letters = _permission(permission, CONTAINER_PERMISSIONS, "container")
     client = _service_client(hook)
-    start, end = _window(expiry)
-    signing = _signing_key(client, start, end)
-    token = generate_container_sas(
-        account_name=_account_name(client), container_name=container,
-        permission=ContainerSasPermissions.from_string(letters), start=start, expiry=end,
-        protocol=_protocol(client), **signing)
+    token = generate_container_sas(container_name=container, permission=ContainerSasPermissions.from_string(letters),
+                                   **_signature_arguments(client, expiry))
     return f"{url_without_query(client.get_container_client(container).url)}?{token}"
 
 
@@ -86,13 +82,17 @@ def blob_sas_url(
     validate_blob_name(blob)
     letters = _permission(permission, BLOB_PERMISSIONS, "blob")
     client = _service_client(hook)
-    start, end = _window(expiry)
-    signing = _signing_key(client, start, end)
-    token = generate_blob_sas(
-        account_name=_account_name(client), container_name=container, blob_name=blob,
-        permission=BlobSasPermissions.from_string(letters), start=start, expiry=end,
-        protocol=_protocol(client), **signing)
+    permissions = BlobSasPermissions.from_string(letters)
+    token = generate_blob_sas(container_name=container, blob_name=blob, permission=permissions,
+                              **_signature_arguments(client, expiry))
     return f"{url_without_query(client.get_blob_client(container, blob).url)}?{token}"
+
+
+def _signature_arguments(client: BlobServiceClient, expiry: timedelta) -> dict[str, Any]:
+    """What every SAS of this module is signed with: account, validity window, protocol, key."""
+    start, end = _window(expiry)
+    return {"account_name": _account_name(client), "start": start, "expiry": end, "protocol": _protocol(client),
+            **_signing_key(client, start, end)}
 
 
 def _service_client(hook: Any) -> BlobServiceClient:
