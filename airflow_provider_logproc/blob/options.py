@@ -2,8 +2,8 @@
 
 ``BlobUploadOperator.__init__`` validates ``if_exists`` and takes ``block_size``'s default from
 this module, so importing the operator does not import ``azure.storage.blob`` (which pulls in
-aiohttp and costs a few hundred milliseconds of every DAG file parse). ``blob.upload`` re-exports
-these names.
+aiohttp and costs a few hundred milliseconds of every DAG file parse). The package ``blob``
+re-exports ``IfExists``.
 """
 
 from __future__ import annotations

@@ -15,8 +15,9 @@ from airflow.providers.common.compat.sdk import BaseOperator, ObjectStoragePath
 
 from airflow_provider_logproc.blob.names import InvalidUploadOptionError, normalize_access_tier
 from airflow_provider_logproc.blob.options import DEFAULT_BLOCK_SIZE, IfExists
+from airflow_provider_logproc.blob.request import BlobUploadRequest
 from airflow_provider_logproc.blob.split import Source
-from airflow_provider_logproc.blob.upload import BlobUploadRequest, upload
+from airflow_provider_logproc.blob.upload import upload
 from airflow_provider_logproc.version_compat import push_xcoms
 
 if TYPE_CHECKING:

@@ -11,8 +11,9 @@ from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, 
 
 from airflow_provider_logproc.blob.errors import BlobUploadError, azure_errors, describe, redact, url_without_query
 from airflow_provider_logproc.blob.names import InvalidBlobNameError, InvalidUploadOptionError
+from airflow_provider_logproc.blob.options import IfExists
+from airflow_provider_logproc.blob.request import BlobUploadRequest, UploadedBlob, build_manifest
 from airflow_provider_logproc.blob.split import Source
-from airflow_provider_logproc.blob.upload import BlobUploadRequest, IfExists, UploadedBlob, build_manifest
 from airflow_provider_logproc.operators.blob import BlobUploadOperator, optional_int, source_uris
 
 SOURCE = Source(uri="file:///tmp/in.jsonl", open=lambda: nullcontext(io.BytesIO(b"a\n")), size=2)
