@@ -27,6 +27,18 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def require_free_port(port: int, what: str, option: str, host: str = "127.0.0.1") -> int:
+    """``port`` if nothing listens on it, else a clear error naming the option that changes it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            raise LocalServerError(
+                f"{host}:{port} is in use (another {what} still running?): stop it, or pass {option} <port>"
+            ) from None
+    return port
+
+
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):

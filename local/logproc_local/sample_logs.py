@@ -24,6 +24,14 @@ from typing import Any
 
 import orjson
 
+from logproc_local.topics import (
+    DEFAULT_KAFKA_CONN_ID,
+    DEFAULT_PARTITIONS,
+    SampleTopicError,
+    bootstrap_servers,
+    ensure_topic_keeps,
+)
+
 SOURCES = ("web", "iot", "mobile")
 METHODS = (("GET", 70), ("POST", 18), ("PUT", 5), ("DELETE", 3), ("HEAD", 2), ("PATCH", 2))
 PATHS = {
@@ -256,16 +264,28 @@ def main(argv: list[str] | None = None) -> int:
                         help="file format: JSON lines or Combined Log Format")
     parser.add_argument("--output", default="-", help="file to write (default: stdout)")
     parser.add_argument("--topic", help="produce to this Kafka topic instead of writing a file")
-    parser.add_argument("--bootstrap-servers", default="127.0.0.1:9092")
+    parser.add_argument("--bootstrap-servers", default=None,
+                        help="the broker (default: the kafka connection --kafka-conn-id)")
+    parser.add_argument("--kafka-conn-id", default=DEFAULT_KAFKA_CONN_ID,
+                        help="Airflow kafka connection to produce to (AIRFLOW_CONN_<ID>, or Airflow's own)")
     parser.add_argument("--partitions", type=int, default=None,
-                        help="place records by a stable hash of their key over N partitions")
+                        help="place records by a stable hash of their key over N partitions (and create the "
+                             f"topic with N; default {DEFAULT_PARTITIONS})")
     args = parser.parse_args(argv)
 
     records = generate(args.day, args.count, seed=args.seed, bad_share=args.bad_share)
     if args.topic:
-        n = produce(records, args.topic, {"bootstrap.servers": args.bootstrap_servers},
-                    partitions=args.partitions)
-        print(f"produced {n} records of {args.day} to {args.topic}", file=sys.stderr)
+        try:
+            bootstrap = bootstrap_servers(args.kafka_conn_id, args.bootstrap_servers)
+            # A margin before the day: records carry skewed device clocks.
+            oldest_ms = int(dt.datetime.combine(args.day, dt.time.min, dt.UTC).timestamp() * 1000) - 3_600_000
+            topic_state = ensure_topic_keeps(bootstrap, args.topic, oldest_ms,
+                                             partitions=args.partitions or DEFAULT_PARTITIONS)
+        except SampleTopicError as error:
+            parser.exit(2, f"logproc-sample-logs: {error}\n")
+        n = produce(records, args.topic, {"bootstrap.servers": bootstrap}, partitions=args.partitions)
+        print(f"produced {n} records of {args.day} to {args.topic} at {bootstrap} (topic {topic_state})",
+              file=sys.stderr)
         return 0
     out = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")  # noqa: SIM115
     try:

@@ -34,18 +34,21 @@ class LocalStack:
     batch: Any | None = None  # the local Batch service, see logproc_local.batch_service
     _started: list[LocalServer] = field(default_factory=list)
 
-    def start(self, *, kafka: bool = True, blob: bool = True, batch: bool = False) -> LocalStack:
+    def start(self, *, kafka: bool = True, blob: bool = True, batch: bool = False,
+              ports: dict[str, int] | None = None) -> LocalStack:
+        """Start the servers; ``ports`` (``kafka``, ``blob``, ``batch``) fixes their ports, else free ones."""
+        ports = ports or {}
         try:
             if kafka:
-                self.broker = LocalKafkaBroker(self.base_dir / "kafka-data").start()
+                self.broker = LocalKafkaBroker(self.base_dir / "kafka-data", port=ports.get("kafka")).start()
                 self._started.append(self.broker)
             if blob:
-                self.azurite = LocalAzurite(self.base_dir / "azurite-data").start()
+                self.azurite = LocalAzurite(self.base_dir / "azurite-data", port=ports.get("blob")).start()
                 self._started.append(self.azurite)
             if batch:
                 from logproc_local.batch_service import LocalBatchService
 
-                self.batch = LocalBatchService(self.base_dir / "batch-data").start()
+                self.batch = LocalBatchService(self.base_dir / "batch-data", port=ports.get("batch")).start()
                 self._started.append(self.batch)
         except BaseException:
             self.stop()
@@ -72,8 +75,9 @@ class LocalStack:
 
 
 @contextlib.contextmanager
-def local_stack(base_dir: Path, **which: bool) -> Iterator[LocalStack]:
-    stack = LocalStack(base_dir).start(**which)
+def local_stack(base_dir: Path, *, kafka: bool = True, blob: bool = True, batch: bool = False
+                ) -> Iterator[LocalStack]:
+    stack = LocalStack(base_dir).start(kafka=kafka, blob=blob, batch=batch)
     try:
         yield stack
     finally:
