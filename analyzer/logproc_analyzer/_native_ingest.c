@@ -986,9 +986,13 @@ fraction_value(const Token *token, double *out)
             continue;
         }
         decimals += after_point;
+        /* Checked before leading zeros are skipped: 0.000...0 with 23 decimals must not index
+         * powers[] past its end (it did, and read garbage: found by the property test). */
+        if (decimals > 22)
+            break;
         if (mantissa == 0 && *p == '0')
             continue;
-        if (++digits > 15 || decimals > 22)
+        if (++digits > 15)
             break;
         mantissa = mantissa * 10 + (unsigned long long)(*p - '0');
     }

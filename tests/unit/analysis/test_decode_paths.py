@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from logproc_analyzer import aggregate as aggregate_module
@@ -256,6 +256,8 @@ def test_a_latency_too_large_for_microseconds_is_a_field_error_not_a_crash() -> 
 
 @settings(max_examples=300, deadline=None)
 @given(st.from_regex(r"-?(0|[1-9][0-9]{0,17})\.[0-9]{1,25}", fullmatch=True))
+@example("0.00000000000000000000000")  # 23 decimals, all zeros: the C loop read past its table of powers
+@example("0.0000000000000000000001")  # 22 decimals: the fast path's last exact power
 def test_a_decimal_latency_is_read_as_the_nearest_double_on_every_route(text: str) -> None:
     # The histogram buckets at 0.5%, so the partials would not show a last-bit difference: compare
     # the exact values, which wait in _latency_pending until the histogram takes them.
