@@ -13,7 +13,7 @@ AZURITE_STAMP := tools/azurite/node_modules/.installed-stamp
 # CI sets CI=true; pytest then also prints the slowest tests.
 PYTEST_ARGS ?= -q -ra --durations=15
 
-.PHONY: setup demo test lint typecheck unit integration system matrix bench clean system-packages
+.PHONY: setup demo test lint typecheck unit integration system matrix dist bench clean system-packages
 
 setup: $(STAMP) $(AZURITE_STAMP)
 
@@ -55,6 +55,10 @@ demo: setup
 test: setup system-packages lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)
 	$(BIN)/python -m logproc_local.version_matrix
+
+# What a release publishes, in dist/: sdists, manylinux wheels (auditwheel), pure-Python fallbacks.
+dist: setup
+	$(BIN)/python -m logproc_local.release --outdir dist
 
 # Airflow 2.11.2, 3.0.6, 3.1.8 and 3.3.2, each in its own cached venv under .local/matrix.
 matrix: setup

@@ -5,6 +5,8 @@ and the example DAGs, kept in ``dags/`` and shipped as ``airflow_provider_logpro
 (same results, slower). Everything else is configured in pyproject.toml.
 """
 
+import os
+
 from setuptools import Extension, find_packages, setup
 
 setup(
@@ -12,7 +14,8 @@ setup(
               "airflow_provider_logproc.example_dags"],
     # Users get the two DAG files from the wheel (README: "Install into your Airflow").
     package_dir={"airflow_provider_logproc.example_dags": "dags"},
-    ext_modules=[
+    # LOGPROC_BUILD_PURE=1 builds the py3-none-any fallback wheel: no extension, installs anywhere.
+    ext_modules=[] if os.environ.get("LOGPROC_BUILD_PURE") else [
         Extension(
             "airflow_provider_logproc.consume._native_envelope",
             sources=["airflow_provider_logproc/consume/_native_envelope.c"],

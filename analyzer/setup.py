@@ -4,10 +4,13 @@
 Python (same results, about 3x slower).
 """
 
+import os
+
 from setuptools import Extension, setup
 
 setup(
-    ext_modules=[
+    # LOGPROC_BUILD_PURE=1 builds the py3-none-any fallback wheel: no extension, installs anywhere.
+    ext_modules=[] if os.environ.get("LOGPROC_BUILD_PURE") else [
         Extension(
             "logproc_analyzer._native_ingest",
             sources=["logproc_analyzer/_native_ingest.c"],

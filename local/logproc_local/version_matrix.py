@@ -43,8 +43,6 @@ DEMO_DAY = "2026-11-20"
 PIP_VERSION = "pip==26.3"
 # What the unit tests need besides the wheels (pinned by each version's constraints file).
 TEST_TOOLS = ("pytest", "pytest-timeout", "hypothesis", "jsonschema", "pyyaml")
-# The source folders of the provider, the analyzer and the local stand-ins.
-DISTRIBUTIONS = (".", "./analyzer", "./local")
 # Files whose change means a venv's dependencies may have changed.
 DEPENDENCY_INPUTS = ("pyproject.toml", "analyzer/pyproject.toml", "local/pyproject.toml")
 
@@ -109,14 +107,15 @@ def run(command: list[str], *, cwd: Path, env: dict[str, str] | None = None, log
     return result.stdout
 
 
-def build_wheels(python: Path, work: Path, log: Path) -> list[Path]:
-    """The three wheels, each built from its sdist (pypa/build): what a release would publish, and no
-    stale ``build/`` folder of an in-tree build can slip into them."""
-    wheels = work / "wheels"
-    shutil.rmtree(wheels, ignore_errors=True)
-    for source in DISTRIBUTIONS:
-        run([str(python), "-m", "build", "--outdir", str(wheels), source], cwd=REPO_ROOT, log=log)
-    return sorted(wheels.glob("*.whl"))
+def build_wheels(work: Path) -> list[Path]:
+    """The wheels a release publishes (``logproc_local.release``): the provider's and the analyzer's
+    manylinux wheels, built from their sdists, and the local stand-ins' wheel."""
+    from logproc_local.release import build_release
+
+    out = work / "dist"
+    shutil.rmtree(out, ignore_errors=True)
+    files = build_release(out, pure=False)
+    return [path for path in files if path.suffix == ".whl"]
 
 
 def dependency_fingerprint(version: str) -> str:
@@ -287,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    wheels = build_wheels(Path(sys.executable), work, work / "wheels.log")
+    wheels = build_wheels(work)
     sizes = {wheel.name: wheel.stat().st_size for wheel in wheels}
     print(f"built {len(wheels)} wheels in {time.monotonic() - started:.0f} s: "
           + ", ".join(f"{name} ({size / 1024:.0f} KiB)" for name, size in sizes.items()), flush=True)

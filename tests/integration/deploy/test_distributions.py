@@ -34,22 +34,28 @@ def pip(*args: str, cwd: Path = REPO_ROOT, env: dict[str, str] | None = None) ->
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Each distribution's sdist and the wheel pypa/build makes from that sdist, as a release would."""
+    """What ``make dist`` builds: per distribution an sdist, a manylinux wheel and a pure fallback."""
+    from logproc_local.release import build_release
+
     out = tmp_path_factory.mktemp("dist")
-    for source in (".", "./analyzer", "./local"):
-        result = subprocess.run([sys.executable, "-m", "build", "--outdir", str(out), source], cwd=REPO_ROOT,
-                                capture_output=True, text=True, timeout=600, check=False)
-        assert result.returncode == 0, f"building {source} failed:\n{result.stderr[-3000:]}"
-    found = {path.name.split("-")[0]: path for path in out.glob("*.whl")}
-    found.update({f"sdist:{path.name.split('-')[0]}": path for path in out.glob("*.tar.gz")})
+    found: dict[str, Path] = {}
+    for path in build_release(out):
+        name = path.name.split("-")[0]
+        if path.name.endswith(".tar.gz"):
+            found[f"sdist:{name}"] = path
+        elif "-py3-none-any" in path.name and name != "logproc_local":
+            found[f"pure:{name}"] = path
+        else:
+            found[name] = path
     distributions = ("airflow_provider_logproc", "logproc_analyzer", "logproc_local")
-    assert set(found) == {*distributions, *(f"sdist:{name}" for name in distributions)}, sorted(found)
+    assert set(found) == {*distributions, *(f"sdist:{name}" for name in distributions),
+                          "pure:airflow_provider_logproc", "pure:logproc_analyzer"}, sorted(found)
     return found
 
 
 @pytest.fixture(scope="module")
 def wheels(built: dict[str, Path]) -> dict[str, Path]:
-    return {key: path for key, path in built.items() if not key.startswith("sdist:")}
+    return {key: path for key, path in built.items() if ":" not in key}
 
 
 def names(wheel: Path) -> list[str]:
@@ -86,7 +92,8 @@ def test_provider_wheel_holds_the_provider_and_its_example_dags_only(wheels: dic
     assert "apache_airflow_provider" in entry_points(wheel)
     assert any(name.startswith("airflow_provider_logproc/consume/_native_envelope.") and name.endswith(".so")
                for name in files), "the consume C loop is not compiled into the provider wheel"
-    assert "-linux_" in wheel.name or "-manylinux" in wheel.name, wheel.name  # a platform wheel
+    # A platform wheel a package index takes: auditwheel's manylinux tag, not linux_x86_64.
+    assert wheel.name.endswith("-cp311-cp311-manylinux2014_x86_64.manylinux_2_17_x86_64.whl"), wheel.name
     assert {"airflow_provider_logproc/py.typed"} <= set(files)
 
 
@@ -107,6 +114,19 @@ def test_analyzer_wheel_installs_without_airflow(wheels: dict[str, Path]) -> Non
     assert "logproc-analyze = logproc_analyzer.cli:analyze_main" in scripts
     assert "logproc-merge = logproc_analyzer.cli:merge_main" in scripts
     assert any(name.startswith("logproc_analyzer/_native_ingest.") and name.endswith(".so") for name in names(wheel))
+    assert "-manylinux" in wheel.name, wheel.name
+
+
+@pytest.mark.parametrize("name", ["airflow_provider_logproc", "logproc_analyzer"])
+def test_the_pure_fallback_wheels_install_anywhere_and_hold_the_same_python(built: dict[str, Path],
+                                                                            name: str) -> None:
+    pure, platform = built[f"pure:{name}"], built[name]
+    assert pure.name.endswith("-py3-none-any.whl"), pure.name
+    assert not [file for file in names(pure) if file.endswith(".so")]
+    python_files = sorted(file for file in names(platform) if file.endswith((".py", ".pyi", ".c", ".html", ".json")))
+    assert sorted(file for file in names(pure) if file.endswith((".py", ".pyi", ".c", ".html", ".json"))) \
+        == python_files
+    assert metadata(pure).get_all("Requires-Dist") == metadata(platform).get_all("Requires-Dist")
 
 
 def test_local_stand_ins_are_a_separate_development_only_wheel(wheels: dict[str, Path]) -> None:
