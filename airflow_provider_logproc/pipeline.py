@@ -41,6 +41,12 @@ def window_path(start: dt.datetime, end: dt.datetime) -> str:
     return day if whole_day else f"{day}/{start_utc:%H%M%S}-{end_utc:%H%M%S}"
 
 
+def previous_window_prefixes(topic: str, start: dt.datetime, end: dt.datetime, count: int) -> list[str]:
+    """``<topic>/<window path>`` of the ``count`` windows of the same length just before this one."""
+    length = end - start
+    return [f"{topic}/{window_path(start - length * back, end - length * back)}" for back in range(1, count + 1)]
+
+
 def staging_base() -> str:
     return os.environ.get(STAGING_BASE_ENV, DEFAULT_STAGING_BASE).rstrip("/")
 
@@ -122,6 +128,7 @@ PIPELINE_MACROS = {
     "logproc_window_path": window_path,
     "logproc_batch_job_id": batch_job_id,
     "logproc_first_xcom": first_xcom,
+    "logproc_previous_window_prefixes": previous_window_prefixes,
 }
 
 # Jinja snippets for the names every task derives from the run's window.
@@ -175,7 +182,8 @@ def pipeline_counts(*source_task_ids: str) -> dict[str, str]:
 
 
 def add_analysis_steps(
-    jsonl_source: Any, blob_prefix: str, pipeline_counts: dict[str, str] | None = None
+    jsonl_source: Any, blob_prefix: str, pipeline_counts: dict[str, str] | None = None,
+    baseline_prefixes: str | None = None,
 ) -> tuple[Any, Any, Any]:
     """JSON lines → Blob parts → Batch fan-out of the analyzer → merged summary and report."""
     from airflow_provider_logproc.operators.batch import AzureBatchJobOperator
@@ -215,6 +223,7 @@ def add_analysis_steps(
         container="{{ params.results_container }}",
         prefix=blob_prefix,
         pipeline_counts=pipeline_counts,
+        baseline_prefixes=baseline_prefixes,
         anomaly_notifiers=anomaly_notifiers(),
     )
 
@@ -269,6 +278,9 @@ def build_daily_pipeline() -> None:
     upload_parts, _analyze, _report = add_analysis_steps(
         to_json,
         blob_prefix=f"{TOPIC}/{WINDOW_PATH}",
+        # The last week's windows: an empty or far smaller window is an anomaly, not a quiet success.
+        baseline_prefixes="{{ logproc_previous_window_prefixes(params.topic, data_interval_start, "
+                          "data_interval_end, 7) }}",
         pipeline_counts=pipeline_counts("consume", "restore_from_archive"),
     )
 

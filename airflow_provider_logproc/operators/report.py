@@ -7,6 +7,14 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
+from airflow_provider_logproc.reporting.volume import (
+    DEFAULT_MIN_RECORDS,
+    DEFAULT_MIN_SHARE_OF_BASELINE,
+    add_volume_anomalies,
+    volume_anomalies,
+    window_record_count,
+)
+
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
@@ -54,13 +62,20 @@ class LogAnalysisReportOperator(BaseOperator):
     :param prefix: blob name prefix for the summary and the report (templated).
     :param pipeline_counts: counters from the earlier steps (templated), e.g. dead-lettered records,
         recorded in the summary under ``pipeline`` so the report accounts for every record.
+    :param baseline_prefixes: prefixes of earlier windows' results in ``container`` (templated list; the
+        daily DAG passes the previous 7 days). Their ``summary.json`` files, where they exist, are the
+        baseline for the volume check.
+    :param min_records: a window with fewer records is an anomaly (``empty_window`` at 0).
+    :param min_share_of_baseline: a window with fewer records than this share of the baseline's median
+        is an anomaly (``low_volume``); needs at least 3 earlier windows.
     :param title: the report's title (templated).
     :param wasb_conn_id: the ``wasb`` connection.
     :param anomaly_notifiers: Airflow notifiers called when anomalies are found.
     :return: ``{"summary_uri": ..., "report_uri": ...}``; XCom key ``headline`` holds the counters.
     """
 
-    template_fields: Sequence[str] = ("partials", "container", "prefix", "pipeline_counts", "title")
+    template_fields: Sequence[str] = ("partials", "container", "prefix", "pipeline_counts", "baseline_prefixes",
+                                      "title")
     ui_color = "#e8f4ea"
 
     def __init__(
@@ -70,6 +85,9 @@ class LogAnalysisReportOperator(BaseOperator):
         container: str,
         prefix: str,
         pipeline_counts: dict[str, Any] | None = None,
+        baseline_prefixes: Sequence[str] | str | None = None,
+        min_records: int = DEFAULT_MIN_RECORDS,
+        min_share_of_baseline: float = DEFAULT_MIN_SHARE_OF_BASELINE,
         title: str = "Log analysis {{ data_interval_start | ds }} ({{ params.topic }})",
         wasb_conn_id: str = "wasb_default",
         anomaly_notifiers: Sequence[Any] = (),
@@ -80,6 +98,9 @@ class LogAnalysisReportOperator(BaseOperator):
         self.container = container
         self.prefix = prefix
         self.pipeline_counts = pipeline_counts
+        self.baseline_prefixes = baseline_prefixes
+        self.min_records = int(min_records)
+        self.min_share_of_baseline = float(min_share_of_baseline)
         self.title = title
         self.wasb_conn_id = wasb_conn_id
         self.anomaly_notifiers = list(anomaly_notifiers)
@@ -107,6 +128,13 @@ class LogAnalysisReportOperator(BaseOperator):
         if self.pipeline_counts:
             summary["pipeline"] = self.pipeline_counts
         prefix = self.prefix.strip("/")
+        baseline = self._baseline_counts(service)
+        records = window_record_count(summary)
+        volume = volume_anomalies(records, baseline, min_records=self.min_records,
+                                  min_share=self.min_share_of_baseline)
+        add_volume_anomalies(summary, volume)
+        for anomaly in volume:
+            self.log.warning("volume anomaly: %s", anomaly["message"])
         outputs = {
             "summary_uri": (f"{prefix}/{SUMMARY_NAME}",
                             orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS),
@@ -126,6 +154,30 @@ class LogAnalysisReportOperator(BaseOperator):
         if counters["anomalies"]:
             self._notify_anomalies(context, summary, result)
         return result
+
+    def _baseline_counts(self, service: Any) -> list[int]:
+        """Record counts of the earlier windows whose summaries exist (a missing day is skipped)."""
+        import orjson
+        from azure.core.exceptions import ResourceNotFoundError
+
+        prefixes = self.baseline_prefixes
+        if prefixes is None:
+            return []
+        if isinstance(prefixes, str):
+            raise ValueError(
+                f"{self.task_id}: baseline_prefixes must be a list of blob prefixes, got the string {prefixes[:80]!r} "
+                "(render the DAG's templates as native objects: render_template_as_native_obj=True)"
+            )
+        counts = []
+        for earlier in prefixes:
+            name = f"{str(earlier).strip('/')}/{SUMMARY_NAME}"
+            try:
+                data = service.get_blob_client(self.container, name).download_blob().readall()
+            except ResourceNotFoundError:
+                continue
+            counts.append(window_record_count(orjson.loads(data)))
+        self.log.info("volume baseline: %d earlier window(s) found of %d: %s", len(counts), len(prefixes), counts)
+        return counts
 
     def _notify_anomalies(self, context: Context, summary: dict[str, Any], result: dict[str, str]) -> None:
         details = {

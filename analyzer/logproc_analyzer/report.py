@@ -133,7 +133,9 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Seque
 def render_report(summary: dict[str, Any], *, title: str = "Log analysis") -> str:
     totals = summary["totals"]
     errors = summary["errors"]
-    anomalies = summary["anomalies"]["hours"] + summary["anomalies"]["ips"]
+    # The analyzer's own categories first, then any a later step added (e.g. the pipeline's "volume").
+    categories = summary["anomalies"]
+    anomalies = [a for name in ("hours", "ips", *sorted(set(categories) - {"hours", "ips"})) for a in categories[name]]
     period = summary["period"]
     latency = summary["latency_ms"]
 

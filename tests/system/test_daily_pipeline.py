@@ -157,3 +157,34 @@ def test_a_day_past_retention_is_served_from_the_archive(stack, kafka_topic, blo
     # and the summary (with the counters archived beside the window) reads the same.
     assert again_digests == first_digests
     assert again == first
+
+
+def test_an_empty_or_far_smaller_day_is_an_anomaly_shown_and_notified(stack, kafka_topic, blob_service_client,
+                                                                      tmp_path, monkeypatch):
+    notes = tmp_path / "notifications.jsonl"
+    monkeypatch.setenv("LOGPROC_NOTIFICATIONS_FILE", str(notes))
+    topic = kafka_topic(partitions=3)
+    usual, short, empty = [DAY + dt.timedelta(days=i) for i in range(3)], DAY + dt.timedelta(days=3), \
+        DAY + dt.timedelta(days=4)
+    produce_days(stack["kafka"], topic, usual, records=500)
+    produce_days(stack["kafka"], topic, [short], records=40)
+    for day in [*usual, short, empty]:
+        run_day(topic, day)
+
+    for day in usual:
+        assert results(blob_service_client, topic, day)[0]["anomalies"]["volume"] == []
+    short_summary, _ = results(blob_service_client, topic, short)
+    [low] = short_summary["anomalies"]["volume"]
+    assert low["kind"] == "low_volume" and low["baseline_windows"] == 3
+    assert low["records"] < 0.2 * low["baseline_median"]
+    empty_summary, _ = results(blob_service_client, topic, empty)
+    assert [a["kind"] for a in empty_summary["anomalies"]["volume"]] == ["empty_window"]
+    report = blob_service_client.get_blob_client("results", f"{topic}/{empty:%Y/%m/%d}/report.html") \
+        .download_blob().readall().decode()
+    assert "empty window" in report and "the window holds 0 record(s)" in report
+    # Each day's anomaly notification lists its anomalies (the usual days have the generator's 14h burst).
+    notified = {n["message"].split(" window ")[1][:10]: " | ".join(n["details"]["anomalies"])
+                for n in map(orjson.loads, notes.read_text().splitlines()) if n["kind"] == "anomaly"}
+    assert "of the median of the previous 3 windows" in notified[str(short)]
+    assert "the window holds 0 record(s)" in notified[str(empty)]
+    assert not [day for day in usual if "the window holds" in notified.get(str(day), "")]

@@ -53,3 +53,16 @@ def test_batch_job_id_depends_on_topic_window_and_content():
     event = batch_job_id("t", None, None, "asset_triggered__2026-03-01T10:00:00+00:00", "ab")
     assert len(event) <= 64
     assert all(c.isalnum() or c in "-_" for c in event)
+
+
+def test_previous_window_prefixes_step_back_by_the_window_length() -> None:
+    import datetime as dt
+
+    from airflow_provider_logproc.pipeline import previous_window_prefixes
+
+    start = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    assert previous_window_prefixes("logs", start, start + dt.timedelta(days=1), 3) == [
+        "logs/2026/02/28", "logs/2026/02/27", "logs/2026/02/26"]
+    hour = dt.datetime(2026, 3, 1, 1, tzinfo=dt.UTC)
+    assert previous_window_prefixes("logs", hour, hour + dt.timedelta(hours=1), 2) == [
+        "logs/2026/03/01/000000-010000", "logs/2026/02/28/230000-000000"]
