@@ -12,7 +12,7 @@ from setuptools import Extension, find_packages, setup
 setup(
     packages=[*find_packages(include=["airflow_provider_logproc", "airflow_provider_logproc.*"]),
               "airflow_provider_logproc.example_dags"],
-    # Users get the two DAG files from the wheel (README: "Install into your Airflow").
+    # Users get the DAG files from the wheel (README: "Install into your Airflow").
     package_dir={"airflow_provider_logproc.example_dags": "dags"},
     # LOGPROC_BUILD_PURE=1 builds the py3-none-any fallback wheel: no extension, installs anywhere.
     ext_modules=[] if os.environ.get("LOGPROC_BUILD_PURE") else [

@@ -47,6 +47,22 @@ def previous_window_prefixes(topic: str, start: dt.datetime, end: dt.datetime, c
     return [f"{topic}/{window_path(start - length * back, end - length * back)}" for back in range(1, count + 1)]
 
 
+def default_topic() -> str:
+    """The topic the DAG files are parsed for (``LOGPROC_TOPIC``); a run may override it in its params."""
+    return os.environ.get("LOGPROC_TOPIC", "access-logs")
+
+
+def report_asset(topic: str | None = None) -> Any:
+    """The daily report of ``topic`` as an Airflow Asset (a Dataset on Airflow 2) to schedule on.
+
+    The report step updates it after every window; the event's extra says which window, where the
+    summary and the report are, and the headline counters.
+    """
+    from airflow.providers.common.compat.sdk import Asset
+
+    return Asset(f"logproc://{topic or default_topic()}/report")
+
+
 def staging_base() -> str:
     return os.environ.get(STAGING_BASE_ENV, DEFAULT_STAGING_BASE).rstrip("/")
 
@@ -183,7 +199,7 @@ def pipeline_counts(*source_task_ids: str) -> dict[str, str]:
 
 def add_analysis_steps(
     jsonl_source: Any, blob_prefix: str, pipeline_counts: dict[str, str] | None = None,
-    baseline_prefixes: str | None = None,
+    baseline_prefixes: str | None = None, report_outlets: list[Any] | None = None,
 ) -> tuple[Any, Any, Any]:
     """JSON lines → Blob parts → Batch fan-out of the analyzer → merged summary and report."""
     from airflow_provider_logproc.operators.batch import AzureBatchJobOperator
@@ -225,6 +241,7 @@ def add_analysis_steps(
         pipeline_counts=pipeline_counts,
         baseline_prefixes=baseline_prefixes,
         anomaly_notifiers=anomaly_notifiers(),
+        outlets=report_outlets or [],
     )
 
     upload_parts >> analyze >> report
@@ -282,6 +299,7 @@ def build_daily_pipeline() -> None:
         baseline_prefixes="{{ logproc_previous_window_prefixes(params.topic, data_interval_start, "
                           "data_interval_end, 7) }}",
         pipeline_counts=pipeline_counts("consume", "restore_from_archive"),
+        report_outlets=[report_asset()],
     )
 
     wait_for_window >> source >> [consume, restored]

@@ -151,9 +151,27 @@ class LogAnalysisReportOperator(BaseOperator):
         self.log.info("merged %d partials: %s; summary %s, report %s",
                       len(aggregates), counters, result["summary_uri"], result["report_uri"])
         context["ti"].xcom_push(key="headline", value=counters)
+        self._update_outlets(context, result, counters)
         if counters["anomalies"]:
             self._notify_anomalies(context, summary, result)
         return result
+
+    def _update_outlets(self, context: Context, result: dict[str, str], counters: dict[str, Any]) -> None:
+        """The window and where its results are, in the extra of each outlet's event (downstream DAGs read it)."""
+        outlet_events = context.get("outlet_events")
+        if not self.outlets or outlet_events is None:
+            return
+        start, end = context.get("data_interval_start"), context.get("data_interval_end")
+        extra = {
+            "topic": (context.get("params") or {}).get("topic"),
+            "window_start": start.isoformat() if start else None,
+            "window_end": end.isoformat() if end else None,
+            "summary_uri": result["summary_uri"],
+            "report_uri": result["report_uri"],
+            "headline": counters,
+        }
+        for outlet in self.outlets:
+            outlet_events[outlet].extra = extra
 
     def _baseline_counts(self, service: Any) -> list[int]:
         """Record counts of the earlier windows whose summaries exist (a missing day is skipped)."""

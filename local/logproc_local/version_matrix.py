@@ -179,7 +179,8 @@ def check_parse(version: str, bin_dir: Path, scratch: Path, env: dict[str, str],
                 result: VersionResult) -> str:
     output = run([str(bin_dir / "python"), "-c", _PARSE_CHECK], cwd=scratch, env=env, log=log)
     parsed = json.loads(output.strip().splitlines()[-1])
-    expected = ["logproc_daily"] if version.startswith("2.") else ["logproc_daily", "logproc_on_new_logs"]
+    expected = (["logproc_daily", "logproc_report_consumer"] if version.startswith("2.")
+                else ["logproc_daily", "logproc_on_new_logs", "logproc_report_consumer"])
     assert not parsed["import_errors"], f"import errors: {parsed['import_errors']}"
     assert parsed["dag_ids"] == expected, f"DAGs {parsed['dag_ids']}, expected {expected}"
     return ", ".join(parsed["dag_ids"])

@@ -188,3 +188,34 @@ def test_an_empty_or_far_smaller_day_is_an_anomaly_shown_and_notified(stack, kaf
     assert "of the median of the previous 3 windows" in notified[str(short)]
     assert "the window holds 0 record(s)" in notified[str(empty)]
     assert not [day for day in usual if "the window holds" in notified.get(str(day), "")]
+
+
+def test_the_report_asset_event_feeds_the_downstream_example_dag(stack, airflow_db, kafka_topic, blob_service_client):
+    import json
+    import sqlite3
+
+    topic = kafka_topic(partitions=3)
+    produce_days(stack["kafka"], topic, [DAY], records=300)
+    run_day(topic, DAY)
+    summary, _ = results(blob_service_client, topic, DAY)
+
+    # The report step's event on logproc://<topic>/report names this window and where its results are.
+    with sqlite3.connect(airflow_db) as db:
+        extra, = db.execute(
+            "SELECT e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id WHERE a.uri = ? "
+            "ORDER BY e.id DESC LIMIT 1", ("logproc://access-logs/report",)).fetchone()
+    event = json.loads(extra)
+    assert event["topic"] == topic
+    assert (event["window_start"], event["window_end"]) == (f"{DAY}T00:00:00+00:00",
+                                                            f"{DAY + dt.timedelta(days=1)}T00:00:00+00:00")
+    assert event["summary_uri"].endswith(f"/results/{topic}/{DAY:%Y/%m/%d}/summary.json")
+    assert event["headline"]["valid"] == summary["totals"]["valid"]
+
+    # The downstream example DAG reads that event and the summary it points at.
+    consumer = load_dag("logproc_report_consumer").test()
+    assert consumer.state == "success"
+    with sqlite3.connect(airflow_db) as db:
+        value, = db.execute("SELECT value FROM xcom WHERE run_id = ? AND task_id = 'read_latest_report' "
+                            "AND key = 'return_value'", (consumer.run_id,)).fetchone()
+    read = json.loads(value)
+    assert read["window_start"] == event["window_start"] and read["valid"] == summary["totals"]["valid"]

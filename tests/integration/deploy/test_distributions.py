@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-DAG_FILES = ("logproc_daily.py", "logproc_on_new_logs.py")
+DAG_FILES = ("logproc_daily.py", "logproc_on_new_logs.py", "logproc_report_consumer.py")
 
 
 def pip(*args: str, cwd: Path = REPO_ROOT, env: dict[str, str] | None = None) -> None:

@@ -31,10 +31,10 @@ def test_dag_files_parse_without_import_errors(caplog: pytest.LogCaptureFixture)
         bag = parse_folder(DAGS)
     assert bag.import_errors == {}
     if AIRFLOW_V_3_0_PLUS:
-        assert sorted(bag.dag_ids) == ["logproc_daily", "logproc_on_new_logs"]
+        assert sorted(bag.dag_ids) == ["logproc_daily", "logproc_on_new_logs", "logproc_report_consumer"]
     else:
         # Asset watchers are Airflow 3: the event-driven DAG says why it is not there.
-        assert sorted(bag.dag_ids) == ["logproc_daily"]
+        assert sorted(bag.dag_ids) == ["logproc_daily", "logproc_report_consumer"]
         assert "logproc_on_new_logs is not defined: event-driven scheduling (asset watchers) needs Airflow 3.0" \
             in caplog.text
 
@@ -56,5 +56,17 @@ def test_example_dags_in_the_package_are_the_dags_folder() -> None:
     installed = Path(airflow_provider_logproc.__file__).parent / "example_dags"
     if not installed.is_dir():
         pytest.skip("editable install: example_dags exists only in built wheels (checked by the wheel tests)")
-    for name in ("logproc_daily.py", "logproc_on_new_logs.py"):
+    for name in ("logproc_daily.py", "logproc_on_new_logs.py", "logproc_report_consumer.py"):
         assert (installed / name).read_bytes() == (DAGS / name).read_bytes(), f"example_dags/{name} is stale"
+
+
+def test_the_report_consumer_is_scheduled_on_the_asset_the_report_step_updates() -> None:
+    bag = parse_folder(DAGS)
+    report_task = bag.dags["logproc_daily"].get_task("report")
+    [outlet] = report_task.outlets
+    assert outlet.uri == "logproc://access-logs/report"
+    timetable = bag.dags["logproc_report_consumer"].timetable
+    # AssetTriggeredTimetable (Airflow 3) / DatasetTriggeredTimetable (2.x), on exactly that asset.
+    condition = getattr(timetable, "asset_condition", None) or getattr(timetable, "dataset_condition", None)
+    assert condition is not None, timetable
+    assert [asset.uri for asset in condition.objects] == [outlet.uri]
