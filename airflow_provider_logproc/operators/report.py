@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
+from airflow_provider_logproc.reporting.accounting import accounting, compare_with_previous, count_reasons
 from airflow_provider_logproc.reporting.volume import (
     DEFAULT_MIN_RECORDS,
     DEFAULT_MIN_SHARE_OF_BASELINE,
@@ -20,6 +22,9 @@ if TYPE_CHECKING:
 
 SUMMARY_NAME = "summary.json"
 REPORT_NAME = "report.html"
+# Kept-aside records, copied beside the results: (pipeline_counts key of the file, blob name).
+KEPT_ASIDE = {"dead_lettered": ("undecodable_records_file", "kept-aside/dead-letters.jsonl"),
+              "invalid_at_conversion": ("invalid_records_file", "kept-aside/invalid.jsonl")}
 
 
 def blob_location(url: str) -> tuple[str, str]:
@@ -128,7 +133,19 @@ class LogAnalysisReportOperator(BaseOperator):
         if self.pipeline_counts:
             summary["pipeline"] = self.pipeline_counts
         prefix = self.prefix.strip("/")
-        baseline = self._baseline_counts(service)
+        earlier = self._earlier_summaries(service)
+        baseline = [window_record_count(found) for found in earlier.values() if found is not None]
+        previous_prefix = next(iter(earlier), None)
+        comparison = compare_with_previous(summary, earlier.get(previous_prefix) if previous_prefix else None)
+        if comparison is not None:
+            summary["previous_window"] = comparison
+        if self.pipeline_counts:
+            kept = {part: self._keep_beside_results(service, prefix, key, name)
+                    for part, (key, name) in KEPT_ASIDE.items()}
+            summary["accounting"] = accounting(self.pipeline_counts, summary["totals"]["lines"],
+                                               kept["dead_lettered"], kept["invalid_at_conversion"])
+            if not summary["accounting"]["adds_up"]:
+                self.log.warning("the window's record counts do not add up: %s", summary["accounting"])
         records = window_record_count(summary)
         volume = volume_anomalies(records, baseline, min_records=self.min_records,
                                   min_share=self.min_share_of_baseline)
@@ -173,29 +190,48 @@ class LogAnalysisReportOperator(BaseOperator):
         for outlet in self.outlets:
             outlet_events[outlet].extra = extra
 
-    def _baseline_counts(self, service: Any) -> list[int]:
-        """Record counts of the earlier windows whose summaries exist (a missing day is skipped)."""
+    def _earlier_summaries(self, service: Any) -> dict[str, dict[str, Any] | None]:
+        """The earlier windows' summaries by prefix, most recent first; None where a window has none."""
         import orjson
         from azure.core.exceptions import ResourceNotFoundError
 
         prefixes = self.baseline_prefixes
         if prefixes is None:
-            return []
+            return {}
         if isinstance(prefixes, str):
             raise ValueError(
                 f"{self.task_id}: baseline_prefixes must be a list of blob prefixes, got the string {prefixes[:80]!r} "
                 "(render the DAG's templates as native objects: render_template_as_native_obj=True)"
             )
-        counts = []
+        found: dict[str, dict[str, Any] | None] = {}
         for earlier in prefixes:
             name = f"{str(earlier).strip('/')}/{SUMMARY_NAME}"
             try:
                 data = service.get_blob_client(self.container, name).download_blob().readall()
+                found[str(earlier)] = orjson.loads(data)
             except ResourceNotFoundError:
-                continue
-            counts.append(window_record_count(orjson.loads(data)))
-        self.log.info("volume baseline: %d earlier window(s) found of %d: %s", len(counts), len(prefixes), counts)
-        return counts
+                found[str(earlier)] = None
+        self.log.info("earlier windows: %d of %d have a summary", sum(v is not None for v in found.values()),
+                      len(found))
+        return found
+
+    def _keep_beside_results(self, service: Any, prefix: str, counts_key: str, name: str) -> dict[str, Any]:
+        """Count a kept-aside file by reason and copy it beside the results (or clear an earlier run's copy)."""
+        from airflow.providers.common.compat.sdk import ObjectStoragePath
+        from azure.core.exceptions import ResourceNotFoundError
+
+        blob = service.get_blob_client(self.container, f"{prefix}/{name}")
+        uri = (self.pipeline_counts or {}).get(counts_key)
+        if not uri or uri == "None":
+            with contextlib.suppress(ResourceNotFoundError):
+                blob.delete_blob()  # a rerun without kept-aside records must not show the last run's
+            return {"count": 0, "by_reason": {}, "file": None}
+        path = ObjectStoragePath(str(uri))
+        with path.open("rb") as source:
+            counted = count_reasons(source)
+        with path.open("rb") as source:
+            blob.upload_blob(source, overwrite=True)
+        return {**counted, "file": blob.url}
 
     def _notify_anomalies(self, context: Context, summary: dict[str, Any], result: dict[str, str]) -> None:
         details = {

@@ -130,6 +130,40 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Seque
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _accounting_block(summary: dict[str, Any]) -> str:
+    """Every record of the window, from read to analysed, when the pipeline recorded its counts."""
+    accounting = summary.get("accounting")
+    if not accounting:
+        return ""
+    parts = []
+    for key, label in (("dead_lettered", "kept aside at consume (undecodable)"),
+                       ("invalid_at_conversion", "kept aside at conversion (invalid)")):
+        part = accounting[key]
+        link = f" — <a href='{_e(part['file'])}'>{_e(part['file'])}</a>" if part.get("file") else ""
+        reasons = "".join(f"<li>{_e(reason)}: {_fmt(n)}</li>" for reason, n in (part.get("by_reason") or {}).items())
+        parts.append(f"<li>{_e(label)}: <b>{_fmt(part['count'])}</b>{link}<ul>{reasons}</ul></li>")
+    verdict = "the counts add up" if accounting["adds_up"] else "<b>the counts do not add up</b>"
+    return (f"<h2>Every record of the window</h2><ul class='accounting'>"
+            f"<li>records in the window: <b>{_fmt(accounting['window_records'])}</b></li>"
+            f"<li>read: {_fmt(accounting['read'])}</li>{''.join(parts)}"
+            f"<li>handed to the analysis: {_fmt(accounting['handed_to_analysis'])}; lines analysed: "
+            f"{_fmt(accounting['analysed_lines'])}</li></ul><p class='muted'>{verdict}.</p>")
+
+
+def _comparison_block(summary: dict[str, Any]) -> str:
+    """This window beside the previous one, when that window's summary exists."""
+    comparison = summary.get("previous_window")
+    if not comparison:
+        return ""
+    rows = [(label, comparison["previous"][key], comparison["current"][key])
+            for key, label in (("requests", "requests"), ("unique_ips", "distinct IPs"))]
+    rate = [("5xx rate", f"{comparison['previous']['server_error_rate']:.2%}",
+             f"{comparison['current']['server_error_rate']:.2%}")]
+    return ("<h2>Compared with the previous window</h2>"
+            + _table(["figure", "previous", "this window"], rows, [False, True, True])
+            + _table(["figure", "previous", "this window"], rate, [False, False, False]))
+
+
 def render_report(summary: dict[str, Any], *, title: str = "Log analysis") -> str:
     totals = summary["totals"]
     errors = summary["errors"]
@@ -188,6 +222,8 @@ def render_report(summary: dict[str, Any], *, title: str = "Log analysis") -> st
 <p class="muted">Period (UTC): {period_text}. Inputs: {inputs}</p>
 {anomaly_block}
 <div class="cards">{card_html}</div>
+{_accounting_block(summary)}
+{_comparison_block(summary)}
 <h2>Requests and errors per hour (UTC)</h2>
 <p class="muted">Bars: requests per hour split into ok, 4xx and 5xx; line: requests per minute.</p>
 {_traffic_chart(summary["per_hour"], summary["per_minute"])}

@@ -111,6 +111,19 @@ def test_one_day_end_to_end_then_the_same_day_again_gives_identical_outputs(stac
     assert f"results/{topic}/{DAY:%Y/%m/%d}/report.html" in names
     # The error burst the generator puts at 14h is found.
     assert any("14:00" in str(a) for a in summary["anomalies"]["hours"])
+    # Every record of the window is accounted for, the kept-aside records beside the results.
+    accounting = summary["accounting"]
+    assert accounting["adds_up"], accounting
+    assert accounting["window_records"] == len(produced[DAY])
+    assert accounting["dead_lettered"]["count"] == want["undecodable"] == \
+        sum(accounting["dead_lettered"]["by_reason"].values())
+    assert accounting["invalid_at_conversion"]["count"] == want["invalid"] == \
+        sum(accounting["invalid_at_conversion"]["by_reason"].values())
+    kept_aside = f"/results/{topic}/{DAY:%Y/%m/%d}/kept-aside"
+    assert accounting["dead_lettered"]["file"].endswith(f"{kept_aside}/dead-letters.jsonl")
+    assert f"results/{topic}/{DAY:%Y/%m/%d}/kept-aside/invalid.jsonl" in names
+    # The day before was not analysed: nothing to compare with.
+    assert "previous_window" not in summary
 
     run_day(topic, DAY)
     summary_again, digests_again = results(blob_service_client, topic, DAY)
@@ -128,6 +141,9 @@ def test_three_consecutive_days(stack, kafka_topic, blob_service_client):
         summary, _ = results(blob_service_client, topic, day)
         assert summary["totals"]["valid"] == expected_counts(produced[day])["valid"]
         assert summary["period"]["first_minute"].startswith(day.isoformat())
+        if day != days[0]:  # each later day beside the one before it
+            previous, _ = results(blob_service_client, topic, day - dt.timedelta(days=1))
+            assert summary["previous_window"]["previous"]["requests"] == previous["totals"]["valid"]
 
 
 def test_a_day_past_retention_is_served_from_the_archive(stack, kafka_topic, blob_service_client):

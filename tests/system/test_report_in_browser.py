@@ -20,6 +20,14 @@ def report_file(tmp_path_factory):
     records = sample_logs.generate(dt.date(2026, 2, 10), 20_000, seed=5, bad_share=0.01)
     aggregate = analyze_lines((r.value for r in records), source="sample.jsonl")
     summary = summarize(aggregate)
+    # As the report step adds it: the bad-input corpus's records, from read to analysed.
+    from airflow_provider_logproc.reporting.accounting import accounting
+
+    lines = summary["totals"]["lines"]
+    summary["accounting"] = accounting(
+        {"consumed_records": lines + 7, "undecodable_records": 3, "invalid_records": 7, "records_analysed": lines},
+        lines, {"count": 3, "by_reason": {"value: not UTF-8": 3}, "file": "https://acct.blob/results/dead.jsonl"},
+        {"count": 7, "by_reason": {"status: missing": 7}, "file": None})
     path = tmp_path_factory.mktemp("report") / "report.html"
     path.write_text(render_report(summary, title="Log analysis <test> & co"))
     return path, summary
@@ -29,7 +37,8 @@ def report_file(tmp_path_factory):
 def test_report_renders_offline_with_charts_and_no_console_errors(report_file, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    path, _summary = report_file
+    path, summary = report_file
+    lines = summary["totals"]["lines"]
     console_errors: list[str] = []
     page_errors: list[str] = []
     requests: list[str] = []
@@ -58,6 +67,14 @@ def test_report_renders_offline_with_charts_and_no_console_errors(report_file, t
             first_chart = charts.first.bounding_box()
             assert anomalies is not None and first_chart is not None
             assert anomalies["y"] < first_chart["y"]
+            # Every record accounted for, in numbers a person reads off the page.
+            accounting = page.locator("ul.accounting")
+            assert accounting.is_visible()
+            text = accounting.inner_text()
+            assert f"records in the window: {lines + 10:,}" in text, text
+            assert f"read: {lines + 7:,}" in text and f"lines analysed: {lines:,}" in text
+            assert "value: not UTF-8: 3" in text and "status: missing: 7" in text
+            assert page.locator("text=the counts add up").is_visible()
             # The title was escaped, not interpreted.
             assert page.title() == "Log analysis <test> & co"
             shot = tmp_path / "report.png"
