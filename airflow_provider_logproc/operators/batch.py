@@ -174,6 +174,8 @@ class AzureBatchJobOperator(BaseOperator):
         self.transient_error_budget = float(transient_error_budget)
         self.deferrable = deferrable
         self._active_job_id: str | None = None
+        # (input blob URLs, output blob URLs) of the finished job, for OpenLineage.
+        self._lineage: tuple[list[str], list[str]] = ([], [])
 
     # -- clients ---------------------------------------------------------------------------------
 
@@ -395,7 +397,21 @@ class AzureBatchJobOperator(BaseOperator):
         if self.delete_job_on_completion:
             self.hook.delete_job(job_id)
         self._active_job_id = None
+        self._lineage = (self._input_urls(), outputs)
         return {"job_id": job_id, "tasks": [task.as_xcom() for task in outcome.tasks], "outputs": outputs}
+
+    def _input_urls(self) -> list[str]:
+        try:
+            return normalize_inputs(self.fan_out_inputs) if self.fan_out_inputs is not None else []
+        except BatchSpecError:
+            return []
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Inputs: the fanned-out blobs; outputs: the blobs the tasks wrote (OpenLineage, when installed)."""
+        from airflow_provider_logproc.lineage.datasets import blob_dataset, blob_datasets, operator_lineage
+
+        inputs, outputs = self._lineage
+        return operator_lineage(blob_datasets(inputs), [blob_dataset(url, output=True) for url in outputs])
 
     def list_outputs(self, job_id: str, task_ids: list[str]) -> list[str]:
         if not self.output_container:

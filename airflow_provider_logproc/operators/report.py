@@ -109,6 +109,8 @@ class LogAnalysisReportOperator(BaseOperator):
         self.title = title
         self.wasb_conn_id = wasb_conn_id
         self.anomaly_notifiers = list(anomaly_notifiers)
+        # (partial URLs, {"summary_uri", "report_uri"}, lines analysed) once merged, for OpenLineage.
+        self._lineage: tuple[list[str], dict[str, str], int | None] = ([], {}, None)
 
     def execute(self, context: Context) -> dict[str, str]:
         import orjson
@@ -169,9 +171,18 @@ class LogAnalysisReportOperator(BaseOperator):
                       len(aggregates), counters, result["summary_uri"], result["report_uri"])
         context["ti"].xcom_push(key="headline", value=counters)
         self._update_outlets(context, result, counters)
+        self._lineage = (sorted(urls), result, summary["totals"]["lines"])
         if counters["anomalies"]:
             self._notify_anomalies(context, summary, result)
         return result
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Inputs: the partial analyses; outputs: summary.json and report.html (OpenLineage, when installed)."""
+        from airflow_provider_logproc.lineage.datasets import blob_dataset, blob_datasets, operator_lineage
+
+        partials, result, lines = self._lineage
+        outputs = [blob_dataset(url, output=True, row_count=lines) for url in result.values()]
+        return operator_lineage(blob_datasets(partials), outputs)
 
     def _update_outlets(self, context: Context, result: dict[str, str], counters: dict[str, Any]) -> None:
         """The window and where its results are, in the extra of each outlet's event (downstream DAGs read it)."""
