@@ -13,15 +13,19 @@ child process on the same topic in the same run:
 * ``official``  — Airflow's ConsumeFromTopicOperator with a per-message apply_function writing the
                   same NDJSON file.
 
-Prints records/s, the ratio to the bare loop, and each child's peak RSS. With ``--rss-records``
-(e.g. ``1000000,4000000``) it repeats the runs at those sizes and prints peak RSS per size. Note:
+The modes run in turn, round after round (A B C … A B C …), so a slow spell of this shared machine
+hits every mode alike. Printed per mode: the median time of ``--repeat`` rounds (≥ 5) with its min-max,
+and the median of the per-round ratios to the bare loop of the same round, with their range; each
+child's peak RSS. ``--pin-broker`` puts the broker on CPU 0 and the consumers on the other CPUs (where
+there are at least two), as if the broker ran on another machine; the figures say which layout they are.
+With ``--rss-records`` (e.g. ``1000000,4000000``) it repeats the runs at those sizes and prints peak RSS per size. Note:
 against noida-db even the bare loop's RSS grows with the partition size (the broker answers fetches
 beyond the requested maximum bytes and librdkafka holds the answer); compare each operator figure
 with the bare loop's at the same size. The ``-traced`` modes (one process, tracemalloc on, slower)
 also report the peak of Python's own allocations, which leaves librdkafka's buffers out: the
 reading loop's own share.
 
-    .venv/bin/python bench/bench_consume.py --records 1000000
+    .venv/bin/python bench/bench_consume.py --records 1000000 --repeat 5 [--pin-broker]
     .venv/bin/python bench/bench_consume.py --records 200000 --rss-records 200000,800000
 """
 
@@ -32,6 +36,7 @@ import datetime as dt
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -184,6 +189,40 @@ def peak_rss_mb() -> float:
     return (own_kb + children_kb) / 1024
 
 
+def pin_process(pid: int, cpus: set[int]) -> None:
+    """Every thread of ``pid`` onto ``cpus`` (a process's threads keep their own affinity)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        os.sched_setaffinity(int(task.name), cpus)
+
+
+def layout(pin_broker: bool, broker_pid: int | None) -> str:
+    """Pin the broker apart when asked and possible; say which layout the figures are for."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if not pin_broker:
+        return f"broker and consumers share {len(cpus)} CPU(s)"
+    if len(cpus) < 2 or broker_pid is None:
+        return f"broker NOT pinned apart: {len(cpus)} CPU(s) usable; broker and consumers share them"
+    pin_process(broker_pid, {cpus[0]})
+    os.sched_setaffinity(0, set(cpus[1:]))  # children inherit it
+    return f"broker pinned to CPU {cpus[0]}, consumers on CPU(s) {cpus[1:]}"
+
+
+def summarize_rounds(rounds: list[dict[str, dict[str, Any]]], records: int) -> None:
+    """Median time and min-max per mode, and the median of per-round ratios to the same round's bare loop."""
+    modes = list(rounds[0])
+    print(f"\nconsume {records} records, {len(rounds)} alternating rounds (median [min-max]); ratio = bare time / "
+          f"mode time in the same round (higher is better; target >= 0.8):")
+    for mode in modes:
+        seconds = [round_[mode]["seconds"] for round_ in rounds]
+        line = (f"  {mode:<11} {statistics.median(seconds):6.2f} s [{min(seconds):.2f}-{max(seconds):.2f}]  "
+                f"{records / statistics.median(seconds):9.0f} rec/s  peak rss "
+                f"{statistics.median(r[mode]['rss_mb'] for r in rounds):7.1f} MB")
+        if "bare" in rounds[0]:
+            ratios = [round_["bare"]["seconds"] / round_[mode]["seconds"] for round_ in rounds]
+            line += f"  ratio {statistics.median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]"
+        print(line)
+
+
 def run_child(mode: str, **kwargs: Any) -> dict[str, Any]:
     command = [sys.executable, __file__, "--child", mode, "--child-args", json.dumps(kwargs)]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -224,7 +263,10 @@ def child_main(mode: str, args: dict[str, Any]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=100_000)
-    parser.add_argument("--repeat", type=int, default=1, help="runs per mode; the best is reported")
+    parser.add_argument("--repeat", type=int, default=5,
+                        help="alternating rounds (every mode once per round); medians and ranges are reported")
+    parser.add_argument("--pin-broker", action="store_true",
+                        help="broker on CPU 0, consumers on the other CPUs (needs 2 or more)")
     parser.add_argument("--modes", default="bare,ion-text,ion-text-1,ion-binary,official",
                         help="ion-text-1 = workers=1 (one process); ion-text/ion-binary = default workers")
     parser.add_argument("--rss-records", default="", help="comma-separated sizes for the peak-RSS check")
@@ -244,13 +286,15 @@ def main() -> int:
     broker = LocalKafkaBroker(work / "kafka-data").start()
     try:
         bootstrap = broker.bootstrap_servers
+        print(layout(args.pin_broker, broker.process.pid))
         topic = f"bench-{args.records}"
         started = time.perf_counter()
         produce(bootstrap, topic, args.records)
         print(f"produced {args.records} records to {PARTITIONS} partitions in {time.perf_counter() - started:.1f} s")
-        best: dict[str, dict[str, Any]] = {}
+        rounds: list[dict[str, dict[str, Any]]] = []
         modes = [m for m in args.modes.split(",") if m]
         for _ in range(args.repeat):
+            rounds.append({})
             for mode in modes:
                 output = work / f"{mode}.out"
                 result = run_child(mode, bootstrap=bootstrap, topic=topic, output=str(output), count=args.records)
@@ -260,13 +304,9 @@ def main() -> int:
                 rate = result["records"] / result["seconds"]
                 print(f"  {mode:<11} {result['seconds']:7.2f} s  {rate:10.0f} rec/s  "
                       f"rss {result['rss_mb']:7.1f} MB  output {result['bytes'] / 1e6:8.1f} MB")
-                if mode not in best or result["seconds"] < best[mode]["seconds"]:
-                    best[mode] = result
-        if "bare" in best:
-            base = best["bare"]["seconds"]
-            print(f"\nconsume {args.records} records, ratios to the bare loop (higher is better; target >= 0.8):")
-            for mode, result in best.items():
-                print(f"  {mode:<11} {base / result['seconds']:.2f}x")
+                rounds[-1][mode] = result
+        if rounds:
+            summarize_rounds(rounds, args.records)
         for size in [int(s) for s in args.rss_records.split(",") if s]:
             topic = f"bench-rss-{size}"
             produce(bootstrap, topic, size)

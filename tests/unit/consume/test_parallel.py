@@ -25,12 +25,24 @@ def plans(*sizes: int) -> list[PartitionPlan]:
     return [PartitionPlan("t", index, 0, size, 0) for index, size in enumerate(sizes)]
 
 
-def test_small_windows_stay_in_process_and_large_ones_get_a_worker_per_partition(monkeypatch):
-    monkeypatch.setattr("os.cpu_count", lambda: 2)
+def usable_cpus(monkeypatch, count: int) -> None:
+    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: set(range(count)))
+
+
+def test_two_cpus_read_in_one_process_as_measured(monkeypatch):
+    usable_cpus(monkeypatch, 2)
+    big = MIN_RECORDS_FOR_WORKERS
+    assert choose_workers(None, plans(big, big, big), CONFIG) == 1
+    usable_cpus(monkeypatch, 3)
+    assert choose_workers(None, plans(big, big, big), CONFIG) == 1
+
+
+def test_small_windows_stay_in_process_and_large_ones_get_a_worker_per_two_cpus(monkeypatch):
+    usable_cpus(monkeypatch, 8)
     assert choose_workers(None, plans(10, 10, 10), CONFIG) == 1
     big = MIN_RECORDS_FOR_WORKERS
     assert choose_workers(None, plans(big, big, big, 0), CONFIG) == 3  # the idle partition needs none
-    assert choose_workers(None, plans(*[big] * 8), CONFIG) == 4  # at most twice the CPUs
+    assert choose_workers(None, plans(*[big] * 8), CONFIG) == 4  # one per two CPUs
     assert choose_workers(2, plans(5, 5, 5), CONFIG) == 2  # asked for: used even for small windows
     assert choose_workers(8, plans(5, 0), CONFIG) == 1
     with pytest.raises(ValueError, match="at least 1"):
