@@ -10,6 +10,8 @@ so parsing a DAG file that uses this module stays fast.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import logging
 import os
 import shlex
 from typing import Any
@@ -65,6 +67,33 @@ def report_asset(topic: str | None = None) -> Any:
 
 def staging_base() -> str:
     return os.environ.get(STAGING_BASE_ENV, DEFAULT_STAGING_BASE).rstrip("/")
+
+
+# Executors whose tasks all run on the machine that parsed the DAG: a local staging folder is shared.
+SINGLE_MACHINE_EXECUTORS = {"LocalExecutor", "SequentialExecutor", "DebugExecutor"}
+
+
+def unshared_staging_warning(base: str, executors: str) -> str | None:
+    """Why a ``file://`` staging base cannot work with ``executors`` (the ``[core] executor`` value), or None."""
+    if not base.startswith("file:") and "://" in base:
+        return None
+    names = {name.strip().split(".")[-1].split(":")[-1] for name in executors.split(",") if name.strip()}
+    remote = sorted(names - SINGLE_MACHINE_EXECUTORS)
+    if not remote:
+        return None
+    return (f"logproc: staging is {base!r}, a local folder, but tasks run with {', '.join(remote)}: consecutive "
+            f"tasks may land on different machines and not find each other's files. Set {STAGING_BASE_ENV} to "
+            "shared object storage, e.g. abfs://wasb_default@<container>/logproc (the container must exist).")
+
+
+@functools.cache
+def warn_if_staging_is_not_shared() -> None:
+    """Log :func:`unshared_staging_warning` once per process (the DAG processor parses files again and again)."""
+    from airflow.providers.common.compat.sdk import conf
+
+    message = unshared_staging_warning(staging_base(), conf.get("core", "executor", fallback="") or "")
+    if message:
+        logging.getLogger(__name__).warning("%s", message)
 
 
 def analyzer_command() -> list[str]:
@@ -250,6 +279,7 @@ def add_analysis_steps(
 
 def build_daily_pipeline() -> None:
     """Create the daily pipeline's tasks in the DAG being defined."""
+    warn_if_staging_is_not_shared()
     from airflow_provider_logproc.operators.blob import BlobUploadOperator
     from airflow_provider_logproc.operators.ion import IonToJsonOperator
     from airflow_provider_logproc.operators.kafka import KafkaBatchConsumeOperator
@@ -312,6 +342,7 @@ def build_event_pipeline(consumer_group: str = "logproc-on-new-logs") -> None:
 
     Objects are named by the run id: a retry of the run rewrites the same objects.
     """
+    warn_if_staging_is_not_shared()
     from airflow_provider_logproc.operators.ion import IonToJsonOperator
     from airflow_provider_logproc.operators.kafka import KafkaBatchConsumeOperator
 

@@ -6,6 +6,7 @@ days in a row; a day whose records Kafka no longer holds is served from the run'
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import importlib.util
@@ -235,3 +236,29 @@ def test_the_report_asset_event_feeds_the_downstream_example_dag(stack, airflow_
                             "AND key = 'return_value'", (consumer.run_id,)).fetchone()
     read = json.loads(value)
     assert read["window_start"] == event["window_start"] and read["valid"] == summary["totals"]["valid"]
+
+
+def test_staging_in_object_storage_gives_the_same_results(stack, kafka_topic, blob_service_client, monkeypatch):
+    """Multi-worker deployments stage in object storage: consume, to_json and upload through Azurite."""
+    from azure.core.exceptions import ResourceExistsError
+
+    topic = kafka_topic(partitions=3)
+    produce_days(stack["kafka"], topic, [DAY], records=400)
+    run_day(topic, DAY)  # the session's file:// staging
+    on_file, _ = results(blob_service_client, topic, DAY)
+
+    with contextlib.suppress(ResourceExistsError):
+        blob_service_client.create_container("staging")
+    monkeypatch.setenv("LOGPROC_STAGING_BASE", "abfs://wasb_default@staging/logproc")
+    run_day(topic, DAY)
+    in_blob, _ = results(blob_service_client, topic, DAY)
+    staged = {blob.name for blob in blob_service_client.get_container_client("staging")
+              .list_blobs(name_starts_with=f"logproc/logproc_daily/{topic}/")}
+    assert {f"logproc/logproc_daily/{topic}/{DAY:%Y/%m/%d}/{name}" for name in ("raw.ion", "raw.jsonl")} <= staged
+
+    def without_staging_uris(summary: dict) -> dict:
+        pipeline = {key: value for key, value in summary["pipeline"].items() if not key.endswith("_file")}
+        return {**summary, "pipeline": pipeline}
+
+    assert in_blob["pipeline"]["undecodable_records_file"].startswith("abfs://wasb_default@staging/")
+    assert without_staging_uris(in_blob) == without_staging_uris(on_file)

@@ -66,3 +66,14 @@ def test_previous_window_prefixes_step_back_by_the_window_length() -> None:
     hour = dt.datetime(2026, 3, 1, 1, tzinfo=dt.UTC)
     assert previous_window_prefixes("logs", hour, hour + dt.timedelta(hours=1), 2) == [
         "logs/2026/03/01/000000-010000", "logs/2026/02/28/230000-000000"]
+
+
+def test_a_local_staging_folder_with_a_distributed_executor_is_warned_about() -> None:
+    from airflow_provider_logproc.pipeline import unshared_staging_warning
+
+    message = unshared_staging_warning("file:///tmp/logproc-staging", "CeleryExecutor")
+    assert message is not None and "tasks run with CeleryExecutor" in message and "abfs://wasb_default@" in message
+    assert "KubernetesExecutor" in (unshared_staging_warning(
+        "/srv/staging", "LocalExecutor,airflow.providers.cncf.kubernetes.executors.KubernetesExecutor") or "")
+    assert unshared_staging_warning("file:///tmp/logproc-staging", "LocalExecutor") is None
+    assert unshared_staging_warning("abfs://wasb_default@staging/logproc", "CeleryExecutor") is None
