@@ -35,7 +35,8 @@ from airflow_provider_logproc.consume.envelope import (
     text_deserializer,
     timestamp_object,
 )
-from airflow_provider_logproc.consume.window import (
+from airflow_provider_logproc.garbage_collection import cyclic_gc_paused
+from airflow_provider_logproc.kafka.window import (
     PartitionPlan,
     PartitionStats,
     RetentionGapError,
@@ -44,7 +45,6 @@ from airflow_provider_logproc.consume.window import (
     plan_partition,
     retention_gap_message,
 )
-from airflow_provider_logproc.garbage_collection import cyclic_gc_paused
 from logproc_analyzer.native import optional_extension
 
 # The window read's per-batch loop in C (see _native_envelope.c); same results as window_batch_python.

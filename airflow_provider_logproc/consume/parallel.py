@@ -33,7 +33,7 @@ from airflow_provider_logproc.consume.loop import (
     read_window,
     warn_if_emptied_by_retention,
 )
-from airflow_provider_logproc.consume.window import (
+from airflow_provider_logproc.kafka.window import (
     PartitionPlan,
     PartitionStats,
     RetentionGapError,

@@ -22,16 +22,14 @@ from airflow.providers.common.compat.sdk import (
     conf,
 )
 
-from airflow_provider_logproc.kafka_progress import (
+from airflow_provider_logproc._templating import normalize_topics, resolve_window, to_seconds
+from airflow_provider_logproc.kafka.progress import (
     KafkaUnavailableError,
     KafkaWindowConfigError,
     WindowProgress,
     build_consumer_config,
     check_window,
-    normalize_topics,
-    resolve_window,
     timeout_message,
-    to_seconds,
 )
 from airflow_provider_logproc.triggers.kafka import KafkaWindowCompleteTrigger
 
@@ -110,10 +108,12 @@ class KafkaWindowCompleteSensor(BaseSensorOperator):
 
     def _prepare(self, context: Context) -> None:
         """Check the rendered arguments once, before any request is made."""
-        self._topics = normalize_topics(self.topics)
-        self._window_start, self._window_end = resolve_window(context, self.since, self.until)
-        self._max_lateness = to_seconds(self.max_lateness, "max_lateness") or 0.0
-        self._idle_timeout = to_seconds(self.idle_timeout, "idle_timeout", allow_none=True)
+        self._topics = normalize_topics(self.topics, error=KafkaWindowConfigError)
+        self._window_start, self._window_end = resolve_window(context, self.since, self.until,
+                                                              error=KafkaWindowConfigError)
+        self._max_lateness = to_seconds(self.max_lateness, "max_lateness", error=KafkaWindowConfigError) or 0.0
+        self._idle_timeout = to_seconds(self.idle_timeout, "idle_timeout", allow_none=True,
+                                        error=KafkaWindowConfigError)
         self._config = build_consumer_config(self.kafka_config_id)
         self.log.info(
             "Waiting for Kafka window [%s, %s) on %s: each partition past until + %gs, or idle for %s",
@@ -199,7 +199,8 @@ class KafkaWindowCompleteSensor(BaseSensorOperator):
             raise AirflowException("KafkaWindowCompleteTrigger returned no event")
         status = event.get("status")
         if status == "complete":
-            self._window_start, self._window_end = resolve_window(context, self.since, self.until)
+            self._window_start, self._window_end = resolve_window(context, self.since, self.until,
+                                                                  error=KafkaWindowConfigError)
             self.log.info("Kafka window complete: %s", event["summary"])
             return self._result(event["summary"])
         if status == "timeout":

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from airflow_provider_logproc.consume import loop as loop_module
 from airflow_provider_logproc.consume.loop import TextEnvelopeEncoder, window_batch_python
-from airflow_provider_logproc.consume.window import TimeWindow
+from airflow_provider_logproc.kafka.window import TimeWindow
 
 native = loop_module.native_envelope
 needs_native = pytest.mark.skipif(native is None, reason="the C loop is not built here")
@@ -201,7 +201,7 @@ def test_a_window_read_takes_both_loops_without_cyclic_gc(monkeypatch: pytest.Mo
     import gc
 
     from airflow_provider_logproc.consume.loop import DeadLetters, ReadLimits, read_window
-    from airflow_provider_logproc.consume.window import PartitionPlan
+    from airflow_provider_logproc.kafka.window import PartitionPlan
 
     seen: list[tuple[str, bool]] = []
     real_c, real_python = TextEnvelopeEncoder.window_batch, loop_module.window_batch_python

@@ -8,7 +8,7 @@ import inspect
 import pytest
 from airflow.providers.common.compat.sdk import AirflowException, AirflowSensorTimeout, AirflowSkipException, Context
 
-from airflow_provider_logproc.kafka_progress import KafkaWindowConfigError
+from airflow_provider_logproc.kafka.progress import KafkaWindowConfigError
 from airflow_provider_logproc.sensors.kafka import KafkaWindowCompleteSensor
 
 DAY = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
