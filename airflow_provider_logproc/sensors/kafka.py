@@ -38,6 +38,14 @@ from airflow_provider_logproc.triggers.kafka import KafkaWindowCompleteTrigger
 _DEFERRAL_TIMEOUT_GRACE = dt.timedelta(minutes=5)
 
 
+class KafkaWindowTimeoutError(AirflowSensorTimeout):
+    """The window was not complete by the sensor's timeout; the message names the partitions behind.
+
+    A subclass so that ``execute`` can tell this sensor's own timeout from the generic one
+    ``BaseSensorOperator`` raises, by type rather than by the wording of Airflow core's message.
+    """
+
+
 class KafkaWindowCompleteSensor(BaseSensorOperator):
     """Wait until the window ``[since, until)`` is complete on every partition of ``topics``.
 
@@ -160,7 +168,7 @@ class KafkaWindowCompleteSensor(BaseSensorOperator):
         if self._elapsed() >= self.timeout:
             message = self._timeout_message()
             self.log.error("%s", message)
-            raise AirflowSensorTimeout(message)
+            raise KafkaWindowTimeoutError(message)
         return False
 
     # -- entry points ----------------------------------------------------------------------------
@@ -173,11 +181,12 @@ class KafkaWindowCompleteSensor(BaseSensorOperator):
             self._started = first_reschedule.timestamp() if first_reschedule else time.time()
             try:
                 return super().execute(context)
+            except KafkaWindowTimeoutError:
+                raise
             except AirflowSensorTimeout as error:
-                if "run duration" not in str(error):
-                    raise
-                # BaseSensorOperator's generic timeout (it measured a hair later than poke() did).
-                raise AirflowSensorTimeout(self._timeout_message()) from error
+                # BaseSensorOperator's generic timeout (it measured a hair later than poke() did):
+                # the same verdict, told with the partitions still behind.
+                raise KafkaWindowTimeoutError(self._timeout_message()) from error
         progress = self._check()
         if progress is not None and progress.complete:
             self.log.info("Kafka window already complete on all %d partitions", len(progress.partitions))
@@ -206,8 +215,8 @@ class KafkaWindowCompleteSensor(BaseSensorOperator):
         if status == "timeout":
             # Logged here too: with soft_fail, resume_execution replaces it with a generic skip message.
             self.log.error("%s", event["message"])
-            raise AirflowSensorTimeout(event["message"])
+            raise KafkaWindowTimeoutError(event["message"])
         raise AirflowException(event.get("message") or f"unexpected trigger event {event!r}")
 
 
-__all__ = ["KafkaWindowCompleteSensor", "KafkaWindowConfigError"]
+__all__ = ["KafkaWindowCompleteSensor", "KafkaWindowConfigError", "KafkaWindowTimeoutError"]
