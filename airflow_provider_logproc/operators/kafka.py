@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
     from confluent_kafka import Consumer
 
-    from airflow_provider_logproc.consume.loop import DeadLetters, ReadLimits
+    from airflow_provider_logproc.consume.dead_letters import DeadLetters
+    from airflow_provider_logproc.consume.loop import ReadLimits
 
 DEAD_LETTER_SUFFIX = "dead-letter.jsonl"
 
@@ -200,7 +201,9 @@ class KafkaBatchConsumeOperator(BaseOperator):
     # -- execute -----------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> str:
-        from airflow_provider_logproc.consume.loop import DeadLetters, ReadLimits, make_encoder
+        from airflow_provider_logproc.consume.dead_letters import DeadLetters
+        from airflow_provider_logproc.consume.encoders import make_encoder
+        from airflow_provider_logproc.consume.loop import ReadLimits
 
         output = self._output_path(context)
         dead_letter_path = staging.sibling(output, DEAD_LETTER_SUFFIX)
@@ -260,7 +263,8 @@ class KafkaBatchConsumeOperator(BaseOperator):
     def _read_group(self, consumer: Consumer, output: ObjectStoragePath, encoder: Any,
                     dead_letters: DeadLetters, limits: ReadLimits,
                     dead_letter_path: ObjectStoragePath) -> list[PartitionStats]:
-        from airflow_provider_logproc.consume.loop import PartitionSpools, Progress, read_group_batch
+        from airflow_provider_logproc.consume.group_batch import PartitionSpools, read_group_batch
+        from airflow_provider_logproc.consume.loop import Progress
 
         consumer.subscribe(self.topic_list)
         spools = PartitionSpools()
