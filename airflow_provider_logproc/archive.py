@@ -11,6 +11,9 @@ import datetime as dt
 import logging
 from typing import Any
 
+from airflow_provider_logproc.kafka.config import connection_config
+from airflow_provider_logproc.kafka.window import to_epoch_ms
+
 log = logging.getLogger(__name__)
 
 
@@ -45,17 +48,16 @@ def earliest_retained_timestamps(consumer: Any, topic: str, timeout: float = 10.
 
 def window_retained(earliest: dict[int, int | None], since: dt.datetime) -> bool:
     """Kafka still holds every record of a window starting at ``since`` (pure; see module doc)."""
-    since_ms = int(since.timestamp() * 1000)
+    since_ms = to_epoch_ms(since)
     return all(ts is None or (ts != -1 and ts <= since_ms) for ts in earliest.values())
 
 
 def kafka_holds_window(
     topic: str, since: dt.datetime, until: dt.datetime, kafka_config_id: str = "kafka_default"
 ) -> bool:
-    from airflow.providers.apache.kafka.hooks.base import KafkaBaseHook
     from confluent_kafka import Consumer
 
-    config = {**KafkaBaseHook(kafka_config_id)._build_config(), "enable.auto.commit": False}
+    config = {**connection_config(kafka_config_id), "enable.auto.commit": False}
     config.setdefault("group.id", "logproc-retention-check")
     consumer = Consumer(config)
     try:

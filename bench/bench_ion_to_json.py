@@ -36,7 +36,7 @@ POOL_SIZE = 50_000
 
 
 def write_ion(path: Path, count: int, encoding: str) -> None:
-    from airflow_provider_logproc.consume.loop import make_encoder
+    from airflow_provider_logproc.consume.encoders import make_encoder
     from logproc_local import sample_logs
 
     pool = list(sample_logs.generate(DAY, min(count, POOL_SIZE), seed=42))

@@ -2,30 +2,27 @@
 
 Reads with amazon-ion's C extension and the bare value model (plain dicts, lists, strings and
 numbers wherever the Ion type allows it), which loads several times faster than the default
-IonPy model; writes with orjson. Ion types JSON lacks are mapped as follows: timestamps → ISO 8601
-strings in a chosen time zone, blobs/clobs → base64 strings, decimals → JSON numbers with the same
-digits, symbols → strings; annotations are dropped or kept as ``{"$annotations": [...], "$value": v}``.
-Text Ion in the consume step's own one-envelope-a-line layout takes a shortcut that writes the same
-bytes (see "the consume step's text envelopes" below).
+IonPy model; writes with orjson (Ion types JSON lacks are mapped by :mod:`.ion_values`; records
+are checked by :mod:`.record_validation`). Text Ion in the consume step's own one-envelope-a-line
+layout takes a shortcut that writes the same bytes (see "the consume step's text envelopes" below).
 
 No Airflow import here.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import functools
 import io
 import re
-import zoneinfo
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 import orjson
 
+from airflow_provider_logproc.consume.ion_values import dumps_json, make_json_default, resolve_timezone
+from airflow_provider_logproc.consume.record_validation import ValidationSpec, make_validator
 from airflow_provider_logproc.garbage_collection import cyclic_gc_paused
 
 # amazon.ion is imported by the functions that read Ion, not here: IonToJsonOperator imports this
@@ -51,24 +48,7 @@ def __getattr__(name: str) -> Any:
 
 OutputFormat = Literal["jsonl", "json_array"]
 OUTPUT_FORMATS: tuple[str, ...] = ("jsonl", "json_array")
-JSON_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,),
-    "integer": (int,),
-    "number": (int, float, Decimal),
-    "boolean": (bool,),
-    "object": (dict,),
-    "array": (list,),
-    "null": (type(None),),
-}
 CHUNK_RECORDS = 4096  # records between checks of the output buffer
-# validate_records=True: what every access-log record needs (the analyzer's required fields).
-LOG_RECORD_FIELDS: dict[str, str | tuple[str, ...]] = {
-    "timestamp": ("string", "integer"),
-    "client_ip": "string",
-    "method": "string",
-    "path": "string",
-    "status": "integer",
-}
 
 
 class CorruptIonError(ValueError):
@@ -106,197 +86,6 @@ class CountingReader(io.RawIOBase):
         chunk = self.read(len(buffer))
         buffer[: len(chunk)] = chunk
         return len(chunk)
-
-
-# --- Ion values → JSON ---------------------------------------------------------------------------
-
-
-def resolve_timezone(name: str | dt.tzinfo) -> dt.tzinfo:
-    if isinstance(name, dt.tzinfo):
-        return name
-    if name.upper() in ("UTC", "Z"):
-        return dt.UTC
-    try:
-        return zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {name!r} (use an IANA name such as 'Europe/Berlin')") from None
-
-
-def make_json_default(timezone: dt.tzinfo, keep_annotations: bool) -> Callable[[Any], Any]:
-    """orjson ``default=``: called for every value orjson does not write natively.
-
-    orjson runs with OPT_PASSTHROUGH_SUBCLASS and OPT_PASSTHROUGH_DATETIME, so every IonPy wrapper
-    (annotated values, typed nulls, bools that subclass int) and every timestamp comes here.
-    """
-    from amazon.ion.core import IonType
-    from amazon.ion.simple_types import IonPyBool, IonPyNull
-    from amazon.ion.symbols import SymbolToken
-
-    def plain(value: Any) -> Any:
-        if value.__class__ is Decimal:  # most calls (every JSON number with a fraction): first
-            return orjson.Fragment(str(value))
-        if isinstance(value, IonPyNull) or getattr(value, "ion_type", None) is IonType.NULL:
-            return None
-        if isinstance(value, Decimal):
-            return orjson.Fragment(str(value))  # the same digits: no float rounding
-        if isinstance(value, dt.datetime):
-            return _iso(value, timezone)
-        if isinstance(value, bytes | bytearray):
-            return base64.b64encode(value).decode("ascii")
-        if isinstance(value, IonPyBool):
-            return bool(value)
-        if isinstance(value, str):
-            return str(value)
-        if isinstance(value, int):
-            return _wide_int(int(value))
-        if isinstance(value, float):
-            return float(value)
-        if isinstance(value, dict):
-            return dict(value)
-        if isinstance(value, list):
-            return list(value)
-        if isinstance(value, Mapping):  # IonPyDict (multi-map): the last value of a repeated field
-            return dict(value.items())
-        if isinstance(value, SymbolToken):
-            return value.text
-        raise TypeError(f"cannot write {type(value).__name__} as JSON")
-
-    if not keep_annotations:
-        return plain
-
-    def annotated(value: Any) -> Any:
-        annotations = getattr(value, "ion_annotations", None)
-        if annotations:
-            return {"$annotations": [getattr(a, "text", a) for a in annotations], "$value": plain(value)}
-        return plain(value)
-
-    return annotated
-
-
-_INT64_MIN, _UINT64_MAX = -(1 << 63), (1 << 64) - 1
-
-
-def _wide_int(value: int) -> Any:
-    """orjson writes integers of up to 64 bits; Ion's have any size, and so do JSON's: keep the digits."""
-    return value if _INT64_MIN <= value <= _UINT64_MAX else orjson.Fragment(str(value))
-
-
-def _with_wide_ints(value: Any) -> Any:
-    if type(value) is dict:
-        return {key: _with_wide_ints(item) for key, item in value.items()}
-    if type(value) is list:
-        return [_with_wide_ints(item) for item in value]
-    if type(value) is int:
-        return _wide_int(value)
-    return value  # IonPy wrappers reach orjson's default=, which widens their integers itself
-
-
-def dumps_json(value: Any, default: Callable[[Any], Any], option: int) -> bytes:
-    """orjson.dumps, except that integers beyond 64 bits are written with all their digits."""
-    try:
-        return orjson.dumps(value, default=default, option=option)
-    except orjson.JSONEncodeError:
-        return orjson.dumps(_with_wide_ints(value), default=default, option=option)
-
-
-def _iso(moment: dt.datetime, timezone: dt.tzinfo) -> str:
-    if moment.tzinfo is None:  # Ion's unknown local offset (-00:00): the instant is UTC
-        moment = moment.replace(tzinfo=dt.UTC)
-    local = moment.astimezone(timezone)
-    spec = "milliseconds" if local.microsecond % 1000 == 0 else "microseconds"
-    return local.isoformat(timespec=spec)
-
-
-# --- validation ----------------------------------------------------------------------------------
-
-
-ValidationSpec = bool | Sequence[str] | Mapping[str, str | Sequence[str]]
-
-
-class RecordValidator:
-    """Required fields of a log record, optionally with JSON types.
-
-    ``["timestamp", "status"]``: the fields must be present and not null.
-    ``{"status": "integer", "timestamp": ["string", "integer"]}``: present with one of those types
-    (``string, integer, number, boolean, object, array, null``).
-    """
-
-    def __init__(self, spec: Sequence[str] | Mapping[str, str | Sequence[str]]):
-        self.fields: dict[str, tuple[str, ...] | None] = {}
-        if isinstance(spec, Mapping):
-            for name, types in spec.items():
-                names = (types,) if isinstance(types, str) else tuple(types)
-                unknown = [t for t in names if t not in JSON_TYPES]
-                if unknown or not names:
-                    raise ValueError(
-                        f"validate_records: field {name!r} has unknown type(s) {unknown or names}; "
-                        f"known: {', '.join(JSON_TYPES)}")
-                self.fields[name] = names
-        elif isinstance(spec, str) or not isinstance(spec, Sequence):
-            raise ValueError("validate_records must be False, a list of required fields or a {field: type} mapping")
-        else:
-            self.fields = dict.fromkeys(spec)
-        if not self.fields:
-            raise ValueError("validate_records names no fields")
-        # The per-record fast path: exact Python types of the bare value model (bool is not int
-        # there, as JSON wants). A miss, or any wrapper type, takes the full check below.
-        self._required = tuple(name for name, types in self.fields.items() if types is None)
-        self._typed = tuple((name, frozenset(t for json_type in types for t in JSON_TYPES[json_type]))
-                            for name, types in self.fields.items() if types is not None)
-
-    def problems(self, record: Any) -> str | None:
-        if type(record) is dict:
-            get = record.get
-            for name in self._required:
-                if get(name) is None:
-                    break
-            else:
-                for name, exact in self._typed:
-                    if type(get(name, _MISSING)) not in exact:
-                        break
-                else:
-                    return None
-        return self._problems(record)
-
-    def _problems(self, record: Any) -> str | None:
-        if not isinstance(record, dict):
-            return f"record is {_json_type(record)}, not an object"
-        missing = []
-        wrong = []
-        for name, types in self.fields.items():
-            value = record.get(name)
-            if name not in record or (types is None and value is None):
-                missing.append(name)
-            elif types is not None and not any(_is_type(value, t) for t in types):
-                wrong.append(f"{name} is {_json_type(value)}, expected {' or '.join(types)}")
-        if not missing and not wrong:
-            return None
-        parts = ([f"missing {', '.join(missing)}"] if missing else []) + wrong
-        return "; ".join(parts)
-
-
-_MISSING = object()
-
-
-def _is_type(value: Any, json_type: str) -> bool:
-    if isinstance(value, bool) and json_type in ("integer", "number"):
-        return False
-    return isinstance(value, JSON_TYPES[json_type])
-
-
-def _json_type(value: Any) -> str:
-    for name in ("null", "boolean", "integer", "number", "string", "object", "array"):
-        if _is_type(value, name):
-            return name
-    return type(value).__name__
-
-
-def make_validator(spec: ValidationSpec | None) -> RecordValidator | None:
-    if spec is None or spec is False:
-        return None
-    if spec is True:
-        return RecordValidator(LOG_RECORD_FIELDS)
-    return RecordValidator(spec)
 
 
 # --- the conversion ------------------------------------------------------------------------------

@@ -24,16 +24,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from airflow_provider_logproc.consume.dead_letters import DeadLetters
+from airflow_provider_logproc.consume.encoders import make_encoder
 from airflow_provider_logproc.consume.loop import (
-    DeadLetters,
     Log,
     ReadLimits,
     StalledReadError,
-    make_encoder,
     read_window,
     warn_if_emptied_by_retention,
 )
-from airflow_provider_logproc.consume.window import (
+from airflow_provider_logproc.kafka.window import (
     PartitionPlan,
     PartitionStats,
     RetentionGapError,

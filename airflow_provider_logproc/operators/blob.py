@@ -6,13 +6,13 @@ the official ``WasbHook``); the work is in :mod:`airflow_provider_logproc.blob`.
 
 from __future__ import annotations
 
-import ast
 import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator, ObjectStoragePath
 
+from airflow_provider_logproc._templating import from_rendered_list, to_optional_int
 from airflow_provider_logproc.blob.names import InvalidUploadOptionError, normalize_access_tier
 from airflow_provider_logproc.blob.options import DEFAULT_BLOCK_SIZE, IfExists
 from airflow_provider_logproc.blob.request import BlobUploadRequest
@@ -129,8 +129,8 @@ class BlobUploadOperator(BaseOperator):
             container=self.container,
             blob_name=self.blob_name,
             prefix=self.prefix,
-            parts=optional_int(self.parts, "parts"),
-            max_part_bytes=optional_int(self.max_part_bytes, "max_part_bytes"),
+            parts=to_optional_int(self.parts, "parts", error=InvalidUploadOptionError),
+            max_part_bytes=to_optional_int(self.max_part_bytes, "max_part_bytes", error=InvalidUploadOptionError),
             gzip=self.gzip,
             if_exists=self.if_exists,
             content_type=self.content_type,
@@ -154,33 +154,15 @@ class BlobUploadOperator(BaseOperator):
         return result.blob_urls
 
 
-def optional_int(value: Any, name: str) -> int | None:
-    """``None``, an int, or the string Jinja renders an int to (``"4"``); anything else is refused."""
-    if value is None or (isinstance(value, str) and value.strip() in ("", "None")):
-        return None
-    if isinstance(value, bool):
-        raise InvalidUploadOptionError(f"{name} must be a positive integer, got {value!r}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    raise InvalidUploadOptionError(f"{name} must be a positive integer, got {value!r}")
-
-
 def source_uris(source: Any) -> list[str]:
     """Normalize ``source`` to a list of URIs.
 
     Accepts one URI, a list/tuple of URIs or ``ObjectStoragePath`` objects, and the string form of a
     list that Jinja makes of a list pulled from XCom (``"['file:///a', 'file:///b']"``).
     """
+    source = from_rendered_list(source, "source", error=InvalidUploadOptionError)
     if isinstance(source, str):
         text = source.strip()
-        if text.startswith("[") and text.endswith("]"):
-            try:
-                parsed = ast.literal_eval(text)
-            except (ValueError, SyntaxError):
-                raise InvalidUploadOptionError(f"source {source!r} looks like a list but cannot be parsed") from None
-            return source_uris(parsed)
         if not text:
             raise InvalidUploadOptionError("source is an empty string")
         return [text]

@@ -9,13 +9,10 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseOperator, ObjectStoragePath
 
 from airflow_provider_logproc import staging
-from airflow_provider_logproc.consume.ion_json import (
-    OUTPUT_FORMATS,
-    convert_ion_to_json,
-    make_validator,
-    resolve_timezone,
-)
+from airflow_provider_logproc.consume.ion_json import OUTPUT_FORMATS, convert_ion_to_json
 from airflow_provider_logproc.consume.ion_split import convert_ion_file_to_json
+from airflow_provider_logproc.consume.ion_values import resolve_timezone
+from airflow_provider_logproc.consume.record_validation import make_validator
 from airflow_provider_logproc.version_compat import push_xcoms
 
 if TYPE_CHECKING:

@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseOperator, ObjectStoragePath
 
 from airflow_provider_logproc import staging
+from airflow_provider_logproc._templating import resolve_window, to_optional_int, to_timedelta
 from airflow_provider_logproc.consume.envelope import check_deserializer, check_encoding
-from airflow_provider_logproc.consume.window import PartitionStats, TimeWindow
-from airflow_provider_logproc.kafka_progress import resolve_window, to_seconds, to_utc_datetime
+from airflow_provider_logproc.kafka.config import connection_config
+from airflow_provider_logproc.kafka.progress import KafkaWindowConfigError
+from airflow_provider_logproc.kafka.window import PartitionStats, TimeWindow
 from airflow_provider_logproc.version_compat import push_xcoms
 
 # The Kafka hook and the read loop (confluent_kafka, amazon.ion) are imported in execute(): this
@@ -21,27 +23,14 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
     from confluent_kafka import Consumer
 
-    from airflow_provider_logproc.consume.loop import DeadLetters, ReadLimits
+    from airflow_provider_logproc.consume.dead_letters import DeadLetters
+    from airflow_provider_logproc.consume.loop import ReadLimits
 
 DEAD_LETTER_SUFFIX = "dead-letter.jsonl"
 
 
 class DeadLetterThresholdError(RuntimeError):
     """More undecodable records than ``max_bad_share`` allows."""
-
-
-def parse_moment(value: dt.datetime | str | None, name: str) -> dt.datetime | None:
-    """A window bound given as a datetime or an ISO 8601 string (templated); naive means UTC.
-
-    The same parsing as the window sensor's, so the two read a templated bound alike.
-    """
-    return None if value is None or value == "" else to_utc_datetime(value, name)
-
-
-def parse_duration(value: dt.timedelta | float | str | None, name: str) -> dt.timedelta | None:
-    """A duration as a timedelta or seconds (a number or a templated numeric string)."""
-    seconds = to_seconds(value, name, allow_none=True)
-    return None if seconds is None else dt.timedelta(seconds=seconds)
 
 
 class KafkaBatchConsumeOperator(BaseOperator):
@@ -166,32 +155,25 @@ class KafkaBatchConsumeOperator(BaseOperator):
         return topics
 
     def _max_duration_s(self) -> float | None:
-        duration = parse_duration(self.max_duration, "max_duration")
+        duration = to_timedelta(self.max_duration, "max_duration", error=KafkaWindowConfigError)
         return None if duration is None else duration.total_seconds()
 
     def _max_records(self) -> int | None:
-        if self.max_records is None or self.max_records == "":
-            return None
-        try:
-            count = int(self.max_records)
-        except (TypeError, ValueError):
-            raise ValueError(f"max_records={self.max_records!r} is not a whole number") from None
-        if count <= 0:
-            raise ValueError(f"max_records must be positive, got {count}")
-        return count
+        return to_optional_int(self.max_records, "max_records", positive=True, error=KafkaWindowConfigError)
 
     def _window(self, context: Context) -> TimeWindow:
         # The window sensor's resolution: same defaults, and a zero-length data interval (Airflow 3's
         # schedule="@daily") is refused with the fix instead of quietly reading nothing.
-        since, until = resolve_window(context, self.since, self.until)
-        return TimeWindow.from_datetimes(since, until, parse_duration(self.max_lateness, "max_lateness")
-                                         or dt.timedelta(0))
+        since, until = resolve_window(context, self.since, self.until, error=KafkaWindowConfigError)
+        max_lateness = to_timedelta(self.max_lateness, "max_lateness", error=KafkaWindowConfigError)
+        return TimeWindow.from_datetimes(since, until, max_lateness or dt.timedelta(0))
 
     def _output_path(self, context: Context) -> ObjectStoragePath:
         if self.output_uri:
             return staging.as_path(self.output_uri)
         if self.group_id is None:
-            label = staging.interval_label(*resolve_window(context, self.since, self.until))
+            label = staging.interval_label(*resolve_window(context, self.since, self.until,
+                                                           error=KafkaWindowConfigError))
         else:
             # A group batch has no window; name it by when the run was due (still not the run id).
             dag_run = context.get("dag_run")
@@ -201,12 +183,9 @@ class KafkaBatchConsumeOperator(BaseOperator):
                                    filename="raw.ion", base=self.staging_base)
 
     def _consumer_config(self, group_mode: bool) -> dict[str, Any]:
-        from airflow.providers.apache.kafka.hooks.consume import KafkaConsumerHook
-
-        hook = KafkaConsumerHook(self.topic_list, kafka_config_id=self.kafka_config_id)
-        # The hook's own config building (callbacks, managed OAuth) applies unchanged; only the
-        # consumer settings this operator relies on are overridden.
-        config = dict(hook._build_config())
+        # The connection's config as the official hooks build it (callbacks, managed OAuth); only
+        # the consumer settings this operator relies on are overridden.
+        config = connection_config(self.kafka_config_id)
         config.update({"enable.auto.commit": False, "enable.auto.offset.store": False,
                        "enable.partition.eof": False})
         if group_mode:
@@ -222,7 +201,9 @@ class KafkaBatchConsumeOperator(BaseOperator):
     # -- execute -----------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> str:
-        from airflow_provider_logproc.consume.loop import DeadLetters, ReadLimits, make_encoder
+        from airflow_provider_logproc.consume.dead_letters import DeadLetters
+        from airflow_provider_logproc.consume.encoders import make_encoder
+        from airflow_provider_logproc.consume.loop import ReadLimits
 
         output = self._output_path(context)
         dead_letter_path = staging.sibling(output, DEAD_LETTER_SUFFIX)
@@ -282,7 +263,8 @@ class KafkaBatchConsumeOperator(BaseOperator):
     def _read_group(self, consumer: Consumer, output: ObjectStoragePath, encoder: Any,
                     dead_letters: DeadLetters, limits: ReadLimits,
                     dead_letter_path: ObjectStoragePath) -> list[PartitionStats]:
-        from airflow_provider_logproc.consume.loop import PartitionSpools, Progress, read_group_batch
+        from airflow_provider_logproc.consume.group_batch import PartitionSpools, read_group_batch
+        from airflow_provider_logproc.consume.loop import Progress
 
         consumer.subscribe(self.topic_list)
         spools = PartitionSpools()

@@ -22,22 +22,28 @@ from airflow.providers.common.compat.sdk import (
     conf,
 )
 
-from airflow_provider_logproc.kafka_progress import (
+from airflow_provider_logproc._templating import normalize_topics, resolve_window, to_seconds
+from airflow_provider_logproc.kafka.progress import (
     KafkaUnavailableError,
     KafkaWindowConfigError,
     WindowProgress,
     build_consumer_config,
     check_window,
-    normalize_topics,
-    resolve_window,
     timeout_message,
-    to_seconds,
 )
 from airflow_provider_logproc.triggers.kafka import KafkaWindowCompleteTrigger
 
 # The deferral timeout is only a safety net behind the trigger's own deadline (which gives the
 # better message): it fires if the trigger cannot report, e.g. its triggerer is gone for good.
 _DEFERRAL_TIMEOUT_GRACE = dt.timedelta(minutes=5)
+
+
+class KafkaWindowTimeoutError(AirflowSensorTimeout):
+    """The window was not complete by the sensor's timeout; the message names the partitions behind.
+
+    A subclass so that ``execute`` can tell this sensor's own timeout from the generic one
+    ``BaseSensorOperator`` raises, by type rather than by the wording of Airflow core's message.
+    """
 
 
 class KafkaWindowCompleteSensor(BaseSensorOperator):
@@ -110,10 +116,12 @@ class KafkaWindowCompleteSensor(BaseSensorOperator):
 
     def _prepare(self, context: Context) -> None:
         """Check the rendered arguments once, before any request is made."""
-        self._topics = normalize_topics(self.topics)
-        self._window_start, self._window_end = resolve_window(context, self.since, self.until)
-        self._max_lateness = to_seconds(self.max_lateness, "max_lateness") or 0.0
-        self._idle_timeout = to_seconds(self.idle_timeout, "idle_timeout", allow_none=True)
+        self._topics = normalize_topics(self.topics, error=KafkaWindowConfigError)
+        self._window_start, self._window_end = resolve_window(context, self.since, self.until,
+                                                              error=KafkaWindowConfigError)
+        self._max_lateness = to_seconds(self.max_lateness, "max_lateness", error=KafkaWindowConfigError) or 0.0
+        self._idle_timeout = to_seconds(self.idle_timeout, "idle_timeout", allow_none=True,
+                                        error=KafkaWindowConfigError)
         self._config = build_consumer_config(self.kafka_config_id)
         self.log.info(
             "Waiting for Kafka window [%s, %s) on %s: each partition past until + %gs, or idle for %s",
@@ -160,7 +168,7 @@ class KafkaWindowCompleteSensor(BaseSensorOperator):
         if self._elapsed() >= self.timeout:
             message = self._timeout_message()
             self.log.error("%s", message)
-            raise AirflowSensorTimeout(message)
+            raise KafkaWindowTimeoutError(message)
         return False
 
     # -- entry points ----------------------------------------------------------------------------
@@ -173,11 +181,12 @@ class KafkaWindowCompleteSensor(BaseSensorOperator):
             self._started = first_reschedule.timestamp() if first_reschedule else time.time()
             try:
                 return super().execute(context)
+            except KafkaWindowTimeoutError:
+                raise
             except AirflowSensorTimeout as error:
-                if "run duration" not in str(error):
-                    raise
-                # BaseSensorOperator's generic timeout (it measured a hair later than poke() did).
-                raise AirflowSensorTimeout(self._timeout_message()) from error
+                # BaseSensorOperator's generic timeout (it measured a hair later than poke() did):
+                # the same verdict, told with the partitions still behind.
+                raise KafkaWindowTimeoutError(self._timeout_message()) from error
         progress = self._check()
         if progress is not None and progress.complete:
             self.log.info("Kafka window already complete on all %d partitions", len(progress.partitions))
@@ -199,14 +208,15 @@ class KafkaWindowCompleteSensor(BaseSensorOperator):
             raise AirflowException("KafkaWindowCompleteTrigger returned no event")
         status = event.get("status")
         if status == "complete":
-            self._window_start, self._window_end = resolve_window(context, self.since, self.until)
+            self._window_start, self._window_end = resolve_window(context, self.since, self.until,
+                                                                  error=KafkaWindowConfigError)
             self.log.info("Kafka window complete: %s", event["summary"])
             return self._result(event["summary"])
         if status == "timeout":
             # Logged here too: with soft_fail, resume_execution replaces it with a generic skip message.
             self.log.error("%s", event["message"])
-            raise AirflowSensorTimeout(event["message"])
+            raise KafkaWindowTimeoutError(event["message"])
         raise AirflowException(event.get("message") or f"unexpected trigger event {event!r}")
 
 
-__all__ = ["KafkaWindowCompleteSensor", "KafkaWindowConfigError"]
+__all__ = ["KafkaWindowCompleteSensor", "KafkaWindowConfigError", "KafkaWindowTimeoutError"]

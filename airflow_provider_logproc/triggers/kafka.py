@@ -22,13 +22,14 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_logproc.kafka_progress import (
+from airflow_provider_logproc._templating import to_utc_datetime
+from airflow_provider_logproc.kafka.progress import (
     KafkaUnavailableError,
+    KafkaWindowConfigError,
     WindowProgress,
     build_consumer_config,
     check_window,
     timeout_message,
-    to_utc_datetime,
 )
 
 
@@ -70,13 +71,14 @@ class KafkaWindowCompleteTrigger(BaseTrigger):
     ) -> None:
         super().__init__()
         self.topics = list(topics)
-        self.until = to_utc_datetime(until, "until")
-        self.since = None if since is None else to_utc_datetime(since, "since")
+        self.until = to_utc_datetime(until, "until", error=KafkaWindowConfigError)
+        self.since = None if since is None else to_utc_datetime(since, "since", error=KafkaWindowConfigError)
         self.kafka_config_id = kafka_config_id
         self.max_lateness = float(max_lateness)
         self.idle_timeout = None if idle_timeout is None else float(idle_timeout)
         self.poll_interval = float(poll_interval)
-        self.timeout_at = None if timeout_at is None else to_utc_datetime(timeout_at, "timeout_at")
+        self.timeout_at = (None if timeout_at is None
+                           else to_utc_datetime(timeout_at, "timeout_at", error=KafkaWindowConfigError))
         self.timeout = timeout
         self.partition_state = [dict(state) for state in partition_state or ()]
         self.request_timeout = float(request_timeout)

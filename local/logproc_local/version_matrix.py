@@ -56,7 +56,7 @@ for package in (airflow_provider_logproc, logproc_analyzer):
             continue  # DAG files: parsed below, by a DagBag
         importlib.import_module(module.name)
         names.append(module.name)
-import airflow_provider_logproc.consume.loop as consume_loop
+import airflow_provider_logproc.consume.encoders as consume_loop
 from logproc_analyzer import aggregate
 assert consume_loop.native_envelope is not None, "the consume C loop is not compiled into the wheel"
 assert aggregate.native_ingest is not None, "the analyzer C loop is not compiled into the wheel"

@@ -19,7 +19,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from airflow_provider_logproc.consume.ion_json import BARE_VALUE_MODEL
-from airflow_provider_logproc.consume.window import RetentionGapError
+from airflow_provider_logproc.kafka.window import RetentionGapError
 from airflow_provider_logproc.operators.kafka import DeadLetterThresholdError, KafkaBatchConsumeOperator
 from logproc_local import sample_logs
 
@@ -336,7 +336,7 @@ def _committed(bootstrap: str, topic: str, group: str, partitions: int) -> list[
 
 
 def test_unknown_topic_is_a_clear_error(kafka_broker, session_dir):
-    from airflow_provider_logproc.consume.window import WindowError
+    from airflow_provider_logproc.kafka.window import WindowError
 
     operator = KafkaBatchConsumeOperator(task_id="c", topics="no-such-topic-here", output_uri=str(session_dir / "x"),
                                          since=day_start(DAY1), until=day_start(DAY2))

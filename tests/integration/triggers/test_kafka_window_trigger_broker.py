@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
-from airflow_provider_logproc.kafka_progress import build_consumer_config, check_window
+from airflow_provider_logproc.kafka.progress import build_consumer_config, check_window
 from airflow_provider_logproc.triggers.kafka import KafkaWindowCompleteTrigger
 
 pytestmark = pytest.mark.integration
@@ -164,7 +164,7 @@ def test_two_copies_may_run_at_once_and_change_nothing_on_the_cluster(kafka_brok
 
 def test_unchanged_partitions_are_not_read_again(kafka_broker, kafka_topic, monkeypatch):
     """Known latest records are not fetched again: a check costs metadata + watermarks only."""
-    import airflow_provider_logproc.kafka_progress as progress_module
+    import airflow_provider_logproc.kafka.progress as progress_module
 
     topic = kafka_topic(partitions=2)
     produce(kafka_broker.bootstrap_servers, topic, [(0, UNTIL_MS + 1), (1, UNTIL_MS - 1)])

@@ -14,7 +14,7 @@ from airflow_provider_logproc.blob.names import InvalidBlobNameError, InvalidUpl
 from airflow_provider_logproc.blob.options import IfExists
 from airflow_provider_logproc.blob.request import BlobUploadRequest, UploadedBlob, build_manifest
 from airflow_provider_logproc.blob.split import Source
-from airflow_provider_logproc.operators.blob import BlobUploadOperator, optional_int, source_uris
+from airflow_provider_logproc.operators.blob import BlobUploadOperator, source_uris
 
 SOURCE = Source(uri="file:///tmp/in.jsonl", open=lambda: nullcontext(io.BytesIO(b"a\n")), size=2)
 
@@ -128,11 +128,3 @@ def test_operator_refuses_bad_static_arguments_at_parse_time():
     assert {"source", "container", "blob_name", "prefix"} <= set(operator.template_fields)
 
 
-def test_optional_int_reads_what_jinja_renders():
-    assert optional_int(None, "parts") is None
-    assert optional_int("None", "parts") is None
-    assert optional_int(4, "parts") == 4
-    assert optional_int(" 8 ", "parts") == 8
-    for bad in ("four", "4.5", True, 2.0):
-        with pytest.raises(InvalidUploadOptionError, match="parts must be a positive integer"):
-            optional_int(bad, "parts")

@@ -14,6 +14,7 @@ from amazon.ion import simpleion
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from airflow_provider_logproc.consume.encoders import BinaryEnvelopeEncoder, TextEnvelopeEncoder, make_encoder
 from airflow_provider_logproc.consume.envelope import (
     IonTimestampText,
     UndecodableRecord,
@@ -22,7 +23,6 @@ from airflow_provider_logproc.consume.envelope import (
     text_deserializer,
 )
 from airflow_provider_logproc.consume.ion_json import BARE_VALUE_MODEL
-from airflow_provider_logproc.consume.loop import BinaryEnvelopeEncoder, TextEnvelopeEncoder, make_encoder
 
 TS = 1_709_337_600_123  # 2024-03-02T00:00:00.123Z
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 from typing import Any
 
@@ -10,14 +9,7 @@ import orjson
 import pytest
 from amazon.ion import simpleion
 
-from airflow_provider_logproc.consume.ion_json import (
-    LOG_RECORD_FIELDS,
-    CorruptIonError,
-    RecordValidator,
-    convert_ion_to_json,
-    make_validator,
-    resolve_timezone,
-)
+from airflow_provider_logproc.consume.ion_json import CorruptIonError, convert_ion_to_json
 
 
 def convert(ion: bytes | str, **options: Any) -> tuple[bytes, list[dict[str, Any]], Any]:
@@ -104,22 +96,6 @@ def test_validation_of_required_fields_and_types():
     assert [line["index"] for line in invalid] == [1, 2, 3]
 
 
-def test_validator_specs():
-    required = RecordValidator(["a", "b"])
-    assert required.problems({"a": 0, "b": False}) is None
-    assert required.problems({"a": None}) == "missing a, b"
-    typed = RecordValidator({"n": ["integer", "null"], "x": "number"})
-    assert typed.problems({"n": None, "x": 1.5}) is None
-    assert typed.problems({"n": True, "x": 1}) == "n is boolean, expected integer or null"
-    assert make_validator(False) is None and make_validator(None) is None
-    with pytest.raises(ValueError, match="unknown type"):
-        RecordValidator({"n": "int"})
-    with pytest.raises(ValueError, match="names no fields"):
-        RecordValidator([])
-    with pytest.raises(ValueError, match="validate_records must be"):
-        RecordValidator("status")  # type: ignore[arg-type]
-
-
 def test_corrupt_ion_names_the_record_index_and_bytes():
     good = simpleion.dumps([{"value": i} for i in range(100)], binary=True, sequence_as_stream=True)
     with pytest.raises(CorruptIonError) as failure:
@@ -133,15 +109,9 @@ def test_corrupt_ion_names_the_record_index_and_bytes():
         convert("{value:")
 
 
-def test_unknown_time_zone():
-    with pytest.raises(ValueError, match="unknown time zone 'Mars/Base'"):
-        resolve_timezone("Mars/Base")
-    assert resolve_timezone("utc") is dt.UTC
-
-
 @pytest.mark.parametrize("size", [16 * 1024, 70 * 1024, 5 * 1024 * 1024])
 def test_long_values_in_text_and_binary_ion(size):
-    from airflow_provider_logproc.consume.loop import BinaryEnvelopeEncoder, TextEnvelopeEncoder
+    from airflow_provider_logproc.consume.encoders import BinaryEnvelopeEncoder, TextEnvelopeEncoder
 
     value = orjson.dumps({"path": "/" + "x" * size, "status": 200})
     for encoder in (TextEnvelopeEncoder("string", "json"), BinaryEnvelopeEncoder("string", "json")):
@@ -150,20 +120,3 @@ def test_long_values_in_text_and_binary_ion(size):
         out, _, result = convert(encoder.preamble() + encoder.drain())
         assert result.record_count == 2
         assert out.splitlines()[1] == value
-
-
-def test_the_validator_fast_path_agrees_with_the_full_check():
-    from decimal import Decimal
-
-    from amazon.ion.simple_types import IonPyInt
-
-    values = [None, True, 0, 7, IonPyInt.from_value(None, 5), 1.5, Decimal("1.50"), "x", "", {}, [], {"a": 1}]
-    specs: list[Any] = [True, ["status"], {"status": "integer"}, {"status": ["number", "null"]}, {"status": "boolean"},
-                        {"status": "object", "path": "string"}]
-    for spec in specs:
-        validator = RecordValidator(LOG_RECORD_FIELDS if spec is True else spec)
-        for value in values:
-            for record in ({"status": value}, {"status": value, "path": "/"}, {"path": value}, {}, value):
-                base = {"timestamp": 1, "client_ip": "1.2.3.4", "method": "GET", "path": "/", "status": 200}
-                for candidate in (record, {**base, **record} if isinstance(record, dict) else record):
-                    assert validator.problems(candidate) == validator._problems(candidate), (spec, candidate)

@@ -18,9 +18,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_logproc.consume import ion_json
+from airflow_provider_logproc.consume import ion_json, ion_values
+from airflow_provider_logproc.consume.encoders import make_encoder
 from airflow_provider_logproc.consume.ion_json import CorruptIonError, convert_ion_to_json
-from airflow_provider_logproc.consume.loop import make_encoder
 
 HEAD = b'{topic:"logs",partition:0,offset:7,timestamp:2024-06-01T10:20:30.405Z,key:"web-1",value:'
 TAIL = b",headers:[]}"
@@ -64,7 +64,7 @@ def _no_default(value: Any) -> Any:
 
 def as_json_text(value: Any, style: str) -> bytes:
     """The same value written canonically (orjson) or as other producers write it."""
-    canonical = ion_json.dumps_json(value, _no_default, 0)  # integers of any size, like Ion's
+    canonical = ion_values.dumps_json(value, _no_default, 0)  # integers of any size, like Ion's
     if style == "orjson":
         return canonical
     plain = json.loads(canonical)

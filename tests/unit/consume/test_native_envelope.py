@@ -16,11 +16,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from airflow_provider_logproc.consume import encoders as encoders_module
 from airflow_provider_logproc.consume import loop as loop_module
-from airflow_provider_logproc.consume.loop import TextEnvelopeEncoder, window_batch_python
-from airflow_provider_logproc.consume.window import TimeWindow
+from airflow_provider_logproc.consume.encoders import TextEnvelopeEncoder
+from airflow_provider_logproc.consume.loop import window_batch_python
+from airflow_provider_logproc.kafka.window import TimeWindow
 
-native = loop_module.native_envelope
+native = encoders_module.native_envelope
 needs_native = pytest.mark.skipif(native is None, reason="the C loop is not built here")
 
 
@@ -200,8 +202,9 @@ class FakeConsumer:
 def test_a_window_read_takes_both_loops_without_cyclic_gc(monkeypatch: pytest.MonkeyPatch) -> None:
     import gc
 
-    from airflow_provider_logproc.consume.loop import DeadLetters, ReadLimits, read_window
-    from airflow_provider_logproc.consume.window import PartitionPlan
+    from airflow_provider_logproc.consume.dead_letters import DeadLetters
+    from airflow_provider_logproc.consume.loop import ReadLimits, read_window
+    from airflow_provider_logproc.kafka.window import PartitionPlan
 
     seen: list[tuple[str, bool]] = []
     real_c, real_python = TextEnvelopeEncoder.window_batch, loop_module.window_batch_python

@@ -16,7 +16,7 @@ from airflow_provider_logproc.consume.parallel import (
     choose_workers,
     config_is_portable,
 )
-from airflow_provider_logproc.consume.window import PartitionPlan, RetentionGapError, TimeWindow
+from airflow_provider_logproc.kafka.window import PartitionPlan, RetentionGapError, TimeWindow
 
 CONFIG = {"bootstrap.servers": "127.0.0.1:1", "group.id": "g", "enable.auto.commit": False}
 

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from airflow_provider_logproc.operators.kafka import KafkaBatchConsumeOperator, parse_duration, parse_moment
+from airflow_provider_logproc.operators.kafka import KafkaBatchConsumeOperator
 
 START = dt.datetime(2024, 3, 2, tzinfo=dt.UTC)
 END = dt.datetime(2024, 3, 3, tzinfo=dt.UTC)
@@ -31,22 +31,6 @@ def test_template_fields_cover_what_users_template():
 def test_bad_arguments_fail_when_the_dag_is_parsed(kwargs, message):
     with pytest.raises(ValueError, match=message):
         KafkaBatchConsumeOperator(task_id="c", topics="t", **kwargs)
-
-
-def test_durations_and_moments_from_templates():
-    assert parse_duration("900", "max_lateness") == dt.timedelta(minutes=15)
-    assert parse_duration(1.5, "x") == dt.timedelta(seconds=1.5)
-    assert parse_duration(dt.timedelta(hours=1), "x") == dt.timedelta(hours=1)
-    assert parse_duration(None, "x") is None and parse_duration("", "x") is None
-    with pytest.raises(ValueError, match="max_lateness='soon' is not a duration"):
-        parse_duration("soon", "max_lateness")
-    with pytest.raises(ValueError, match="must not be negative"):
-        parse_duration("-1", "x")
-    assert parse_moment("2024-03-02T00:00:00+00:00", "since") == START
-    assert parse_moment("2024-03-02T00:00:00", "since") == START  # naive means UTC
-    assert parse_moment(None, "since") is None
-    with pytest.raises(ValueError, match="since='yesterday' is not an ISO-8601"):
-        parse_moment("yesterday", "since")
 
 
 def test_window_defaults_to_the_data_interval_and_lateness_from_a_template():

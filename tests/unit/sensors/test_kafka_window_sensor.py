@@ -8,8 +8,8 @@ import inspect
 import pytest
 from airflow.providers.common.compat.sdk import AirflowException, AirflowSensorTimeout, AirflowSkipException, Context
 
-from airflow_provider_logproc.kafka_progress import KafkaWindowConfigError
-from airflow_provider_logproc.sensors.kafka import KafkaWindowCompleteSensor
+from airflow_provider_logproc.kafka.progress import KafkaWindowConfigError
+from airflow_provider_logproc.sensors.kafka import KafkaWindowCompleteSensor, KafkaWindowTimeoutError
 
 DAY = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 # A stand-in for Airflow's task context: only the data interval, as plain datetimes.
@@ -68,3 +68,49 @@ def test_soft_fail_turns_the_timeout_into_a_skip():
 def test_error_event_fails_the_task():
     with pytest.raises(AirflowException, match="does not exist"):
         sensor().execute_complete(CONTEXT, {"status": "error", "message": "topic 'x' does not exist"})
+
+
+class _StillBehind:
+    """A check result that never completes (what _check returns while partitions are behind)."""
+
+    complete = False
+
+
+def _poke_mode_sensor(monkeypatch, *, elapsed: float) -> KafkaWindowCompleteSensor:
+    """A poke-mode sensor whose checks are always behind; no broker, no connection."""
+    from airflow_provider_logproc.kafka.progress import timeout_message
+
+    waiting = sensor(timeout=0.0, poke_interval=0.0)
+
+    def prepare(context):
+        waiting._topics, waiting._window_start, waiting._window_end = ["logs"], DAY, DAY + dt.timedelta(days=1)
+
+    monkeypatch.setattr(waiting, "_prepare", prepare)
+    monkeypatch.setattr(waiting, "_check", lambda: _StillBehind())
+    monkeypatch.setattr(waiting, "_elapsed", lambda: elapsed)
+    monkeypatch.setattr(waiting, "_timeout_message", lambda: timeout_message(
+        topics=["logs"], window_start=DAY, window_end=DAY + dt.timedelta(days=1), timeout=0.0, progress=None,
+        last_error="still behind"))
+    return waiting
+
+
+class _Ti:
+    def get_first_reschedule_date(self, context):
+        return None
+
+
+def test_core_generic_timeout_is_retold_with_the_window_whatever_its_wording(monkeypatch):
+    # poke() does not time out itself (its clock reads -1 s), so BaseSensorOperator's own timeout
+    # fires: whatever core's message says, the task fails with the sensor's message.
+    waiting = _poke_mode_sensor(monkeypatch, elapsed=-1.0)
+    with pytest.raises(KafkaWindowTimeoutError, match=r"Kafka window \[.*still behind") as caught:
+        waiting.execute({**CONTEXT, "ti": _Ti()})  # type: ignore[typeddict-item]
+    assert type(caught.value.__cause__) is AirflowSensorTimeout
+
+
+def test_own_timeout_from_poke_passes_through_unchanged(monkeypatch):
+    waiting = _poke_mode_sensor(monkeypatch, elapsed=10.0)
+    with pytest.raises(KafkaWindowTimeoutError, match="still behind") as caught:
+        waiting.execute({**CONTEXT, "ti": _Ti()})  # type: ignore[typeddict-item]
+    assert caught.value.__cause__ is None
+    assert isinstance(caught.value, AirflowSensorTimeout)  # what soft_fail and callers catch

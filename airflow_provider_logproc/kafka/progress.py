@@ -13,8 +13,8 @@ and a rebuilt trigger resumes the idle clock where it was instead of restarting 
 
 The module has two halves:
 
-* pure functions (:func:`evaluate`, :func:`resolve_window`, the coercions) with no I/O, unit-tested
-  on their own;
+* pure functions (:func:`evaluate`, the state and its messages) with no I/O, unit-tested on their
+  own (the sensor's arguments are coerced by :mod:`airflow_provider_logproc._templating`);
 * one blocking function (:func:`observe_partitions`) that asks the cluster for metadata and
   watermarks and reads the latest record of each partition with a short-lived *assigned* consumer
   (no group join, no commit: checking never changes anything on the cluster).
@@ -30,6 +30,9 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
+
+from airflow_provider_logproc.kafka.config import connection_config
+from airflow_provider_logproc.kafka.window import to_epoch_ms
 
 # confluent_kafka is imported where a check runs, not here: the sensor and trigger import this
 # module when a DAG file is parsed, and parsing must stay cheap.
@@ -72,95 +75,7 @@ class KafkaWindowConfigError(ValueError):
 
 
 # --------------------------------------------------------------------------------------------------
-# Window and argument coercion (pure)
-
-
-def to_utc_datetime(value: Any, name: str) -> dt.datetime:
-    """A datetime (or ISO-8601 string, as templates render) as an aware UTC datetime.
-
-    Naive values are taken as UTC, as Airflow does with its default timezone.
-    """
-    if isinstance(value, dt.datetime):
-        moment = value
-    elif isinstance(value, str):
-        try:
-            moment = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError:
-            raise KafkaWindowConfigError(
-                f"{name}={value!r} is not an ISO-8601 datetime (e.g. 2026-01-02T00:00:00+00:00)") from None
-    else:
-        raise KafkaWindowConfigError(f"{name} must be a datetime or an ISO-8601 string, got {type(value).__name__}")
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return moment.astimezone(dt.UTC)
-
-
-def to_seconds(value: Any, name: str, *, allow_none: bool = False) -> float | None:
-    """A duration (timedelta, seconds as a number, or a number rendered by a template) in seconds."""
-    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
-        if allow_none:
-            return None
-        raise KafkaWindowConfigError(f"{name} must be a duration, got None")
-    if isinstance(value, dt.timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, bool):
-        raise KafkaWindowConfigError(f"{name} must be a duration (timedelta or seconds), got {value!r}")
-    elif isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        try:
-            seconds = float(value)
-        except ValueError:
-            raise KafkaWindowConfigError(
-                f"{name}={value!r} is not a duration: give a timedelta or a number of seconds") from None
-    else:
-        raise KafkaWindowConfigError(
-            f"{name} must be a duration (timedelta or seconds), got {type(value).__name__}")
-    if seconds < 0:
-        raise KafkaWindowConfigError(f"{name} must not be negative, got {seconds} s")
-    return seconds
-
-
-def resolve_window(context: Mapping[str, Any], since: Any, until: Any) -> tuple[dt.datetime, dt.datetime]:
-    """The window ``[since, until)``; either edge defaults to the DAG run's data interval.
-
-    The same defaults as ``KafkaBatchConsumeOperator``, so a sensor and the consume task placed
-    one after the other cover the same records without repeating arguments.
-    """
-    # An empty string is "not given" too: what a template such as "{{ params.until or '' }}" renders.
-    since = None if since == "" else since
-    until = None if until == "" else until
-    since_value = context.get("data_interval_start") if since is None else since
-    until_value = context.get("data_interval_end") if until is None else until
-    for name, value, given in (("since", since_value, since), ("until", until_value, until)):
-        if value is None and given is None:
-            raise KafkaWindowConfigError(
-                f"{name} was not given and this DAG run has no data interval (manual or asset-triggered "
-                f"run?): pass {name}= explicitly")
-    window_start = to_utc_datetime(since_value, "since")
-    window_end = to_utc_datetime(until_value, "until")
-    if window_start >= window_end:
-        hint = ""
-        if window_start == window_end and since is None and until is None:
-            hint = (" — the DAG run's data interval has zero length: in Airflow 3 schedule='@daily' gives "
-                    "point intervals; use CronDataIntervalTimetable('@daily', timezone='UTC')")
-        raise KafkaWindowConfigError(
-            f"empty window: since {window_start.isoformat()} is not before until {window_end.isoformat()}{hint}")
-    return window_start, window_end
-
-
-def normalize_topics(topics: Any) -> list[str]:
-    """Topics as a list of names; a string is one topic name, as for ``KafkaBatchConsumeOperator``."""
-    if isinstance(topics, str):
-        names = [topics.strip()]
-    elif isinstance(topics, Iterable):
-        names = [str(name).strip() for name in topics]
-    else:
-        raise KafkaWindowConfigError(f"topics must be a list of topic names, got {type(topics).__name__}")
-    names = [name for name in names if name]
-    if not names:
-        raise KafkaWindowConfigError("topics is empty: name at least one topic")
-    return list(dict.fromkeys(names))
+# Messages (pure)
 
 
 def format_timestamp_ms(timestamp_ms: int | None) -> str:
@@ -168,10 +83,6 @@ def format_timestamp_ms(timestamp_ms: int | None) -> str:
         return "none"
     moment = dt.datetime.fromtimestamp(timestamp_ms / 1000, tz=dt.UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def to_epoch_ms(moment: dt.datetime) -> int:
-    return int(moment.timestamp() * 1000)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -338,14 +249,8 @@ def probe_consumer_config(connection_config: Mapping[str, Any]) -> dict[str, Any
 
 
 def build_consumer_config(kafka_config_id: str) -> dict[str, Any]:
-    """Read the official ``kafka`` connection exactly as the apache-kafka provider's hooks do.
-
-    ``KafkaBaseHook._build_config`` resolves allow-listed callbacks and adds managed OAuth token
-    callbacks (Google Managed Kafka, Amazon MSK IAM), so the sensor connects like the consume task.
-    """
-    from airflow.providers.apache.kafka.hooks.base import KafkaBaseHook
-
-    return probe_consumer_config(KafkaBaseHook(kafka_config_id=kafka_config_id)._build_config())
+    """Return the connection's config for a probe consumer: the sensor connects like the consume task."""
+    return probe_consumer_config(connection_config(kafka_config_id))
 
 
 def _bootstrap(config: Mapping[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""The pure half of airflow_provider_logproc.kafka_progress: window defaults, coercions, the verdict."""
+"""The pure half of airflow_provider_logproc.kafka.progress: the verdict, its state and messages."""
 
 from __future__ import annotations
 
@@ -6,19 +6,15 @@ import datetime as dt
 
 import pytest
 
-from airflow_provider_logproc.kafka_progress import (
+from airflow_provider_logproc.kafka.progress import (
     KafkaWindowConfigError,
     PartitionObservation,
     PartitionProgress,
     evaluate,
     format_timestamp_ms,
-    normalize_topics,
     probe_consumer_config,
-    resolve_window,
     state_by_partition,
     timeout_message,
-    to_seconds,
-    to_utc_datetime,
 )
 
 DAY = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
@@ -35,81 +31,6 @@ def seen(partition: int, high: int, latest_ms: int | None, *, low: int = 0,
 def judge(observations, previous=None, *, idle_timeout=60.0, now=1_000.0, threshold_ms=UNTIL_MS):
     return evaluate(observations, state_by_partition(previous), topics=["logs"], threshold_ms=threshold_ms,
                     idle_timeout=idle_timeout, now=now)
-
-
-# -- window defaults line up with the consume operator's -------------------------------------------
-
-
-def test_window_defaults_to_the_data_interval():
-    context = {"data_interval_start": DAY, "data_interval_end": NEXT_DAY}
-    assert resolve_window(context, None, None) == (DAY, NEXT_DAY)
-
-
-def test_window_takes_explicit_edges_as_rendered_template_strings():
-    context = {"data_interval_start": DAY, "data_interval_end": NEXT_DAY}
-    start, end = resolve_window(context, "2026-03-01T06:00:00Z", "2026-03-01 12:00:00+01:00")
-    assert start == DAY + dt.timedelta(hours=6)
-    assert end == DAY + dt.timedelta(hours=11)
-    assert end.tzinfo == dt.UTC
-
-
-def test_empty_rendered_edges_mean_the_default():
-    context = {"data_interval_start": DAY, "data_interval_end": NEXT_DAY}
-    assert resolve_window(context, "", "") == (DAY, NEXT_DAY)
-
-
-def test_naive_edges_are_utc():
-    assert to_utc_datetime(dt.datetime(2026, 3, 1), "until") == DAY
-
-
-def test_zero_length_data_interval_names_the_airflow_3_cause():
-    context = {"data_interval_start": DAY, "data_interval_end": DAY}
-    with pytest.raises(KafkaWindowConfigError, match="CronDataIntervalTimetable"):
-        resolve_window(context, None, None)
-
-
-def test_window_without_data_interval_asks_for_explicit_edges():
-    with pytest.raises(KafkaWindowConfigError, match="until was not given"):
-        resolve_window({"data_interval_start": DAY, "data_interval_end": None}, None, None)
-
-
-def test_reversed_window_is_refused():
-    with pytest.raises(KafkaWindowConfigError, match="not before until"):
-        resolve_window({}, NEXT_DAY, DAY)
-
-
-def test_bad_datetime_string_names_the_argument():
-    with pytest.raises(KafkaWindowConfigError, match="until='yesterday'"):
-        resolve_window({}, DAY, "yesterday")
-
-
-# -- coercions ------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("value", "expected"), [
-    (dt.timedelta(minutes=2), 120.0), (30, 30.0), (1.5, 1.5), ("45", 45.0), ("0", 0.0)])
-def test_durations(value, expected):
-    assert to_seconds(value, "max_lateness") == expected
-
-
-@pytest.mark.parametrize("value", [-1, "soon", True, [1]])
-def test_bad_durations_name_the_argument(value):
-    with pytest.raises(KafkaWindowConfigError, match="idle_timeout"):
-        to_seconds(value, "idle_timeout", allow_none=True)
-
-
-def test_none_duration_only_where_allowed():
-    assert to_seconds(None, "idle_timeout", allow_none=True) is None
-    assert to_seconds("None", "idle_timeout", allow_none=True) is None  # a template rendering None
-    with pytest.raises(KafkaWindowConfigError, match="max_lateness"):
-        to_seconds(None, "max_lateness")
-
-
-def test_topics():
-    assert normalize_topics("logs") == ["logs"]
-    assert normalize_topics(["a", "b", "a"]) == ["a", "b"]
-    with pytest.raises(KafkaWindowConfigError, match="topics is empty"):
-        normalize_topics([])
 
 
 def test_probe_consumer_never_commits_and_keeps_the_connection_settings():

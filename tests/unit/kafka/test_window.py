@@ -7,7 +7,7 @@ import datetime as dt
 import pendulum
 import pytest
 
-from airflow_provider_logproc.consume.window import (
+from airflow_provider_logproc.kafka.window import (
     PartitionStats,
     TimeWindow,
     WindowError,
