@@ -7,7 +7,6 @@ spec and field they come from.
 
 from __future__ import annotations
 
-import ast
 import math
 import posixpath
 import re
@@ -17,6 +16,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from airflow_provider_logproc._templating import from_rendered_list
 from airflow_provider_logproc.azure_batch.errors import BatchSpecError
 from airflow_provider_logproc.azure_batch.ids import validate_batch_id
 
@@ -311,15 +311,9 @@ def _unique_ids(tasks: list[dict[str, Any]], where: str) -> list[dict[str, Any]]
 def normalize_inputs(value: Any) -> list[str]:
     """The fan-out inputs as a list of URLs: a list, a JSON/Python list literal (templated), or a
     mapping from the upload step holding them under ``uris``/``parts``/``blobs``."""
+    value = from_rendered_list(value, "fan_out_inputs", error=BatchSpecError)
     if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            try:
-                value = ast.literal_eval(text)
-            except (ValueError, SyntaxError):
-                raise BatchSpecError("fan_out_inputs: cannot read this string as a list of URLs") from None
-        else:
-            value = [text]
+        value = [value.strip()]
     if isinstance(value, Mapping):
         for key in ("uris", "parts", "blobs", "urls"):
             if isinstance(value.get(key), list):

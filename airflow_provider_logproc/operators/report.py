@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
+from airflow_provider_logproc._templating import from_rendered_list
 from airflow_provider_logproc.reporting.accounting import accounting, compare_with_previous, count_reasons
 from airflow_provider_logproc.reporting.volume import (
     DEFAULT_MIN_RECORDS,
@@ -206,14 +207,11 @@ class LogAnalysisReportOperator(BaseOperator):
         import orjson
         from azure.core.exceptions import ResourceNotFoundError
 
-        prefixes = self.baseline_prefixes
+        prefixes = from_rendered_list(self.baseline_prefixes, f"{self.task_id}: baseline_prefixes", error=ValueError)
         if prefixes is None:
             return {}
         if isinstance(prefixes, str):
-            raise ValueError(
-                f"{self.task_id}: baseline_prefixes must be a list of blob prefixes, got the string {prefixes[:80]!r} "
-                "(render the DAG's templates as native objects: render_template_as_native_obj=True)"
-            )
+            prefixes = [prefixes]
         found: dict[str, dict[str, Any] | None] = {}
         for earlier in prefixes:
             name = f"{str(earlier).strip('/')}/{SUMMARY_NAME}"
