@@ -49,3 +49,42 @@ def operator_lineage(inputs: list[Any], outputs: list[Any]) -> Any:
     from airflow.providers.openlineage.extractors import OperatorLineage
 
     return OperatorLineage(inputs=inputs, outputs=outputs)
+
+
+def staging_dataset(uri: str, *, output: bool = False, row_count: int | None = None) -> Any:
+    """A dataset for a staging file (``file://`` path, or ``abfs://conn@container/path``)."""
+    from urllib.parse import urlsplit
+
+    from airflow.providers.common.compat.openlineage.facet import (
+        Dataset,
+        OutputDataset,
+        OutputStatisticsOutputDatasetFacet,
+    )
+
+    parts = urlsplit(uri)
+    container = parts.netloc.rsplit("@", 1)[-1]  # an ObjectStoragePath URL may name its connection
+    namespace = "file" if parts.scheme in ("", "file") else f"{parts.scheme}://{container}"
+    if not output:
+        return Dataset(namespace=namespace, name=parts.path or "/")
+    facets: dict[str, Any] = {}
+    if row_count is not None:
+        facets["outputStatistics"] = OutputStatisticsOutputDatasetFacet(rowCount=row_count)
+    return OutputDataset(namespace=namespace, name=parts.path or "/", outputFacets=facets)
+
+
+def kafka_window_input(bootstrap_servers: str, topic: str, *, read: int, dead_letters: int) -> Any:
+    """A topic read for a window: how many records it held, and whether they all decoded (data quality)."""
+    from airflow.providers.common.compat.openlineage.facet import InputDataset
+    from openlineage.client.facet_v2 import data_quality_assertions_dataset, data_quality_metrics_input_dataset
+
+    dataset = kafka_dataset(bootstrap_servers, topic)
+    assertion = data_quality_assertions_dataset.Assertion(
+        assertion="every record decodes", success=dead_letters == 0, expected="0", actual=str(dead_letters),
+        description="records that could not be decoded are kept aside as dead letters, not analysed")
+    facets: dict[str, Any] = {
+        "dataQualityAssertions": data_quality_assertions_dataset.DataQualityAssertionsDatasetFacet(
+            assertions=[assertion])}
+    input_facets: dict[str, Any] = {
+        "dataQualityMetrics": data_quality_metrics_input_dataset.DataQualityMetricsInputDatasetFacet(
+            columnMetrics={}, rowCount=read + dead_letters)}
+    return InputDataset(namespace=dataset.namespace, name=dataset.name, facets=facets, inputFacets=input_facets)

@@ -122,6 +122,8 @@ class BlobUploadOperator(BaseOperator):
         self.wasb_conn_id = wasb_conn_id
         self.source_conn_id = source_conn_id
         self.block_size = block_size
+        # (source URIs, [(blob URL, records, bytes)]) once uploaded, for OpenLineage.
+        self._lineage: tuple[list[str], list[tuple[str, int, int]]] = ([], [])
 
     def execute(self, context: Context) -> list[str]:
         request = BlobUploadRequest(
@@ -151,7 +153,18 @@ class BlobUploadOperator(BaseOperator):
         result = upload(service, request, log=self.log)
         push_xcoms(context["ti"], manifest_uri=result.manifest_url, record_count=result.record_count,
                    content_fingerprint=result.content_fingerprint)
+        self._lineage = ([source.uri for source in request.sources],
+                         [(blob.url, blob.records, blob.size) for blob in result.blobs])
         return result.blob_urls
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Inputs: the staged sources; outputs: the blobs written, with their record counts and sizes."""
+        from airflow_provider_logproc.lineage.datasets import blob_dataset, operator_lineage, staging_dataset
+
+        sources, blobs = self._lineage
+        inputs = [staging_dataset(uri) for uri in sources]
+        outputs = [blob_dataset(url, output=True, row_count=records, size=size) for url, records, size in blobs]
+        return operator_lineage(inputs, outputs)
 
 
 def source_uris(source: Any) -> list[str]:

@@ -144,6 +144,8 @@ class KafkaBatchConsumeOperator(BaseOperator):
         if workers is not None and workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self.workers = workers
+        # What execute read and wrote, for OpenLineage (bootstrap, output, records, dead letters).
+        self._lineage: dict[str, Any] | None = None
 
     # -- helpers -----------------------------------------------------------------------------------
 
@@ -228,6 +230,9 @@ class KafkaBatchConsumeOperator(BaseOperator):
         elapsed = time.monotonic() - started
         self.log.info("wrote %d records (%d dead letters) to %s in %.1f s (%.0f records/s)",
                       record_count, dead_letters.count, output, elapsed, record_count / elapsed if elapsed else 0)
+        self._lineage = {"bootstrap": str(config.get("bootstrap.servers", "")), "output": str(output),
+                         "records": record_count, "dead_letters": dead_letters.count,
+                         "dead_letter_uri": str(dead_letter_path) if dead_letters.count else None}
         push_xcoms(context["ti"], record_count=record_count, dead_letter_count=dead_letters.count,
                    dead_letter_uri=str(dead_letter_path) if dead_letters.count else None,
                    partition_offsets=[s.as_dict() for s in stats])
@@ -285,6 +290,21 @@ class KafkaBatchConsumeOperator(BaseOperator):
             self.log.info("committed offsets for group %s: %s", self.group_id,
                           ", ".join(f"{tp.topic}[{tp.partition}]={tp.offset}" for tp in offsets))
         return [batch.stats[key] for key in sorted(batch.stats)]
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Inputs: the topics' window (record count, decodability); outputs: the Ion file and dead letters."""
+        from airflow_provider_logproc.lineage.datasets import kafka_window_input, operator_lineage, staging_dataset
+
+        done = self._lineage
+        if not done:
+            return operator_lineage([], [])
+        # Per-topic counts are not kept: the window's totals go on each topic read.
+        inputs = [kafka_window_input(done["bootstrap"], topic, read=done["records"], dead_letters=done["dead_letters"])
+                  for topic in self.topic_list]
+        outputs = [staging_dataset(done["output"], output=True, row_count=done["records"])]
+        if done["dead_letter_uri"]:
+            outputs.append(staging_dataset(done["dead_letter_uri"], output=True, row_count=done["dead_letters"]))
+        return operator_lineage(inputs, outputs)
 
     def _publish_dead_letters(self, dead_letters: DeadLetters, path: ObjectStoragePath, good: int) -> None:
         if not dead_letters.count:

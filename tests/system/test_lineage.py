@@ -27,7 +27,7 @@ DAY = dt.date(2026, 4, 2)
 def test_a_daily_run_emits_lineage_from_the_parts_to_the_report(kafka_broker, azurite, batch_service, airflow_db,
                                                                   kafka_topic, tmp_path):
     topic = kafka_topic(partitions=3)
-    records = list(sample_logs.generate(DAY, 400, seed=9))
+    records = list(sample_logs.generate(DAY, 400, seed=9, bad_share=0.05))
     sample_logs.produce(records, topic, {"bootstrap.servers": kafka_broker.bootstrap_servers}, partitions=3)
     events_file = tmp_path / "openlineage.jsonl"
     env = {
@@ -48,6 +48,21 @@ def test_a_daily_run_emits_lineage_from_the_parts_to_the_report(kafka_broker, az
     complete = {event["job"]["name"]: event for event in events if event["eventType"] == "COMPLETE"}
     day_path = f"{topic}/{DAY:%Y/%m/%d}"
 
+    consume = complete["logproc_daily.consume"]
+    [read] = consume["inputs"]
+    assert (read["namespace"], read["name"]) == (f"kafka://{kafka_broker.bootstrap_servers}", topic)
+    assert read["inputFacets"]["dataQualityMetrics"]["rowCount"] == len(records)
+    [decodes] = read["facets"]["dataQualityAssertions"]["assertions"]
+    dead = {d["name"].rsplit("/", 1)[-1]: d for d in consume["outputs"]}
+    dead_letters = dead["raw.dead-letter.jsonl"]["outputFacets"]["outputStatistics"]["rowCount"]
+    assert decodes["success"] is False and decodes["actual"] == str(dead_letters) and dead_letters > 0
+    assert dead["raw.ion"]["outputFacets"]["outputStatistics"]["rowCount"] == len(records) - dead_letters
+
+    upload = complete["logproc_daily.upload_parts"]
+    assert [d["name"].rsplit("/", 1)[-1] for d in upload["inputs"]] == ["raw.jsonl"]
+    parts = {d["name"]: d["outputFacets"]["outputStatistics"]["rowCount"] for d in upload["outputs"]}
+    assert set(parts) == {f"{day_path}/part-{index:05d}.jsonl" for index in range(2)}
+
     analyze = complete["logproc_daily.analyze"]
     assert {(d["namespace"], d["name"]) for d in analyze["inputs"]} == {
         ("wasbs://logs@devstoreaccount1", f"{day_path}/part-{index:05d}.jsonl") for index in range(2)}
@@ -58,4 +73,5 @@ def test_a_daily_run_emits_lineage_from_the_parts_to_the_report(kafka_broker, az
     assert {d["name"] for d in report["inputs"]} == {d["name"] for d in analyze["outputs"]}
     outputs = {d["name"]: d for d in report["outputs"]}
     assert set(outputs) == {f"{day_path}/summary.json", f"{day_path}/report.html"}
-    assert outputs[f"{day_path}/summary.json"]["outputFacets"]["outputStatistics"]["rowCount"] == len(records)
+    # The lines analysed: what the parts held.
+    assert outputs[f"{day_path}/summary.json"]["outputFacets"]["outputStatistics"]["rowCount"] == sum(parts.values())
