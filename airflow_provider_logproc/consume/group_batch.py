@@ -6,7 +6,7 @@ import logging
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 from confluent_kafka import Consumer, TopicPartition
@@ -52,6 +52,7 @@ class PartitionSpools:
 class GroupBatch:
     stats: dict[tuple[str, int], PartitionStats]
     next_offsets: dict[tuple[str, int], int]  # what to commit: last read offset + 1 per partition
+    first_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
 
     @property
     def record_count(self) -> int:
@@ -60,6 +61,11 @@ class GroupBatch:
     def commit_offsets(self) -> list[TopicPartition]:
         return [TopicPartition(topic, partition, offset)
                 for (topic, partition), offset in sorted(self.next_offsets.items())]
+
+    def ranges(self) -> list[dict[str, Any]]:
+        """The offsets read, ``[start, end)`` per partition: what a rerun of the same run must read again."""
+        return [{"topic": topic, "partition": partition, "start": self.first_offsets[(topic, partition)],
+                 "end": end} for (topic, partition), end in sorted(self.next_offsets.items())]
 
 
 def read_group_batch(
@@ -103,34 +109,84 @@ def read_group_batch(
             if not assignment and time.monotonic() - started > join_timeout_s:
                 raise StalledReadError(f"no partitions assigned to the consumer group within {join_timeout_s:.0f} s")
             continue
-        current: tuple[str, int] | None = None
-        for message in messages:
-            error = message.error()
-            if error is not None:
-                raise read_error(error, message.topic() or "?", message.partition() or -1)
-            topic, partition, offset = message.topic(), message.partition(), message.offset()
-            key_pair = (topic, partition)
-            if key_pair != current:
-                if current is not None:
-                    spools.write(*current, encoder.drain())
-                current = key_pair
-            stats = batch.stats.get(key_pair)
-            if stats is None:
-                stats = batch.stats[key_pair] = PartitionStats(topic, partition)
-            timestamp_ms = message.timestamp()[1]
-            key, value = message.key(), message.value()
-            try:
-                encoder.add(topic, partition, offset, timestamp_ms, key, value, message.headers())
-            except UndecodableRecord as bad:
-                dead_letters.add(topic, partition, offset, timestamp_ms, str(bad), key, value)
-                stats.dead_letters += 1
-            else:
-                stats.wrote(offset)
-            batch.next_offsets[key_pair] = offset + 1
-            read += 1
-        if current is not None:
-            spools.write(*current, encoder.drain())
+        read += _take(messages, batch, encoder, spools, dead_letters)
         progress.tick(len(messages))
+    return batch
+
+
+def _take(messages: list[Any], batch: GroupBatch, encoder: EnvelopeEncoder, spools: PartitionSpools,
+          dead_letters: DeadLetters, ends: dict[tuple[str, int], int] | None = None) -> int:
+    """Encode ``messages`` into their partitions' spools (or dead letters); returns how many were taken.
+
+    With ``ends``, a message at or past its partition's end offset is left out (a replay reads a range).
+    """
+    taken = 0
+    current: tuple[str, int] | None = None
+    for message in messages:
+        error = message.error()
+        if error is not None:
+            raise read_error(error, message.topic() or "?", message.partition() or -1)
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        key_pair = (topic, partition)
+        if ends is not None and offset >= ends.get(key_pair, 0):
+            continue
+        if key_pair != current:
+            if current is not None:
+                spools.write(*current, encoder.drain())
+            current = key_pair
+        stats = batch.stats.get(key_pair)
+        if stats is None:
+            stats = batch.stats[key_pair] = PartitionStats(topic, partition)
+        timestamp_ms = message.timestamp()[1]
+        key, value = message.key(), message.value()
+        try:
+            encoder.add(topic, partition, offset, timestamp_ms, key, value, message.headers())
+        except UndecodableRecord as bad:
+            dead_letters.add(topic, partition, offset, timestamp_ms, str(bad), key, value)
+            stats.dead_letters += 1
+        else:
+            stats.wrote(offset)
+        batch.first_offsets.setdefault(key_pair, offset)
+        batch.next_offsets[key_pair] = offset + 1
+        taken += 1
+    if current is not None:
+        spools.write(*current, encoder.drain())
+    return taken
+
+
+def read_offset_ranges(
+    consumer: Consumer,
+    encoder: EnvelopeEncoder,
+    spools: PartitionSpools,
+    dead_letters: DeadLetters,
+    ranges: list[dict[str, Any]],
+    *,
+    limits: ReadLimits = _DEFAULT_LIMITS,
+    progress: Progress | None = None,
+    logger: Log = log,
+) -> GroupBatch:
+    """Read exactly the offsets ``[start, end)`` of each range again (a rerun of a committed group batch).
+
+    The consumer is assigned the partitions (no group subscription, nothing committed). Fails naming
+    the ranges not read when the broker stops delivering them (e.g. retention removed them).
+    """
+    progress = progress or Progress("replay", logger=logger)
+    ends = {(r["topic"], int(r["partition"])): int(r["end"]) for r in ranges if int(r["end"]) > int(r["start"])}
+    consumer.assign([TopicPartition(r["topic"], int(r["partition"]), int(r["start"]))
+                     for r in ranges if (r["topic"], int(r["partition"])) in ends])
+    batch = GroupBatch({}, {})
+    last_progress = time.monotonic()
+    while any(batch.next_offsets.get(key, -1) < end for key, end in ends.items()):
+        messages: list[Any] = consumer.consume(num_messages=limits.batch_size, timeout=limits.poll_timeout_s)
+        if _take(messages, batch, encoder, spools, dead_letters, ends):
+            last_progress = time.monotonic()
+            progress.tick(len(messages))
+        elif time.monotonic() - last_progress > limits.stall_timeout_s:
+            missing = [f"{topic}[{partition}] {batch.next_offsets.get((topic, partition), '?')}..{end}"
+                       for (topic, partition), end in sorted(ends.items())
+                       if batch.next_offsets.get((topic, partition), -1) < end]
+            raise StalledReadError(f"replaying this run's offsets: nothing for {limits.stall_timeout_s:.0f} s; "
+                                   f"not read: {', '.join(missing)} (removed by retention?)")
     return batch
 
 

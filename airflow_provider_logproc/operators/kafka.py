@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from airflow_provider_logproc.consume.loop import ReadLimits
 
 DEAD_LETTER_SUFFIX = "dead-letter.jsonl"
+# Group mode: the offset ranges a run consumed, written before they are committed (replayed by a rerun).
+OFFSETS_SUFFIX = "offsets.json"
 
 
 class DeadLetterThresholdError(RuntimeError):
@@ -268,28 +270,67 @@ class KafkaBatchConsumeOperator(BaseOperator):
     def _read_group(self, consumer: Consumer, output: ObjectStoragePath, encoder: Any,
                     dead_letters: DeadLetters, limits: ReadLimits,
                     dead_letter_path: ObjectStoragePath) -> list[PartitionStats]:
-        from airflow_provider_logproc.consume.group_batch import PartitionSpools, read_group_batch
+        """The group's next batch; or, when this run consumed one before, exactly that batch again.
+
+        The offsets a run consumed are written beside its output (``<name>.offsets.json``) before they
+        are committed. A rerun of the run (cleared, retried after a later step failed) finds them and
+        re-reads those ranges instead of the group's *next* batch, which would leave the committed one
+        unanalysed.
+        """
+        import orjson
+
+        from airflow_provider_logproc.consume.group_batch import (
+            PartitionSpools,
+            read_group_batch,
+            read_offset_ranges,
+        )
         from airflow_provider_logproc.consume.loop import Progress
 
-        consumer.subscribe(self.topic_list)
+        ranges_path = staging.sibling(output, OFFSETS_SUFFIX)
+        recorded = orjson.loads(ranges_path.read_bytes()) if ranges_path.exists() else None
         spools = PartitionSpools()
         try:
-            batch = read_group_batch(consumer, encoder, spools, dead_letters, max_records=self._max_records(),
-                                     max_duration_s=self._max_duration_s(), limits=limits,
-                                     progress=Progress("group read", logger=self.log), logger=self.log)
+            if recorded is not None:
+                self.log.info("this run consumed offsets before (%s): reading exactly those again: %s", ranges_path,
+                              ", ".join(f"{r['topic']}[{r['partition']}] {r['start']}..{r['end']}"
+                                        for r in recorded["ranges"]))
+                batch = read_offset_ranges(consumer, encoder, spools, dead_letters, recorded["ranges"],
+                                           limits=limits, progress=Progress("replay", logger=self.log),
+                                           logger=self.log)
+            else:
+                consumer.subscribe(self.topic_list)
+                batch = read_group_batch(consumer, encoder, spools, dead_letters, max_records=self._max_records(),
+                                         max_duration_s=self._max_duration_s(), limits=limits,
+                                         progress=Progress("group read", logger=self.log), logger=self.log)
             with staging.atomic_write(output) as handle:
                 handle.write(encoder.preamble())
                 spools.copy_to(handle)
                 self._publish_dead_letters(dead_letters, dead_letter_path, batch.record_count)
         finally:
             spools.close()
-        offsets = batch.commit_offsets()
-        if offsets:
-            # Only now, with the output durably in place: at-least-once delivery.
-            consumer.commit(offsets=offsets, asynchronous=False)
-            self.log.info("committed offsets for group %s: %s", self.group_id,
-                          ", ".join(f"{tp.topic}[{tp.partition}]={tp.offset}" for tp in offsets))
+        if recorded is None and batch.next_offsets:
+            with staging.atomic_write(ranges_path) as handle:
+                handle.write(orjson.dumps({"group_id": self.group_id, "ranges": batch.ranges()}))
+        self._commit(consumer, batch.commit_offsets())
         return [batch.stats[key] for key in sorted(batch.stats)]
+
+    def _commit(self, consumer: Consumer, offsets: list[Any]) -> None:
+        """Commit (only now, with the output durably in place: at-least-once) what the group is behind on.
+
+        A replay commits too, but never moves the group back: a crash between recording the ranges
+        and committing them is repaired, a later run's commits are kept.
+        """
+        from confluent_kafka import TopicPartition
+
+        if not offsets:
+            return
+        committed = consumer.committed([TopicPartition(tp.topic, tp.partition) for tp in offsets],
+                                       timeout=max(10.0, float(self.poll_timeout) * 10))
+        behind = [tp for tp, done in zip(offsets, committed, strict=True) if done.offset < tp.offset]
+        if behind:
+            consumer.commit(offsets=behind, asynchronous=False)
+            self.log.info("committed offsets for group %s: %s", self.group_id,
+                          ", ".join(f"{tp.topic}[{tp.partition}]={tp.offset}" for tp in behind))
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """Inputs: the topics' window (record count, decodability); outputs: the Ion file and dead letters."""
