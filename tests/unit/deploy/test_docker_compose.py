@@ -51,3 +51,30 @@ def test_docker_compose_config_accepts_the_file():
     result = subprocess.run([docker, "compose", "-f", str(COMPOSE), "config", "--quiet"],
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_celery_profile_runs_two_workers_that_share_only_blob_storage():
+    compose = _compose()
+    services = compose["services"]
+    workers = [name for name, service in services.items() if "celery" in service.get("profiles", [])
+               and service.get("command", [None, None])[:2] == ["airflow", "celery"]]
+    assert workers == ["airflow-worker-1", "airflow-worker-2"]
+    assert "redis" in services and services["redis"]["profiles"] == ["celery"]
+    for name in workers:
+        mounts = [volume.split(":")[0] for volume in services[name]["volumes"]]
+        assert "staging" not in mounts, f"{name} must not share a local staging volume"
+    env = compose["x-airflow-common"]["environment"]
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "${AIRFLOW_EXECUTOR:-LocalExecutor}"
+    assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://redis:")
+    # The documented command stages in Blob Storage, which the init step prepares.
+    header = COMPOSE.read_text().split("x-airflow-common")[0]
+    assert "AIRFLOW_EXECUTOR=CeleryExecutor LOGPROC_STAGING_BASE=abfs://wasb_default@staging/logproc" in header
+    assert "create_container('staging')" in services["airflow-init"]["command"][-1]
+
+
+def test_the_parse_time_warning_matches_the_two_shapes():
+    from airflow_provider_logproc.pipeline import unshared_staging_warning
+
+    assert unshared_staging_warning("file:///opt/airflow/staging", "LocalExecutor") is None
+    assert unshared_staging_warning("file:///opt/airflow/staging", "CeleryExecutor") is not None
+    assert unshared_staging_warning("abfs://wasb_default@staging/logproc", "CeleryExecutor") is None
