@@ -98,3 +98,6 @@ class LogprocFileNotifier(BaseNotifier):
             fcntl.flock(handle, fcntl.LOCK_EX)
             handle.write(line)
         log.warning("logproc notification (%s): %s", self.kind, entry["message"])
+
+
+__all__ = ["LogprocFileNotifier"]

@@ -204,3 +204,6 @@ def resolve_sources(source: Any, conn_id: str | None = None) -> list[Source]:
     if not sources:
         raise InvalidUploadOptionError("source is an empty list: nothing to upload")
     return sources
+
+
+__all__ = ["BlobUploadOperator"]

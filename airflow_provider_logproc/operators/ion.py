@@ -126,3 +126,6 @@ class IonToJsonOperator(BaseOperator):
         push_xcoms(context["ti"], record_count=result.record_count, invalid_count=result.invalid_count,
                    invalid_uri=str(invalid_path) if result.invalid_count else None)
         return str(output)
+
+
+__all__ = ["IonToJsonOperator"]

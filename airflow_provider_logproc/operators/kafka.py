@@ -363,3 +363,6 @@ class KafkaBatchConsumeOperator(BaseOperator):
                 f"{dead_letters.count} of {total} records ({share:.2%}) could not be deserialized, more than "
                 f"max_bad_share={self.max_bad_share:.2%}; they are in {path} (first: "
                 f"{'; '.join(dead_letters.examples)})")
+
+
+__all__ = ["DeadLetterThresholdError", "KafkaBatchConsumeOperator"]

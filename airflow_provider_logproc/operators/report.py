@@ -251,3 +251,6 @@ class LogAnalysisReportOperator(BaseOperator):
             if hasattr(notifier, "details") and isinstance(notifier.details, dict):
                 notifier.details = {**notifier.details, **details}
             notifier(context)
+
+
+__all__ = ["LogAnalysisReportOperator"]

@@ -209,3 +209,6 @@ def _describe(error: BaseException) -> str:
         reason = error.reason or ""
         return f"HTTP {status} {reason}".strip() + (f" ({code})" if code else "")
     return f"{type(error).__name__}: {error}"
+
+
+__all__ = ["AzureBatchJobTrigger"]

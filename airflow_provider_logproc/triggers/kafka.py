@@ -154,3 +154,6 @@ class KafkaWindowCompleteTrigger(BaseTrigger):
                 # Check once more right at the deadline, then give up.
                 delay = min(delay, remaining)
             await asyncio.sleep(delay)
+
+
+__all__ = ["KafkaWindowCompleteTrigger"]
