@@ -50,12 +50,12 @@ def previous_window_prefixes(topic: str, start: dt.datetime, end: dt.datetime, c
 
 
 def default_topic() -> str:
-    """The topic the DAG files are parsed for (``LOGPROC_TOPIC``); a run may override it in its params."""
+    """Return the topic the DAG files are parsed for (``LOGPROC_TOPIC``); a run may override it in its params."""
     return os.environ.get("LOGPROC_TOPIC", "access-logs")
 
 
 def report_asset(topic: str | None = None) -> Any:
-    """The daily report of ``topic`` as an Airflow Asset (a Dataset on Airflow 2) to schedule on.
+    """Return the daily report of ``topic`` as an Airflow Asset (a Dataset on Airflow 2) to schedule on.
 
     The report step updates it after every window; the event's extra says which window, where the
     summary and the report are, and the headline counters.
@@ -97,12 +97,12 @@ def warn_if_staging_is_not_shared() -> None:
 
 
 def analyzer_command() -> list[str]:
-    """The analyzer's argv on a Batch node (``LOGPROC_ANALYZER_COMMAND`` overrides; no shell)."""
+    """Return the analyzer's argv on a Batch node (``LOGPROC_ANALYZER_COMMAND`` overrides; no shell)."""
     return shlex.split(os.environ.get("LOGPROC_ANALYZER_COMMAND", "logproc-analyze"))
 
 
 def failure_notifiers() -> list[Any]:
-    """The file notifier always; SMTP when ``LOGPROC_NOTIFY_EMAIL`` is set (uses ``smtp_default``)."""
+    """Return the file notifier always, and SMTP when ``LOGPROC_NOTIFY_EMAIL`` is set (uses ``smtp_default``)."""
     notifiers: list[Any] = [
         LogprocFileNotifier(
             kind="failure",
@@ -154,7 +154,7 @@ def batch_job_id(topic: str, start: Any, end: Any, run_id: str, content_fingerpr
 
 
 def first_xcom(ti: Any, task_ids: list[str], key: str) -> Any:
-    """The first of ``task_ids`` that pushed ``key`` (branches: consume or restore_from_archive)."""
+    """Return what the first of ``task_ids`` that pushed ``key`` pushed (branches: consume or restore_from_archive)."""
     for task_id in task_ids:
         value = ti.xcom_pull(task_ids=task_id, key=key)
         if value is not None:

@@ -28,7 +28,7 @@ class StagingConfigError(ValueError):
 
 
 def as_path(location: str | os.PathLike[str] | ObjectStoragePath) -> ObjectStoragePath:
-    """An ``ObjectStoragePath`` for a URI (``file://``, ``abfs://``, ...) or an existing path."""
+    """Return an ``ObjectStoragePath`` for a URI (``file://``, ``abfs://``, ...) or an existing path."""
     if isinstance(location, ObjectStoragePath):
         return location
     text = os.fspath(location)
@@ -40,7 +40,7 @@ def as_path(location: str | os.PathLike[str] | ObjectStoragePath) -> ObjectStora
 
 
 def staging_base(base: str | ObjectStoragePath | None = None) -> ObjectStoragePath:
-    """The staging base: ``base`` if given, else the ``LOGPROC_STAGING_BASE`` environment variable."""
+    """Return the staging base: ``base`` if given, else the ``LOGPROC_STAGING_BASE`` environment variable."""
     chosen = base if base is not None else os.environ.get(STAGING_BASE_ENV)
     if not chosen:
         raise StagingConfigError(
@@ -79,7 +79,7 @@ def default_uri(
 
 
 def sibling(target: ObjectStoragePath, suffix: str) -> ObjectStoragePath:
-    """A path beside ``target`` with ``suffix`` replacing its last extension: raw.ion → raw.<suffix>."""
+    """Return a path beside ``target`` with ``suffix`` replacing its last extension: raw.ion → raw.<suffix>."""
     stem = target.name.rsplit(".", 1)[0] if "." in target.name else target.name
     return target.with_name(f"{stem}.{suffix}")
 

@@ -34,7 +34,7 @@ def derive_job_id(
     *,
     run_id: str | None = None,
 ) -> str:
-    """The job id of one (dag, task, data interval): the same window always gives the same id.
+    """Return the job id of one (dag, task, data interval): the same window always gives the same id.
 
     Without a data interval (e.g. a manual run of an asset-triggered DAG) the run id stands in.
     """

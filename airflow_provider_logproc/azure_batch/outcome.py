@@ -16,7 +16,7 @@ COUNT_NAMES = ("active", "running", "completed", "succeeded", "failed")
 
 
 def counts_state(counts: Mapping[str, int]) -> str:
-    """``running`` until nothing is active or running; then ``failed`` if any task failed, else ``success``.
+    """Return ``running`` until nothing is active or running; then ``failed`` if any task failed, else ``success``.
 
     A job whose counts are all zero has no tasks yet (a sensor may look before tasks are added):
     still ``running``.
@@ -27,7 +27,7 @@ def counts_state(counts: Mapping[str, int]) -> str:
 
 
 def task_counts(result: Any) -> dict[str, int]:
-    """The counts of a ``taskcounts`` answer (sync or async client) as a plain mapping."""
+    """Return the counts of a ``taskcounts`` answer (sync or async client) as a plain mapping."""
     counts = result.task_counts
     return {name: int(getattr(counts, name, 0) or 0) for name in COUNT_NAMES}
 
@@ -86,7 +86,7 @@ class JobOutcome:
 
 
 def task_outcome(task: Mapping[str, Any]) -> TaskOutcome:
-    """A task as the list API returns it (REST JSON) reduced to what the result rules need."""
+    """Reduce a task as the list API returns it (REST JSON) to what the result rules need."""
     info = task.get("executionInfo") or {}
     failure = info.get("failureInfo") or None
     failure_text = None
@@ -107,7 +107,7 @@ def evaluate_tasks(job_id: str, tasks: Iterable[Mapping[str, Any]]) -> JobOutcom
 
 
 def tail_text(data: bytes, max_bytes: int = 2048) -> str:
-    """The last ``max_bytes`` of a log as text, starting at a line boundary when one is near."""
+    """Return the last ``max_bytes`` of a log as text, starting at a line boundary when one is near."""
     tail = data[-max_bytes:]
     if len(data) > max_bytes and b"\n" in tail[:200]:
         tail = tail[tail.index(b"\n") + 1 :]

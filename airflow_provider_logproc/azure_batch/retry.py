@@ -49,7 +49,7 @@ def backoff_delay(attempt: int, *, initial: float = 1.0, factor: float = 2.0, ma
 
 
 def retry_after_seconds(header: str | None) -> float | None:
-    """The server's ``Retry-After`` in seconds (only the delta-seconds form, which Batch uses)."""
+    """Return the server's ``Retry-After`` in seconds (only the delta-seconds form, which Batch uses)."""
     if not header:
         return None
     try:
@@ -60,7 +60,7 @@ def retry_after_seconds(header: str | None) -> float | None:
 
 
 def retry_after(error: BaseException) -> float | None:
-    """The ``Retry-After`` of the response an error carries, if any."""
+    """Return the ``Retry-After`` of the response an error carries, if any."""
     response = getattr(error, "response", None)
     headers = getattr(response, "headers", None)
     return retry_after_seconds(headers.get("Retry-After")) if headers else None

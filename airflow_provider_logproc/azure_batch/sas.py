@@ -89,7 +89,7 @@ def blob_sas_url(
 
 
 def _signature_arguments(client: BlobServiceClient, expiry: timedelta) -> dict[str, Any]:
-    """What every SAS of this module is signed with: account, validity window, protocol, key."""
+    """Return what every SAS of this module is signed with: account, validity window, protocol, key."""
     start, end = _window(expiry)
     return {"account_name": _account_name(client), "start": start, "expiry": end, "protocol": _protocol(client),
             **_signing_key(client, start, end)}

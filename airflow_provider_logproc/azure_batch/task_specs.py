@@ -187,7 +187,7 @@ def _environment(spec: Mapping[str, Any], where: str) -> list[dict[str, str]]:
 
 
 def resource_file(entry: str | Mapping[str, Any], where: str) -> dict[str, Any]:
-    """A resource file: a URL string (downloaded by its file name) or a mapping of the REST fields."""
+    """Build a resource file from a URL string (downloaded by its file name) or a mapping of the REST fields."""
     if isinstance(entry, str):
         name = posixpath.basename(unquote(urlsplit(entry).path))
         if not name:
@@ -309,7 +309,7 @@ def _unique_ids(tasks: list[dict[str, Any]], where: str) -> list[dict[str, Any]]
 
 
 def normalize_inputs(value: Any) -> list[str]:
-    """The fan-out inputs as a list of URLs: a list, a JSON/Python list literal (templated), or a
+    """Return the fan-out inputs as a list of URLs, from a list, a JSON/Python list literal (templated), or a
     mapping from the upload step holding them under ``uris``/``parts``/``blobs``."""
     value = from_rendered_list(value, "fan_out_inputs", error=BatchSpecError)
     if isinstance(value, str):

@@ -58,7 +58,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
 
 
 def url_without_query(url: str) -> str:
-    """A blob or container URL with any query (a SAS) and fragment removed: safe to log and return."""
+    """Remove any query (a SAS) and fragment from a blob or container URL: safe to log and return."""
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 

@@ -92,7 +92,7 @@ def validate_blob_name(name: str, *, what: str = "blob name") -> str:
 
 
 def normalize_prefix(prefix: str) -> str:
-    """A parts prefix without its trailing '/' ('' = the container's root); checked like a blob name."""
+    """Return a parts prefix without its trailing '/' ('' = the container's root); checked like a blob name."""
     if not isinstance(prefix, str):
         raise InvalidBlobNameError(f"prefix must be a string, got {type(prefix).__name__}")
     stripped = prefix[:-1] if prefix.endswith("/") else prefix
@@ -112,7 +112,7 @@ def manifest_blob_name(prefix: str) -> str:
 
 
 def is_part_blob_name(prefix: str, name: str) -> bool:
-    """True for names this provider writes as parts under ``prefix`` (used to find stale parts)."""
+    """Tell whether ``name`` is one this provider writes as parts under ``prefix`` (used to find stale parts)."""
     head = f"{prefix}/" if prefix else ""
     return name.startswith(head) and PART_NAME_RE.fullmatch(name[len(head) :]) is not None
 

@@ -176,7 +176,7 @@ class UploadResult:
 
 
 def build_manifest(request: BlobUploadRequest, blobs: Sequence[UploadedBlob]) -> bytes:
-    """The manifest of a multi-part upload: deterministic (no timestamps), so reruns compare equal."""
+    """Build the manifest of a multi-part upload: deterministic (no timestamps), so reruns compare equal."""
     document = {
         "format": MANIFEST_FORMAT,
         "container": request.container,

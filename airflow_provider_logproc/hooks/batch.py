@@ -115,7 +115,7 @@ class AzureBatchJobHook(AzureBatchHook):
         return _account_url(self.conn_id, conn.extra_dejson)
 
     def account_details(self) -> dict[str, str | None]:
-        """What the portal link needs: account name/URL, and subscription / resource group if set in extras."""
+        """Return what the portal link needs: account name/URL, and subscription / resource group if set in extras."""
         conn = self.get_connection(self.conn_id)
         extras = conn.extra_dejson
         return {
@@ -126,7 +126,7 @@ class AzureBatchJobHook(AzureBatchHook):
         }
 
     async def get_async_conn(self) -> AsyncBatchClient:
-        """The async client; the caller closes it (``async with``), then ``close_async_credential()``."""
+        """Build the async client; the caller closes it (``async with``), then ``close_async_credential()``."""
         quiet_azure_http_logging()
         conn: Connection = await get_async_connection(self.conn_id, self)
         # ``extra_dejson`` may mask secrets through a synchronous supervisor call on the triggerer's loop.
@@ -159,7 +159,7 @@ class AzureBatchJobHook(AzureBatchHook):
         return self.get_conn()
 
     def get_job(self, job_id: str) -> Any | None:
-        """The job, or None if it does not exist."""
+        """Return the job, or None if it does not exist."""
         try:
             return self.client.get_job(job_id)
         except ResourceNotFoundError:
@@ -169,7 +169,7 @@ class AzureBatchJobHook(AzureBatchHook):
         return enum_text(self.client.get_job(job_id, select=["id", "state"]).state)
 
     def check_pool(self, pool_id: str) -> None:
-        """The pool must exist and be active; warn when it has no nodes to run on."""
+        """Check that the pool exists and is active; warn when it has no nodes to run on."""
         try:
             pool = self.client.get_pool(pool_id)
         except ResourceNotFoundError:
@@ -214,7 +214,7 @@ class AzureBatchJobHook(AzureBatchHook):
         self.client.update_job(job_id, batch_models.BatchJobUpdateOptions({"onAllTasksComplete": "terminatejob"}))
 
     def existing_task_ids(self, job_id: str) -> set[str]:
-        """The ids (lower case: Batch ids are case-insensitive) of the tasks the job has."""
+        """Return the ids (lower case: Batch ids are case-insensitive) of the tasks the job has."""
         return {task.id.lower() for task in self.client.list_tasks(job_id, select=["id"])}
 
     def add_tasks(self, job_id: str, specs: Sequence[dict[str, Any]], *, attempts: int = MAX_ATTEMPTS,
@@ -267,16 +267,16 @@ class AzureBatchJobHook(AzureBatchHook):
         self.log.info("Batch job %s: %d task(s) added", job_id, len(specs))
 
     def get_task_counts(self, job_id: str) -> dict[str, int]:
-        """The job's task counts (one request, whatever the number of tasks)."""
+        """Return the job's task counts (one request, whatever the number of tasks)."""
         return task_counts(self.client.get_job_task_counts(job_id))
 
     def read_outcome(self, job_id: str) -> JobOutcome:
-        """The job's tasks (all pages) reduced to what the result rules need."""
+        """Read the job's tasks (all pages), reduced to what the result rules need."""
         tasks = self.client.list_tasks(job_id, select=["id", "state", "executionInfo"], max_results=LIST_PAGE_SIZE)
         return evaluate_tasks(job_id, tasks)
 
     def check_outcome(self, outcome: JobOutcome, unfinished_hint: str = "") -> JobOutcome:
-        """The result rules the operator and the sensor share.
+        """Apply the result rules the operator and the sensor share.
 
         Log each task's exit code and the stderr/stdout tails of failed tasks; fail naming the failed
         tasks and their exit codes, or the tasks a termination left unfinished.
@@ -298,7 +298,7 @@ class AzureBatchJobHook(AzureBatchHook):
         return outcome
 
     def task_file_tail(self, job_id: str, task_id: str, file_name: str) -> str:
-        """The last few KB of a task's file (stderr.txt, stdout.txt), or why it cannot be read."""
+        """Return the last few KB of a task's file (stderr.txt, stdout.txt), or why it cannot be read."""
         try:
             data = b""
             for chunk in self.client.download_task_file(job_id, task_id, file_name):

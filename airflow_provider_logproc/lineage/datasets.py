@@ -16,7 +16,7 @@ def blob_location(url: str) -> tuple[str, str, str]:
 
 
 def blob_dataset(url: str, *, output: bool = False, row_count: int | None = None, size: int | None = None) -> Any:
-    """An OpenLineage (output) dataset for a blob URL, with output statistics when known."""
+    """Build an OpenLineage (output) dataset for a blob URL, with output statistics when known."""
     from airflow.providers.common.compat.openlineage.facet import (
         Dataset,
         OutputDataset,
@@ -38,7 +38,7 @@ def blob_datasets(urls: Iterable[str]) -> list[Any]:
 
 
 def kafka_dataset(bootstrap_servers: str, topic: str) -> Any:
-    """A Kafka topic, namespaced by its first bootstrap server as the Kafka provider's assets are."""
+    """Build a Kafka topic dataset, namespaced by its first bootstrap server as the Kafka provider's assets are."""
     from airflow.providers.common.compat.openlineage.facet import Dataset
 
     server = bootstrap_servers.split(",")[0].strip()
@@ -52,7 +52,7 @@ def operator_lineage(inputs: list[Any], outputs: list[Any]) -> Any:
 
 
 def staging_dataset(uri: str, *, output: bool = False, row_count: int | None = None) -> Any:
-    """A dataset for a staging file (``file://`` path, or ``abfs://conn@container/path``)."""
+    """Build a dataset for a staging file (``file://`` path, or ``abfs://conn@container/path``)."""
     from urllib.parse import urlsplit
 
     from airflow.providers.common.compat.openlineage.facet import (
@@ -73,7 +73,7 @@ def staging_dataset(uri: str, *, output: bool = False, row_count: int | None = N
 
 
 def kafka_window_input(bootstrap_servers: str, topic: str, *, read: int, dead_letters: int) -> Any:
-    """A topic read for a window: how many records it held, and whether they all decoded (data quality)."""
+    """Build the input of a topic read for a window: its record count, and whether all decoded."""
     from airflow.providers.common.compat.openlineage.facet import InputDataset
     from openlineage.client.facet_v2 import data_quality_assertions_dataset, data_quality_metrics_input_dataset
 

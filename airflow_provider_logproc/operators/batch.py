@@ -66,7 +66,7 @@ class AzureBatchJobLink(BaseOperatorLink):
 
 
 def portal_url(job_id: str, details: Mapping[str, str | None]) -> str:
-    """The job's page in the Azure portal; without subscription and resource group, the account list."""
+    """Return the job's page in the Azure portal; without subscription and resource group, the account list."""
     account = details.get("account_name")
     subscription, group = details.get("subscription_id"), details.get("resource_group")
     if account and subscription and group:
@@ -348,7 +348,7 @@ class AzureBatchJobOperator(BaseOperator):
         return False
 
     def job_spec(self, context: Context, job_id: str) -> dict[str, Any]:
-        """The job as Batch REST JSON: on the pool, named after the Airflow task, its run in the metadata."""
+        """Describe the job as Batch REST JSON: on the pool, named after the Airflow task, its run in the metadata."""
         dag_run = context.get("dag_run")
         metadata = [
             {"name": "airflow_dag_id", "value": self.dag_id},
@@ -407,7 +407,7 @@ class AzureBatchJobOperator(BaseOperator):
             return []
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        """Inputs: the fanned-out blobs; outputs: the blobs the tasks wrote (OpenLineage, when installed)."""
+        """Return the OpenLineage inputs (the fanned-out blobs) and outputs (the blobs the tasks wrote)."""
         from airflow_provider_logproc.lineage.datasets import blob_dataset, blob_datasets, operator_lineage
 
         inputs, outputs = self._lineage

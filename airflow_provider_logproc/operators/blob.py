@@ -158,7 +158,7 @@ class BlobUploadOperator(BaseOperator):
         return result.blob_urls
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        """Inputs: the staged sources; outputs: the blobs written, with their record counts and sizes."""
+        """Return the OpenLineage inputs (staged sources) and outputs (blobs, with records and sizes)."""
         from airflow_provider_logproc.lineage.datasets import blob_dataset, operator_lineage, staging_dataset
 
         sources, blobs = self._lineage

@@ -44,7 +44,7 @@ def anomaly_count(summary: dict[str, Any]) -> int:
 
 
 def headline(summary: dict[str, Any]) -> dict[str, Any]:
-    """The small counters that go to XCom (the summary itself stays in Blob Storage)."""
+    """Return the small counters that go to XCom (the summary itself stays in Blob Storage)."""
     totals, errors = summary["totals"], summary["errors"]
     return {
         "valid": totals["valid"],
@@ -178,7 +178,7 @@ class LogAnalysisReportOperator(BaseOperator):
         return result
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        """Inputs: the partial analyses; outputs: summary.json and report.html (OpenLineage, when installed)."""
+        """Return the OpenLineage inputs (the partial analyses) and outputs (summary.json, report.html)."""
         from airflow_provider_logproc.lineage.datasets import blob_dataset, blob_datasets, operator_lineage
 
         partials, result, lines = self._lineage
@@ -186,7 +186,7 @@ class LogAnalysisReportOperator(BaseOperator):
         return operator_lineage(blob_datasets(partials), outputs)
 
     def _update_outlets(self, context: Context, result: dict[str, str], counters: dict[str, Any]) -> None:
-        """The window and where its results are, in the extra of each outlet's event (downstream DAGs read it)."""
+        """Put the window and where its results are in the extra of each outlet's event (downstream DAGs read it)."""
         outlet_events = context.get("outlet_events")
         if not self.outlets or outlet_events is None:
             return
@@ -203,7 +203,7 @@ class LogAnalysisReportOperator(BaseOperator):
             outlet_events[outlet].extra = extra
 
     def _earlier_summaries(self, service: Any) -> dict[str, dict[str, Any] | None]:
-        """The earlier windows' summaries by prefix, most recent first; None where a window has none."""
+        """Read the earlier windows' summaries by prefix, most recent first; None where a window has none."""
         import orjson
         from azure.core.exceptions import ResourceNotFoundError
 

@@ -21,7 +21,7 @@ _DETAIL = re.compile(r"\s*\(.*\)\s*$|\s+at (byte|offset|line|column) \d+.*$")
 
 
 def reason_kind(reason: str) -> str:
-    """A reason without its per-record detail (positions, quoted values in parentheses)."""
+    """Strip a reason of its per-record detail (positions, quoted values in parentheses)."""
     return _DETAIL.sub("", str(reason)).strip() or "unknown"
 
 
@@ -52,7 +52,7 @@ def _int(value: Any) -> int:
 
 def accounting(pipeline: Mapping[str, Any], analysed_lines: int, dead_letters: Mapping[str, Any],
                invalid: Mapping[str, Any]) -> dict[str, Any]:
-    """The window's records from read to analysed, and whether the counts agree.
+    """Account for the window's records from read to analysed, and tell whether the counts agree.
 
     window = read (consume) + dead-lettered; read = handed to the analysis + invalid at conversion;
     and what the analysis counted as lines is what it was handed.
@@ -76,7 +76,7 @@ def accounting(pipeline: Mapping[str, Any], analysed_lines: int, dead_letters: M
 
 
 def compare_with_previous(summary: Mapping[str, Any], previous: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """Requests, 5xx rate and distinct IPs of this window beside the previous window's."""
+    """Compare requests, 5xx rate and distinct IPs of this window with the previous window's."""
     if previous is None:
         return None
 

@@ -12,7 +12,7 @@ class NoReportEventError(LookupError):
 
 
 def latest_report_event(context: Any, asset: Any) -> dict[str, Any]:
-    """The extra of the asset's latest event (what triggered this run, or the newest one for a manual run)."""
+    """Return the extra of the asset's latest event (what triggered this run, or the newest one for a manual run)."""
     events = list(context["inlet_events"][asset])
     if not events:
         raise NoReportEventError(f"no event of {asset.uri} yet: run the daily DAG for a window first")
@@ -23,7 +23,7 @@ def latest_report_event(context: Any, asset: Any) -> dict[str, Any]:
 
 
 def read_summary(summary_uri: str, wasb_conn_id: str = "wasb_default") -> dict[str, Any]:
-    """The summary.json a report event points at."""
+    """Read the summary.json a report event points at."""
     import orjson
     from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
 

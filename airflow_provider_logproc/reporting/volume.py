@@ -19,7 +19,7 @@ MIN_BASELINE_WINDOWS = 3
 
 
 def window_record_count(summary: Mapping[str, Any]) -> int:
-    """Records the window held: what the consume step read when known, else the lines analysed."""
+    """Count the records the window held: what the consume step read when known, else the lines analysed."""
     consumed = (summary.get("pipeline") or {}).get("consumed_records")
     if isinstance(consumed, int):
         return consumed
@@ -35,7 +35,7 @@ def volume_anomalies(
     min_records: int = DEFAULT_MIN_RECORDS,
     min_share: float = DEFAULT_MIN_SHARE_OF_BASELINE,
 ) -> list[dict[str, Any]]:
-    """An ``empty_window`` / ``low_volume`` anomaly when the window holds too few records, else none.
+    """Return an ``empty_window`` / ``low_volume`` anomaly when the window holds too few records, else none.
 
     Too few is fewer than ``min_records``, or fewer than ``min_share`` of the median of ``baseline``
     (the previous windows' counts, needing at least :data:`MIN_BASELINE_WINDOWS` of them).

@@ -200,7 +200,7 @@ class AzureBatchJobTrigger(BaseTrigger):
 
 
 def _describe(error: BaseException) -> str:
-    """An error in one line without request details (URLs and headers stay out of the log)."""
+    """Describe an error in one line without request details (URLs and headers stay out of the log)."""
     from azure.core.exceptions import HttpResponseError
 
     if isinstance(error, HttpResponseError):
