@@ -29,7 +29,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def default_dags_folder() -> Path:
-    """The checkout's ``dags/`` (editable install), else the example DAGs shipped in the provider wheel."""
+    """Return the checkout's ``dags/`` (editable install), else the example DAGs shipped in the provider wheel."""
     checkout_dags = REPO_ROOT / "dags"
     if (checkout_dags / "logproc_daily.py").is_file():
         return checkout_dags

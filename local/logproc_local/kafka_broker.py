@@ -19,7 +19,7 @@ SMALL_BROKER_CONSUMER_CONFIG = {"session.timeout.ms": 6000, "receive.message.max
 
 
 def noida_binary() -> Path:
-    """The broker binary inside the noida-db wheel (not its wrapper, which forks a child)."""
+    """Find the broker binary inside the noida-db wheel (not its wrapper, which forks a child)."""
     try:
         binary = Path(str(files("noida_db").joinpath("noida-db")))
     except ModuleNotFoundError:
@@ -73,6 +73,6 @@ class LocalKafkaBroker:
         self.process.kill()
 
     def connection_extra(self, group_id: str = "logproc") -> dict[str, Any]:
-        """The ``kafka`` connection's extra: librdkafka config, as KafkaBaseHook reads it."""
+        """Return the ``kafka`` connection's extra: librdkafka config, as KafkaBaseHook reads it."""
         return {"bootstrap.servers": self.bootstrap_servers, "group.id": group_id,
                 **SMALL_BROKER_CONSUMER_CONFIG}

@@ -21,7 +21,7 @@ class LocalServerError(RuntimeError):
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free right now on ``host`` (the kernel picks it, so parallel runs differ)."""
+    """Return a TCP port that is free right now on ``host`` (the kernel picks it, so parallel runs differ)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])

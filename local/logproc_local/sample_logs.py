@@ -95,7 +95,7 @@ def _client_pool(rng: random.Random, size: int) -> list[str]:
 
 
 def _diurnal_offset_ms(rng: random.Random) -> int:
-    """A time of day drawn from a curve with a daytime peak (more traffic at 10-20h UTC)."""
+    """Draw a time of day from a curve with a daytime peak (more traffic at 10-20h UTC)."""
     while True:
         ms = rng.randrange(86_400_000)
         hour = ms / 3_600_000

@@ -24,7 +24,7 @@ class SampleTopicError(RuntimeError):
 
 
 def bootstrap_servers(conn_id: str = DEFAULT_KAFKA_CONN_ID, explicit: str | None = None) -> str:
-    """The broker to produce to: ``explicit``, else the ``kafka`` connection ``conn_id``.
+    """Return the broker to produce to: ``explicit``, else the ``kafka`` connection ``conn_id``.
 
     The connection is read from ``AIRFLOW_CONN_<CONN_ID>`` (JSON, as ``logproc-local-stack`` writes it,
     or a ``kafka://host:port`` URI), else from Airflow's own connections when Airflow is installed.

@@ -108,7 +108,7 @@ def run(command: list[str], *, cwd: Path, env: dict[str, str] | None = None, log
 
 
 def build_wheels(work: Path) -> list[Path]:
-    """The wheels a release publishes (``logproc_local.release``): the provider's and the analyzer's
+    """Build the wheels a release publishes (``logproc_local.release``): the provider's and the analyzer's
     manylinux wheels, built from their sdists, and the local stand-ins' wheel."""
     from logproc_local.release import build_release
 

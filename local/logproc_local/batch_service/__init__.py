@@ -151,27 +151,27 @@ class LocalBatchService:
         return self.process.pid
 
     def airflow_connection(self) -> dict[str, Any]:
-        """The ``azure_batch`` connection as the official AzureBatchHook reads it."""
+        """Return the ``azure_batch`` connection as the official AzureBatchHook reads it."""
         return {"conn_type": "azure_batch", "login": self.account_name, "password": self.account_key,
                 "extra": {"account_url": self.account_url}}
 
     def routes(self) -> list[dict[str, str]]:
-        """The Batch routes the service serves: ``[{"method", "path", "operation"}]``."""
+        """List the Batch routes the service serves: ``[{"method", "path", "operation"}]``."""
         return self._admin.call("GET", "routes")["routes"]
 
     def set_scheduling_delay(self, seconds: float) -> None:
-        """New tasks stay ``active`` at least this long (so a test can see them queued)."""
+        """Keep new tasks ``active`` at least this long (so a test can see them queued)."""
         self._admin.call("POST", "settings", {"scheduling_delay": seconds})
 
     def client(self, **kwargs: Any) -> Any:
-        """A sync ``azure.batch.BatchClient`` for this account (SharedKey)."""
+        """Build a sync ``azure.batch.BatchClient`` for this account (SharedKey)."""
         from azure.batch import BatchClient
         from azure.core.credentials import AzureNamedKeyCredential
 
         return BatchClient(self.account_url, AzureNamedKeyCredential(self.account_name, self.account_key), **kwargs)
 
     def async_client(self, **kwargs: Any) -> Any:
-        """An ``azure.batch.aio.BatchClient`` for this account (SharedKey)."""
+        """Build an ``azure.batch.aio.BatchClient`` for this account (SharedKey)."""
         from azure.batch.aio import BatchClient
         from azure.core.credentials import AzureNamedKeyCredential
 

@@ -45,7 +45,7 @@ SIGNED_HEADERS = (
 
 
 def string_to_sign(method: str, raw_path: str, raw_query: str, headers: Mapping[str, str], account_name: str) -> str:
-    """The canonical string a SharedKey signature covers (see the module docstring)."""
+    """Build the canonical string a SharedKey signature covers (see the module docstring)."""
     lowered = {name.lower(): value for name, value in headers.items() if value}
     if method.upper() not in ("GET", "HEAD"):
         lowered.setdefault("content-length", "0")

@@ -26,7 +26,7 @@ class BlobTransferError(RuntimeError):
 
 
 def redact(url: str) -> str:
-    """The URL without its query (a SAS token is a secret)."""
+    """Return the URL without its query (a SAS token is a secret)."""
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")) + ("?<sas>" if parts.query else "")
 
@@ -63,7 +63,7 @@ async def download(session: aiohttp.ClientSession, url: str, target: Path) -> in
 
 
 async def list_blobs(session: aiohttp.ClientSession, container_url: str, prefix: str | None) -> list[str]:
-    """The names of the blobs in a container (URL with SAS) that start with ``prefix``."""
+    """List the names of the blobs in a container (URL with SAS) that start with ``prefix``."""
     names: list[str] = []
     marker = ""
     while True:

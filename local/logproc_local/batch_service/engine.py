@@ -203,7 +203,7 @@ def _check_relative(path: Any, name: str) -> None:
 
 
 def _descendants(pid: int) -> list[int]:
-    """The live descendants of ``pid`` (from /proc), deepest last."""
+    """Return the live descendants of ``pid`` (from /proc), deepest last."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -785,7 +785,7 @@ def _end_message(task: Task) -> str:
 
 
 def match_output_files(work_dir: Path, pattern: str, path: str | None) -> list[tuple[Path, str]]:
-    """The files an output file spec uploads, and their blob names.
+    """Find the files an output file spec uploads, and their blob names.
 
     ``pattern`` is relative to the working directory (``../stdout.txt`` reaches the task dir).
     Without wildcards, ``path`` is the blob name (default: the file name). With wildcards, ``path``

@@ -99,7 +99,7 @@ def _parse_datetime(text: str, position: int) -> dt.datetime:
 
 
 def resolve(document: Mapping[str, Any], path: str) -> Any:
-    """The value at ``a/b/c`` in a JSON-shaped document (None when any part is missing)."""
+    """Return the value at ``a/b/c`` in a JSON-shaped document (None when any part is missing)."""
     value: Any = document
     for part in path.split("/"):
         if not isinstance(value, Mapping):
@@ -221,14 +221,14 @@ class _Parser:
 
 
 def parse_filter(text: str | None) -> Predicate:
-    """A predicate over REST documents for a ``$filter`` value (everything passes when empty)."""
+    """Build a predicate over REST documents for a ``$filter`` value (everything passes when empty)."""
     if text is None or not text.strip():
         return lambda _doc: True
     return _Parser(text).parse()
 
 
 def parse_select(text: str | None) -> list[str] | None:
-    """The property names a ``$select`` keeps (None: all)."""
+    """Return the property names a ``$select`` keeps (None: all)."""
     if text is None or not text.strip():
         return None
     names = [name.strip() for name in text.split(",")]

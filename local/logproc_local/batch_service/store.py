@@ -64,7 +64,7 @@ def write(path: Path, document: dict[str, Any]) -> None:
 
 
 def load(path: Path) -> tuple[dict[str, Job], int]:
-    """The saved jobs (by lower-cased id) and the highest sequence number used."""
+    """Load the saved jobs (by lower-cased id) and the highest sequence number used."""
     if not path.exists():
         return {}, 0
     document = json.loads(path.read_text())
