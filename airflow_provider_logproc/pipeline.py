@@ -277,12 +277,27 @@ def add_analysis_steps(
     return upload_parts, analyze, report
 
 
+def _consume_step(task_id: str, output_uri: str, **mode: Any) -> Any:
+    """Add the step that reads the topic into Ion (``mode``: the window's or the group's arguments)."""
+    from airflow_provider_logproc.operators.kafka import KafkaBatchConsumeOperator
+
+    # Up to 5% undecodable records are kept aside and counted; more fails the step.
+    return KafkaBatchConsumeOperator(task_id=task_id, topics=TOPIC, output_uri=output_uri, max_bad_share=0.05,
+                                     **mode)
+
+
+def _to_json_step(source_uri: Any, output_uri: str, **kwargs: Any) -> Any:
+    """Add the step that converts the Ion file to validated JSON lines (invalid records kept aside)."""
+    from airflow_provider_logproc.operators.ion import IonToJsonOperator
+
+    return IonToJsonOperator(task_id="to_json", source_uri=source_uri, output_uri=output_uri,
+                             validate_records=True, **kwargs)
+
+
 def build_daily_pipeline() -> None:
     """Create the daily pipeline's tasks in the DAG being defined."""
     warn_if_staging_is_not_shared()
     from airflow_provider_logproc.operators.blob import BlobUploadOperator
-    from airflow_provider_logproc.operators.ion import IonToJsonOperator
-    from airflow_provider_logproc.operators.kafka import KafkaBatchConsumeOperator
     from airflow_provider_logproc.sensors.kafka import KafkaWindowCompleteSensor
 
     window_dir = f"{staging_base()}/{{{{ dag.dag_id }}}}/{TOPIC}/{WINDOW_PATH}"
@@ -297,13 +312,7 @@ def build_daily_pipeline() -> None:
         timeout=2 * 3600,
     )
     source = choose_source()
-    consume = KafkaBatchConsumeOperator(
-        task_id="consume",
-        topics=TOPIC,
-        max_lateness="{{ params.max_lateness_minutes * 60 }}",
-        output_uri=f"{window_dir}/raw.ion",
-        max_bad_share=0.05,
-    )
+    consume = _consume_step("consume", f"{window_dir}/raw.ion", max_lateness="{{ params.max_lateness_minutes * 60 }}")
     archive_raw = BlobUploadOperator(
         task_id="archive_raw",
         source=_templated(consume.output),
@@ -315,11 +324,9 @@ def build_daily_pipeline() -> None:
                   for key, name in ARCHIVE_COUNTERS.items()},
     )
     restored = restore_from_archive()
-    to_json = IonToJsonOperator(
-        task_id="to_json",
-        source_uri="{{ ti.xcom_pull(task_ids='consume') or ti.xcom_pull(task_ids='restore_from_archive') }}",
-        output_uri=f"{window_dir}/raw.jsonl",
-        validate_records=True,
+    to_json = _to_json_step(
+        "{{ ti.xcom_pull(task_ids='consume') or ti.xcom_pull(task_ids='restore_from_archive') }}",
+        f"{window_dir}/raw.jsonl",
         trigger_rule="none_failed_min_one_success",
     )
     upload_parts, _analyze, _report = add_analysis_steps(
@@ -343,25 +350,10 @@ def build_event_pipeline(consumer_group: str = "logproc-on-new-logs") -> None:
     Objects are named by the run id: a retry of the run rewrites the same objects.
     """
     warn_if_staging_is_not_shared()
-    from airflow_provider_logproc.operators.ion import IonToJsonOperator
-    from airflow_provider_logproc.operators.kafka import KafkaBatchConsumeOperator
-
     run_dir = f"{staging_base()}/{{{{ dag.dag_id }}}}/{TOPIC}/{RUN_KEY}"
-    consume = KafkaBatchConsumeOperator(
-        task_id="consume_new",
-        topics=TOPIC,
-        group_id=consumer_group,
-        max_records="{{ params.max_records }}",
-        max_duration="{{ params.max_duration_seconds }}",
-        output_uri=f"{run_dir}/raw.ion",
-        max_bad_share=0.05,
-    )
-    to_json = IonToJsonOperator(
-        task_id="to_json",
-        source_uri=_templated(consume.output),
-        output_uri=f"{run_dir}/raw.jsonl",
-        validate_records=True,
-    )
+    consume = _consume_step("consume_new", f"{run_dir}/raw.ion", group_id=consumer_group,
+                            max_records="{{ params.max_records }}", max_duration="{{ params.max_duration_seconds }}")
+    to_json = _to_json_step(_templated(consume.output), f"{run_dir}/raw.jsonl")
     upload_parts, _analyze, _report = add_analysis_steps(
         to_json,
         blob_prefix=f"{TOPIC}/events/{RUN_KEY}",
