@@ -17,8 +17,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from airflow_provider_logproc.consume import ion_json
 from airflow_provider_logproc.consume.encoders import make_encoder
 from airflow_provider_logproc.consume.envelope import ENVELOPE_FORMAT_VERSION, ION_TEXT_VERSION_MARKER
@@ -103,15 +101,8 @@ def test_ion_to_json_reads_the_golden_file_by_both_routes():
     assert convert(GOLDEN_ION.read_bytes(), envelope_lines=False) == expected
 
 
-def test_the_shortcut_takes_exactly_the_lines_the_layout_promises(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[Any] = []
-    reader = ion_json.iter_ion
-
-    def counted_reader(source: Any) -> Any:
-        calls.append(source)
-        return reader(source)
-
-    monkeypatch.setattr(ion_json, "iter_ion", counted_reader)
+def test_the_shortcut_takes_exactly_the_lines_the_layout_promises(ion_reader_calls: list[Any]) -> None:
+    calls = ion_reader_calls
     convert(GOLDEN_ION.read_bytes(), envelope_lines=True)
     # One reader per line read alone, one for the rest of the file from the first line with headers.
     routes = [record[7] for record in RECORDS]
