@@ -6,6 +6,7 @@ The envelope format itself (fields, order, version marker) is in :mod:`.envelope
 from __future__ import annotations
 
 import io
+import os
 from typing import Any, NamedTuple, Protocol
 
 import orjson
@@ -30,6 +31,13 @@ from logproc_analyzer.native import optional_extension
 
 # The window read's per-batch loop in C (see _native_envelope.c); same results as window_batch_python.
 native_envelope = optional_extension("airflow_provider_logproc.consume._native_envelope")
+
+
+def _why_not_c() -> str:
+    """Say why the C loop is not there (optional_extension returns None for both reasons)."""
+    if os.environ.get("LOGPROC_PURE_PYTHON"):
+        return "LOGPROC_PURE_PYTHON is set"
+    return "the C extension _native_envelope is not built (installed without a C compiler?)"
 
 
 class WindowBatch(NamedTuple):
@@ -61,6 +69,8 @@ class EnvelopeEncoder(Protocol):
 
     def window_batch(self, messages: list[Any], topic: str, partition: int, stop_offset: int,
                      window: TimeWindow) -> WindowBatch | None: ...
+
+    def window_loop(self) -> str: ...
 
 
 class TextEnvelopeEncoder:
@@ -144,6 +154,14 @@ class TextEnvelopeEncoder:
             window.since_ms, window.until_ms, window.stop_ms, self._keys, self._key, self._value,
             minute_prefix, headers_text, UndecodableRecord))
 
+    def window_loop(self) -> str:
+        """Say which loop encodes a window read's batches, and why Python where it is not C."""
+        if not self._json_values:
+            return "Python (the C loop takes JSON values only)"
+        if native_envelope is None:
+            return f"Python ({_why_not_c()})"
+        return "C (_native_envelope.encode_window_batch)"
+
     def drain(self) -> bytes:
         chunk = self._buffer.getvalue()
         self._buffer.seek(0)
@@ -157,6 +175,10 @@ class BinaryEnvelopeEncoder:
     def window_batch(self, messages: list[Any], topic: str, partition: int, stop_offset: int,
                      window: TimeWindow) -> WindowBatch | None:
         return None  # no C loop: amazon-ion's encoder writes binary chunks (window_batch_python)
+
+    def window_loop(self) -> str:
+        """Say which loop encodes a window read's batches: Python, around amazon-ion's binary encoder."""
+        return "Python (binary Ion: amazon-ion's C encoder, record by record)"
 
     def __init__(self, key_deserializer: str, value_deserializer: str):
         self._key = object_deserializer(key_deserializer, "key")

@@ -240,6 +240,8 @@ class KafkaBatchConsumeOperator(BaseOperator):
         from airflow_provider_logproc.consume.parallel import choose_workers, read_window_in_workers
 
         window = self._window(context)
+        # Once per task: whether the C loop or its Python twin runs (the same in worker processes).
+        self.log.info("encoding loop: %s", encoder.window_loop())
         plans = plan_window(consumer, self.topic_list, window)
         for plan in plans:
             self.log.info("%s[%d]: offsets %d..%d to read (low %d, high %d)", plan.topic, plan.partition,
