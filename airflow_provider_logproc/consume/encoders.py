@@ -6,16 +6,19 @@ The envelope format itself (fields, order, version marker) is in :mod:`.envelope
 from __future__ import annotations
 
 import io
+import os
 from typing import Any, NamedTuple, Protocol
 
 import orjson
 
 from airflow_provider_logproc.consume.envelope import (
+    ENVELOPE_LINE_REST,
     ION_TEXT_VERSION_MARKER,
     IonTimestampText,
     UndecodableRecord,
     check_encoding,
     encode_binary_chunk,
+    envelope_head,
     headers_object,
     headers_text,
     minute_prefix,
@@ -28,6 +31,13 @@ from logproc_analyzer.native import optional_extension
 
 # The window read's per-batch loop in C (see _native_envelope.c); same results as window_batch_python.
 native_envelope = optional_extension("airflow_provider_logproc.consume._native_envelope")
+
+
+def _why_not_c() -> str:
+    """Say why the C loop is not there (optional_extension returns None for both reasons)."""
+    if os.environ.get("LOGPROC_PURE_PYTHON"):
+        return "LOGPROC_PURE_PYTHON is set"
+    return "the C extension _native_envelope is not built (installed without a C compiler?)"
 
 
 class WindowBatch(NamedTuple):
@@ -59,6 +69,8 @@ class EnvelopeEncoder(Protocol):
 
     def window_batch(self, messages: list[Any], topic: str, partition: int, stop_offset: int,
                      window: TimeWindow) -> WindowBatch | None: ...
+
+    def window_loop(self) -> str: ...
 
 
 class TextEnvelopeEncoder:
@@ -93,7 +105,7 @@ class TextEnvelopeEncoder:
         key_text = self._key(key)
         value_text = self._value(value)
         self._buffer.write(
-            b"%b%d,timestamp:%b,key:%b,value:%b,headers:%b}\n"
+            ENVELOPE_LINE_REST
             % (self._head(topic, partition), offset, self._timestamp(timestamp_ms), key_text, value_text,
                headers_text(headers))
         )
@@ -103,7 +115,7 @@ class TextEnvelopeEncoder:
         topic_text = self._topics.get(topic)
         if topic_text is None:
             topic_text = self._topics[topic] = orjson.dumps(topic)
-        return b"{topic:%b,partition:%d,offset:" % (topic_text, partition)
+        return envelope_head(topic_text, partition)
 
     def add_messages(self, topic: str, partition: int, messages: list[Any]) -> list[tuple[Any, UndecodableRecord]]:
         """Encode confluent-kafka messages of one partition; returns those that cannot be decoded.
@@ -116,6 +128,7 @@ class TextEnvelopeEncoder:
         key_text = self._key
         value_text = self._value
         stamp = self._timestamp
+        line = ENVELOPE_LINE_REST  # a local: as cheap as the literal it names
         refused: list[tuple[Any, UndecodableRecord]] = []
         for message in messages:
             try:
@@ -125,7 +138,7 @@ class TextEnvelopeEncoder:
                 refused.append((message, bad))
                 continue
             headers = message.headers()
-            append(b"%b%d,timestamp:%b,key:%b,value:%b,headers:%b}\n" % (
+            append(line % (
                 head, message.offset(), stamp(message.timestamp()[1]), key, value,
                 headers_text(headers) if headers else b"[]"))
         return refused
@@ -141,6 +154,14 @@ class TextEnvelopeEncoder:
             window.since_ms, window.until_ms, window.stop_ms, self._keys, self._key, self._value,
             minute_prefix, headers_text, UndecodableRecord))
 
+    def window_loop(self) -> str:
+        """Say which loop encodes a window read's batches, and why Python where it is not C."""
+        if not self._json_values:
+            return "Python (the C loop takes JSON values only)"
+        if native_envelope is None:
+            return f"Python ({_why_not_c()})"
+        return "C (_native_envelope.encode_window_batch)"
+
     def drain(self) -> bytes:
         chunk = self._buffer.getvalue()
         self._buffer.seek(0)
@@ -154,6 +175,10 @@ class BinaryEnvelopeEncoder:
     def window_batch(self, messages: list[Any], topic: str, partition: int, stop_offset: int,
                      window: TimeWindow) -> WindowBatch | None:
         return None  # no C loop: amazon-ion's encoder writes binary chunks (window_batch_python)
+
+    def window_loop(self) -> str:
+        """Say which loop encodes a window read's batches: Python, around amazon-ion's binary encoder."""
+        return "Python (binary Ion: amazon-ion's C encoder, record by record)"
 
     def __init__(self, key_deserializer: str, value_deserializer: str):
         self._key = object_deserializer(key_deserializer, "key")

@@ -17,6 +17,40 @@ Two encoders write the same Ion data model:
 A value or key that cannot be deserialized raises :class:`UndecodableRecord` (the caller keeps
 it aside in a dead-letter file).
 
+The text envelope line, format version 1 (:data:`ENVELOPE_FORMAT_VERSION`)
+--------------------------------------------------------------------------
+This module is the one place the layout is written down; the consume step's encoders
+(``encoders.py``, and the C batch loop ``_native_envelope.c``, which receives the head from
+:func:`envelope_head` and writes the rest of the line as below) and the Ion→JSON step's shortcut
+(``ion_json.py``) both import it. A file is::
+
+    $ion_1_0                                             (ION_TEXT_VERSION_MARKER, first line)
+    {topic:"logs",partition:0,offset:7,timestamp:2024-06-01T10:20:30.405Z,key:"web-1",value:{...},headers:[]}
+    ...                                                  (one envelope a line, "\n" after each)
+
+* fields in this order (:data:`ENVELOPE_FIELDS`), no spaces: ``topic`` (a JSON string: orjson's
+  text), ``partition`` and ``offset`` (decimal integers), ``timestamp`` (Ion UTC timestamp with
+  milliseconds, ``YYYY-MM-DDTHH:MM:SS.mmmZ``), ``key`` (``null``, a string, or a blob), ``value``
+  (``null``, the record's JSON text as it is, a string, or a blob), ``headers`` (``[]`` or a list of
+  ``{key:"name",value:{{base64}}}``);
+* the version: the layout carries no version field of its own (a field would change the bytes of
+  every file, and the archived windows of earlier runs must keep reading). It is the Ion text
+  version marker on the first line plus :data:`ENVELOPE_FORMAT_VERSION` here; a change to the
+  layout bumps that number and must keep :data:`ENVELOPE_LINE_HEAD` from matching lines of the new
+  layout unless the shortcut's argument below still holds for them;
+* how the Ion→JSON shortcut recognises a line: :data:`ENVELOPE_LINE_HEAD` (printable-ASCII topic
+  and key, a real calendar minute, checked by the caller) up to ``value:``, and
+  :data:`ENVELOPE_EMPTY_HEADERS_TAIL` at the end. Only then, and only when the value's text is
+  canonical JSON (``orjson.dumps(orjson.loads(text)) == text``), is the value copied without the
+  Ion reader — which writes exactly those bytes for it. Anything else goes to the Ion reader, so a
+  file that does not follow this layout still converts correctly, only slower: the contract is a
+  speed contract, never a correctness one;
+* binary Ion (``ion_encoding="binary"``) has the same fields; its files start with
+  :data:`ION_BINARY_VERSION_MARKER`, which sends the whole file to the Ion reader.
+
+``tests/unit/consume/test_envelope_golden.py`` holds a checked-in file of this layout, written by
+the encoder and read back through the shortcut.
+
 No Airflow import here: this module is plain work, testable alone.
 """
 
@@ -24,6 +58,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import re
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -33,7 +68,29 @@ Deserializer = Literal["string", "json", "bytes"]
 DESERIALIZERS: tuple[str, ...] = ("string", "json", "bytes")
 IonEncoding = Literal["binary", "text"]
 ION_ENCODINGS: tuple[str, ...] = ("binary", "text")
+
+# --- the text envelope line (see the module docstring) ---------------------------------------------
+
+ENVELOPE_FORMAT_VERSION = 1
+ENVELOPE_FIELDS: tuple[str, ...] = ("topic", "partition", "offset", "timestamp", "key", "value", "headers")
 ION_TEXT_VERSION_MARKER = b"$ion_1_0\n"
+ION_BINARY_VERSION_MARKER = b"\xe0\x01\x00\xea"
+# After envelope_head(): offset, timestamp, key, value and headers texts.
+ENVELOPE_LINE_REST = b"%b%d,timestamp:%b,key:%b,value:%b,headers:%b}\n"
+ENVELOPE_EMPTY_HEADERS_TAIL = b",headers:[]}"
+_PRINTABLE_ASCII_STRING = rb'"[\x20\x21\x23-\x5b\x5d-\x7e]*"'  # no quote, backslash or control
+# Group 1: the timestamp's minute, for the caller to check that it is a real calendar minute.
+ENVELOPE_LINE_HEAD = re.compile(
+    rb"\{topic:" + _PRINTABLE_ASCII_STRING + rb",partition:(?:0|[1-9][0-9]*),offset:(?:0|[1-9][0-9]*),"
+    rb"timestamp:([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}):[0-5][0-9]\.[0-9]{3}Z,"
+    rb"key:(?:null|" + _PRINTABLE_ASCII_STRING + rb"),value:"
+)
+
+
+def envelope_head(topic_text: bytes, partition: int) -> bytes:
+    """Return an envelope line's constant start, up to its offset: ``{topic:"...",partition:N,offset:``."""
+    return b"{topic:%b,partition:%d,offset:" % (topic_text, partition)
+
 
 
 class UndecodableRecord(ValueError):

@@ -15,7 +15,7 @@ from airflow_provider_logproc.consume.dead_letters import DeadLetters
 from airflow_provider_logproc.consume.encoders import EnvelopeEncoder
 from airflow_provider_logproc.consume.envelope import UndecodableRecord
 from airflow_provider_logproc.consume.loop import Log, Progress, ReadLimits, StalledReadError, read_error
-from airflow_provider_logproc.kafka.window import PartitionStats
+from airflow_provider_logproc.consume.partition_stats import PartitionStats
 
 log = logging.getLogger(__name__)
 # ReadLimits is frozen: one shared default is safe.

@@ -14,13 +14,18 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import io
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 import orjson
 
+from airflow_provider_logproc.consume.envelope import (
+    ENVELOPE_EMPTY_HEADERS_TAIL,
+    ENVELOPE_LINE_HEAD,
+    ION_BINARY_VERSION_MARKER,
+    ION_TEXT_VERSION_MARKER,
+)
 from airflow_provider_logproc.consume.ion_values import dumps_json, make_json_default, resolve_timezone
 from airflow_provider_logproc.consume.record_validation import ValidationSpec, make_validator
 from airflow_provider_logproc.garbage_collection import cyclic_gc_paused
@@ -273,10 +278,10 @@ def convert_ion_to_json(
 
 
 # --- the consume step's text envelopes ----------------------------------------------------------
-# The text encoder (envelope.py) writes one envelope a line, in a fixed shape, with each value's JSON
-# text embedded as it is. When a value's text is already what orjson writes for it (canonical:
-# ``orjson.dumps(orjson.loads(text)) == text``), the Ion reader + orjson would write exactly that
-# text: JSON strings, objects, arrays, true/false/null read as the same Python values; a number with
+# The text encoder writes one envelope a line in the layout envelope.py defines (format version 1),
+# with each value's JSON text embedded as it is. When a value's text is already what orjson writes
+# for it (canonical: ``orjson.dumps(orjson.loads(text)) == text``), the Ion reader + orjson would
+# write exactly that text: JSON strings, objects, arrays, true/false/null read as the same Python values; a number with
 # an exponent reads as the same double; a number without one reads as a Decimal written with its
 # own digits; orjson never writes integers beyond 64 bits. So such a line is copied without the Ion
 # reader, at about a quarter of its cost. A line of that shape whose value is not canonical is read
@@ -284,15 +289,6 @@ def convert_ion_to_json(
 # lines) hands the rest of the input to the streaming reader, which is then the judge of it.
 # tests/unit/consume/test_ion_json_envelope_lines.py compares both routes.
 
-_PRINTABLE_ASCII_STRING = rb'"[\x20\x21\x23-\x5b\x5d-\x7e]*"'  # no quote, backslash or control
-_ENVELOPE_HEAD = re.compile(
-    rb"\{topic:" + _PRINTABLE_ASCII_STRING + rb",partition:(?:0|[1-9][0-9]*),offset:(?:0|[1-9][0-9]*),"
-    rb"timestamp:([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}):[0-5][0-9]\.[0-9]{3}Z,"
-    rb"key:(?:null|" + _PRINTABLE_ASCII_STRING + rb"),value:"
-)
-_ENVELOPE_TAIL = b",headers:[]}"
-_ION_VERSION_MARKER = b"$ion_1_0"
-_BINARY_ION_VERSION_MARKER = b"\xe0\x01\x00\xea"
 ENVELOPE_BLOCK_BYTES = 1 << 20
 # A longer line goes to the streaming reader, with the rest of the input: the shortcut holds a line
 # whole, and binary Ion or a one-line text file would otherwise be gathered into memory.
@@ -316,8 +312,9 @@ def convert_envelope_lines(source: IO[bytes] | io.RawIOBase, writer: _RecordWrit
     from amazon.ion.exceptions import IonException
 
     loads, dumps = orjson.loads, orjson.dumps
-    head_match = _ENVELOPE_HEAD.match
-    tail, tail_length = _ENVELOPE_TAIL, len(_ENVELOPE_TAIL)
+    head_match = ENVELOPE_LINE_HEAD.match
+    tail, tail_length = ENVELOPE_EMPTY_HEADERS_TAIL, len(ENVELOPE_EMPTY_HEADERS_TAIL)
+    version_line = ION_TEXT_VERSION_MARKER.rstrip(b"\n")
     sink = writer.sink
     add = sink.add
     newline = b"\n" if output_format == "jsonl" else b""
@@ -327,7 +324,7 @@ def convert_envelope_lines(source: IO[bytes] | io.RawIOBase, writer: _RecordWrit
     first_line = True
     block_bytes, line_limit = ENVELOPE_BLOCK_BYTES, ENVELOPE_LINE_LIMIT_BYTES
     block = source.read(block_bytes)
-    if block.startswith(_BINARY_ION_VERSION_MARKER):
+    if block.startswith(ION_BINARY_VERSION_MARKER):
         return CountingReader(source, head=block, start=0)
     pending = b""
     while True:
@@ -342,7 +339,7 @@ def convert_envelope_lines(source: IO[bytes] | io.RawIOBase, writer: _RecordWrit
         for number, line in enumerate(lines):
             if first_line:
                 first_line = False
-                if line == _ION_VERSION_MARKER:
+                if line == version_line:
                     position += len(line) + 1
                     continue
             if not line:

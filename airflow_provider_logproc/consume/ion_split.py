@@ -37,6 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
+from airflow_provider_logproc.consume.envelope import ION_BINARY_VERSION_MARKER
 from airflow_provider_logproc.consume.ion_json import ConversionResult, convert_ion_to_json
 from logproc_analyzer.worker_processes import WorkerWithoutReport, read_report, start_worker, usable_cpus
 
@@ -44,7 +45,6 @@ log = logging.getLogger(__name__)
 
 WORKER_MODULE = "airflow_provider_logproc.consume.ion_split"  # this module, run by its workers
 
-ION_BINARY_VERSION_MARKER = b"\xe0\x01\x00\xea"
 TEXT_CUT = b"}\n{"  # the cut goes after the newline
 LOCAL_SYMBOL_TABLE = b"$ion_symbol_table"
 # Below this a worker's start (~0.2 s) is not paid back.

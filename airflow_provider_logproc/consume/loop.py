@@ -21,10 +21,10 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from airflow_provider_logproc.consume.dead_letters import DeadLetters
 from airflow_provider_logproc.consume.encoders import EnvelopeEncoder, WindowBatch
 from airflow_provider_logproc.consume.envelope import UndecodableRecord
+from airflow_provider_logproc.consume.partition_stats import PartitionStats
 from airflow_provider_logproc.garbage_collection import cyclic_gc_paused
 from airflow_provider_logproc.kafka.window import (
     PartitionPlan,
-    PartitionStats,
     RetentionGapError,
     TimeWindow,
     WindowError,

@@ -33,9 +33,9 @@ from airflow_provider_logproc.consume.loop import (
     read_window,
     warn_if_emptied_by_retention,
 )
+from airflow_provider_logproc.consume.partition_stats import PartitionStats
 from airflow_provider_logproc.kafka.window import (
     PartitionPlan,
-    PartitionStats,
     RetentionGapError,
     TimeWindow,
     WindowError,

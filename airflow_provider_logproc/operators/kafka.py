@@ -12,9 +12,10 @@ from airflow.providers.common.compat.sdk import BaseOperator, ObjectStoragePath
 from airflow_provider_logproc import staging
 from airflow_provider_logproc._templating import resolve_window, to_optional_int, to_timedelta
 from airflow_provider_logproc.consume.envelope import check_deserializer, check_encoding
+from airflow_provider_logproc.consume.partition_stats import PartitionStats
 from airflow_provider_logproc.kafka.config import connection_config
 from airflow_provider_logproc.kafka.progress import KafkaWindowConfigError
-from airflow_provider_logproc.kafka.window import PartitionStats, TimeWindow
+from airflow_provider_logproc.kafka.window import TimeWindow
 from airflow_provider_logproc.version_compat import push_xcoms
 
 # The Kafka hook and the read loop (confluent_kafka, amazon.ion) are imported in execute(): this
@@ -247,6 +248,8 @@ class KafkaBatchConsumeOperator(BaseOperator):
         from airflow_provider_logproc.consume.parallel import choose_workers, read_window_in_workers
 
         window = self._window(context)
+        # Once per task: whether the C loop or its Python twin runs (the same in worker processes).
+        self.log.info("encoding loop: %s", encoder.window_loop())
         plans = plan_window(consumer, self.topic_list, window)
         for plan in plans:
             self.log.info("%s[%d]: offsets %d..%d to read (low %d, high %d)", plan.topic, plan.partition,

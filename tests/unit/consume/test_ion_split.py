@@ -11,12 +11,9 @@ import pytest
 from amazon.ion import simpleion
 
 from airflow_provider_logproc.consume.encoders import make_encoder
+from airflow_provider_logproc.consume.envelope import ION_BINARY_VERSION_MARKER
 from airflow_provider_logproc.consume.ion_json import CorruptIonError, convert_ion_to_json
-from airflow_provider_logproc.consume.ion_split import (
-    ION_BINARY_VERSION_MARKER,
-    convert_ion_file_to_json,
-    plan_slices,
-)
+from airflow_provider_logproc.consume.ion_split import convert_ion_file_to_json, plan_slices
 
 DAY_MS = int(dt.datetime(2026, 4, 2, tzinfo=dt.UTC).timestamp() * 1000)
 

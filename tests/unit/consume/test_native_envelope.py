@@ -232,3 +232,39 @@ def test_a_window_read_takes_both_loops_without_cyclic_gc(monkeypatch: pytest.Mo
     if native is not None:
         assert seen == [("python", False), *expected_c]
     assert gc.isenabled()
+
+
+# The only Python names _native_envelope.c looks up itself (PyInit__native_envelope's INTERN list):
+# confluent-kafka's public Message methods. Everything of this package it uses (the key cache, the
+# deserializers, headers_text, minute_prefix, UndecodableRecord) is passed in as an argument by
+# TextEnvelopeEncoder.window_batch, so renaming any of those cannot silently break the C loop.
+MESSAGE_METHODS_THE_C_LOOP_CALLS = ("error", "offset", "timestamp", "key", "value", "headers")
+
+
+def test_the_c_loop_calls_only_public_message_methods_that_exist() -> None:
+    from pathlib import Path
+
+    import confluent_kafka
+
+    source = (Path(encoders_module.__file__).parent / "_native_envelope.c").read_text()
+    interned = source[source.index("PyInit__native_envelope"):]
+    assert [line.split('"')[1] for line in interned.splitlines() if "INTERN(" in line] == list(
+        MESSAGE_METHODS_THE_C_LOOP_CALLS)
+    for forbidden in ("PyObject_GetAttr", "PyImport_Import", "PyObject_SetAttr"):
+        assert forbidden not in source, forbidden
+    for name in MESSAGE_METHODS_THE_C_LOOP_CALLS:
+        assert callable(getattr(confluent_kafka.Message, name, None)), name
+
+
+def test_the_window_loop_says_which_implementation_runs_and_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_provider_logproc.consume.encoders import BinaryEnvelopeEncoder
+
+    if native is not None:
+        assert TextEnvelopeEncoder("string", "json").window_loop() == "C (_native_envelope.encode_window_batch)"
+    assert TextEnvelopeEncoder("string", "string").window_loop() == "Python (the C loop takes JSON values only)"
+    assert BinaryEnvelopeEncoder("string", "json").window_loop().startswith("Python (binary Ion")
+    monkeypatch.setattr(encoders_module, "native_envelope", None)
+    monkeypatch.delenv("LOGPROC_PURE_PYTHON", raising=False)
+    assert "not built" in TextEnvelopeEncoder("string", "json").window_loop()
+    monkeypatch.setenv("LOGPROC_PURE_PYTHON", "1")
+    assert TextEnvelopeEncoder("string", "json").window_loop() == "Python (LOGPROC_PURE_PYTHON is set)"

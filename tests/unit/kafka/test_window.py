@@ -8,7 +8,6 @@ import pendulum
 import pytest
 
 from airflow_provider_logproc.kafka.window import (
-    PartitionStats,
     TimeWindow,
     WindowError,
     plan_partition,
@@ -74,11 +73,3 @@ def test_retention_gap_only_when_the_oldest_kept_record_is_later_than_since():
     assert retention_gap_message(plan_partition("logs", 1, 0, 900, 0), WINDOW.since_ms + 10, WINDOW) is None
     # The window starts after the oldest kept record: it is inside retention.
     assert retention_gap_message(plan_partition("logs", 1, 500, 900, 700), WINDOW.since_ms + 10, WINDOW) is None
-
-
-def test_partition_stats():
-    stats = PartitionStats("t", 3)
-    for offset in (7, 8, 12):
-        stats.wrote(offset)
-    assert stats.as_dict() == {"topic": "t", "partition": 3, "first_offset": 7, "last_offset": 12, "count": 3,
-                               "dead_letter_count": 0, "outside_window_count": 0}
