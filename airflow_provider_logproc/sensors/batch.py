@@ -9,7 +9,6 @@ the failed tasks and exit codes. The sensor never terminates the job: it is not 
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from collections.abc import Sequence
 from functools import cached_property
@@ -27,6 +26,7 @@ from airflow.providers.common.compat.sdk import (
 from airflow_provider_logproc.azure_batch.ids import validate_batch_id
 from airflow_provider_logproc.azure_batch.outcome import counts_state, format_counts
 from airflow_provider_logproc.azure_batch.retry import is_transient
+from airflow_provider_logproc.sensors._deferral import defer_to, trigger_event
 from airflow_provider_logproc.triggers.batch import AzureBatchJobTrigger
 
 # azure.core and the Batch hook (official AzureBatchHook, azure.batch, azure.identity) are imported
@@ -34,8 +34,6 @@ from airflow_provider_logproc.triggers.batch import AzureBatchJobTrigger
 if TYPE_CHECKING:
     from airflow_provider_logproc.hooks.batch import AzureBatchJobHook
 
-# Let the trigger report its own timeout (with the last counts) before Airflow's deferral timeout.
-_DEFERRAL_TIMEOUT_GRACE = dt.timedelta(minutes=5)
 
 
 class AzureBatchJobSensor(BaseSensorOperator):
@@ -112,22 +110,17 @@ class AzureBatchJobSensor(BaseSensorOperator):
         counts = self._read_counts()
         if counts is not None and counts_state(counts) != "running":
             return self._result()
-        self.defer(
-            trigger=AzureBatchJobTrigger(
-                job_id=self.job_id,
-                azure_batch_conn_id=self.azure_batch_conn_id,
-                deadline=time.time() + self.timeout,
-                poll_interval=self.poke_interval,
-                transient_error_budget=self.transient_error_budget,
-            ),
-            method_name="execute_complete",
-            timeout=dt.timedelta(seconds=self.timeout) + _DEFERRAL_TIMEOUT_GRACE,
-        )
+        defer_to(self, AzureBatchJobTrigger(
+            job_id=self.job_id,
+            azure_batch_conn_id=self.azure_batch_conn_id,
+            deadline=time.time() + self.timeout,
+            poll_interval=self.poke_interval,
+            transient_error_budget=self.transient_error_budget,
+        ))
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Back from the trigger: judge the tasks, or time out, or report why waiting failed."""
-        if not event:
-            raise AirflowException("AzureBatchJobTrigger returned no event")
+        event = trigger_event(event, "AzureBatchJobTrigger")
         status = event.get("status")
         if status in ("success", "failed"):
             return self._result()

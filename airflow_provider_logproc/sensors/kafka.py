@@ -31,11 +31,8 @@ from airflow_provider_logproc.kafka.progress import (
     check_window,
     timeout_message,
 )
+from airflow_provider_logproc.sensors._deferral import defer_to, trigger_event
 from airflow_provider_logproc.triggers.kafka import KafkaWindowCompleteTrigger
-
-# The deferral timeout is only a safety net behind the trigger's own deadline (which gives the
-# better message): it fires if the trigger cannot report, e.g. its triggerer is gone for good.
-_DEFERRAL_TIMEOUT_GRACE = dt.timedelta(minutes=5)
 
 
 class KafkaWindowTimeoutError(AirflowSensorTimeout):
@@ -192,20 +189,15 @@ class KafkaWindowCompleteSensor(BaseSensorOperator):
             self.log.info("Kafka window already complete on all %d partitions", len(progress.partitions))
             return self._result(progress.summary())
         timeout_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.timeout)
-        self.defer(
-            trigger=KafkaWindowCompleteTrigger(
-                topics=self._topics, until=self._window_end, since=self._window_start,
-                kafka_config_id=self.kafka_config_id, max_lateness=self._max_lateness,
-                idle_timeout=self._idle_timeout, poll_interval=self.poke_interval, timeout_at=timeout_at,
-                timeout=self.timeout, partition_state=self._state, request_timeout=self.request_timeout),
-            method_name="execute_complete",
-            timeout=dt.timedelta(seconds=self.timeout) + _DEFERRAL_TIMEOUT_GRACE,
-        )
+        defer_to(self, KafkaWindowCompleteTrigger(
+            topics=self._topics, until=self._window_end, since=self._window_start,
+            kafka_config_id=self.kafka_config_id, max_lateness=self._max_lateness,
+            idle_timeout=self._idle_timeout, poll_interval=self.poke_interval, timeout_at=timeout_at,
+            timeout=self.timeout, partition_state=self._state, request_timeout=self.request_timeout))
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Back from the trigger: the window is complete, or it timed out, or the check failed."""
-        if not event:
-            raise AirflowException("KafkaWindowCompleteTrigger returned no event")
+        event = trigger_event(event, "KafkaWindowCompleteTrigger")
         status = event.get("status")
         if status == "complete":
             self._window_start, self._window_end = resolve_window(context, self.since, self.until,
