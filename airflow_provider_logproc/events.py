@@ -11,7 +11,7 @@ from typing import Any
 
 
 def new_logs_wakeup(message: Any) -> dict[str, Any]:
-    """The asset event's payload: the message's coordinates (no value, no key: they may be large)."""
+    """Return the asset event's payload: the message's coordinates (no value, no key: they may be large)."""
     _kind, timestamp_ms = message.timestamp()
     return {
         "topic": message.topic(),

@@ -111,7 +111,7 @@ class TextEnvelopeEncoder:
         )
 
     def _head(self, topic: str, partition: int) -> bytes:
-        """An envelope's constant start, up to its offset: ``{topic:"...",partition:N,offset:``."""
+        """Return an envelope's constant start, up to its offset: ``{topic:"...",partition:N,offset:``."""
         topic_text = self._topics.get(topic)
         if topic_text is None:
             topic_text = self._topics[topic] = orjson.dumps(topic)
@@ -145,7 +145,7 @@ class TextEnvelopeEncoder:
 
     def window_batch(self, messages: list[Any], topic: str, partition: int, stop_offset: int,
                      window: TimeWindow) -> WindowBatch | None:
-        """A whole batch of ``_read_partition`` (filter by the window, then encode) in C, for JSON
+        """Run a whole batch of ``_read_partition`` (filter by the window, then encode) in C, for JSON
         values; None where the C loop is not built or the values are not JSON."""
         if native_envelope is None or not self._json_values:
             return None

@@ -63,7 +63,7 @@ class GroupBatch:
                 for (topic, partition), offset in sorted(self.next_offsets.items())]
 
     def ranges(self) -> list[dict[str, Any]]:
-        """The offsets read, ``[start, end)`` per partition: what a rerun of the same run must read again."""
+        """Return the offsets read, ``[start, end)`` per partition: what a rerun of the same run must read again."""
         return [{"topic": topic, "partition": partition, "start": self.first_offsets[(topic, partition)],
                  "end": end} for (topic, partition), end in sorted(self.next_offsets.items())]
 

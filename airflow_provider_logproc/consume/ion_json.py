@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 
 def bare_value_model() -> IonPyValueModel:
-    """The reader's bare value model: plain Python values, symbols as text, structs as dicts."""
+    """Return the reader's bare value model: plain Python values, symbols as text, structs as dicts."""
     from amazon.ion.simpleion import IonPyValueModel
 
     return IonPyValueModel.MAY_BE_BARE | IonPyValueModel.SYMBOL_AS_TEXT | IonPyValueModel.STRUCT_AS_STD_DICT
@@ -198,7 +198,7 @@ class _RecordWriter:
         self.index += 1
 
     def read_stream(self, records: Iterator[Any]) -> None:
-        """The per-record loop of the conversion; the Ion reader raises from the ``for`` line only."""
+        """Run the per-record loop of the conversion; the Ion reader raises from the ``for`` line only."""
         add = self.sink.add
         dumps = orjson.dumps
         default, option = self.default, self.dumps_option

@@ -78,7 +78,7 @@ def plan_slices(path: str | os.PathLike[str], parts: int,
 
 
 def _find(handle: IO[bytes], needle: bytes, start: int, block: int = 1 << 20) -> int:
-    """The first offset of ``needle`` at or after ``start``, or -1; reads in blocks, not the whole file."""
+    """Find the first offset of ``needle`` at or after ``start``, or -1; reads in blocks, not the whole file."""
     handle.seek(start)
     carried = b""
     position = start  # the file offset of carried[0]
@@ -144,7 +144,7 @@ def convert_slice(job: SliceJob) -> ConversionResult:
 
 
 def worker_main() -> int:
-    """A worker process: a SliceJob as JSON on stdin, the ConversionResult (or the error) on stdout."""
+    """Run a worker process: a SliceJob as JSON on stdin, the ConversionResult (or the error) on stdout."""
     job = SliceJob(**json.loads(sys.stdin.buffer.read()))
     try:
         result = convert_slice(job)
@@ -242,7 +242,7 @@ def _copy(spool: IO[bytes], write: Callable[[bytes], Any]) -> None:
 
 
 def _append_invalid(path: str, first_index: int, write_invalid: Callable[[bytes], Any]) -> None:
-    """A slice's invalid records with their indexes made global.
+    """Renumber a slice's invalid records with their indexes made global.
 
     Only the leading ``{"index":N,`` is rewritten (convert_ion_to_json writes it first): a parse
     and re-dump would change the record's numbers (an Ion decimal's digits, say).

@@ -168,7 +168,7 @@ class WindowProgress:
         return [p for p in self.partitions if p.status == "behind"]
 
     def state(self) -> list[dict[str, Any]]:
-        """What the next check needs (JSON-serializable): one dict per partition."""
+        """Return what the next check needs (JSON-serializable): one dict per partition."""
         return [p.to_state() for p in self.partitions]
 
     def partition_lines(self) -> list[str]:
@@ -185,7 +185,7 @@ class WindowProgress:
                 + "; ".join(p.describe(self.checked_at) for p in behind))
 
     def summary(self) -> dict[str, Any]:
-        """The sensor's XCom value: small, JSON-serializable."""
+        """Return the sensor's XCom value: small, JSON-serializable."""
         return {
             "topics": list(self.topics),
             "threshold": format_timestamp_ms(self.threshold_ms),
@@ -241,7 +241,7 @@ def evaluate(
 
 
 def probe_consumer_config(connection_config: Mapping[str, Any]) -> dict[str, Any]:
-    """The connection's librdkafka config, made safe for a read-only probe consumer."""
+    """Return the connection's librdkafka config, made safe for a read-only probe consumer."""
     config = dict(connection_config)
     config.setdefault("group.id", _FALLBACK_GROUP_ID)
     config.update(_PROBE_CONSUMER_OVERRIDES)
@@ -292,7 +292,7 @@ def _list_partitions(consumer: Consumer, topics: Sequence[str], config: Mapping[
 
 def _read_latest_timestamps(consumer: Consumer, offsets: Mapping[tuple[str, int], int],
                             timeout: float) -> dict[tuple[str, int], int | None]:
-    """The timestamp of the record at each given offset (high_watermark - 1), read by assignment."""
+    """Read the timestamp of the record at each given offset (high_watermark - 1), read by assignment."""
     from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, KafkaError, TopicPartition
 
     result: dict[tuple[str, int], int | None] = {}

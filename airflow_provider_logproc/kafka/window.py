@@ -89,7 +89,7 @@ def plan_partition(topic: str, partition: int, low: int, high: int, offset_for_s
 
 
 def retention_gap_message(plan: PartitionPlan, first_timestamp_ms: int, window: TimeWindow) -> str | None:
-    """A message when the first record read shows that part of the window was already deleted."""
+    """Return a message when the first record read shows that part of the window was already deleted."""
     if not plan.starts_at_retention_edge or first_timestamp_ms <= window.since_ms:
         return None
     oldest = dt.datetime.fromtimestamp(first_timestamp_ms / 1000, dt.UTC).isoformat()

@@ -273,7 +273,7 @@ class KafkaBatchConsumeOperator(BaseOperator):
     def _read_group(self, consumer: Consumer, output: ObjectStoragePath, encoder: Any,
                     dead_letters: DeadLetters, limits: ReadLimits,
                     dead_letter_path: ObjectStoragePath) -> list[PartitionStats]:
-        """The group's next batch; or, when this run consumed one before, exactly that batch again.
+        """Read the group's next batch; or, when this run consumed one before, exactly that batch again.
 
         The offsets a run consumed are written beside its output (``<name>.offsets.json``) before they
         are committed. A rerun of the run (cleared, retried after a later step failed) finds them and
@@ -336,7 +336,7 @@ class KafkaBatchConsumeOperator(BaseOperator):
                           ", ".join(f"{tp.topic}[{tp.partition}]={tp.offset}" for tp in behind))
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        """Inputs: the topics' window (record count, decodability); outputs: the Ion file and dead letters."""
+        """Return the OpenLineage inputs (the topics' window) and outputs (the Ion file, dead letters)."""
         from airflow_provider_logproc.lineage.datasets import kafka_window_input, operator_lineage, staging_dataset
 
         done = self._lineage
