@@ -156,13 +156,49 @@ class IpCounter(dict[str, int]):
 def record_decoder(mapping: FieldMapping) -> msgspec.json.Decoder[Any] | None:
     """A msgspec decoder of one JSON object into a struct of the mapped fields (each ``Any``, absent =
     None); the object's other keys are skipped. None when two fields map to the same key."""
-    names = list(KEY_FIELDS)
-    keys = mapping.keys()
+    keys = mapping.json_keys()
     if len(set(keys)) != len(keys):
         return None
-    record = msgspec.defstruct("MappedRecord", [(name, Any, None) for name in names],
-                               rename=dict(zip(names, keys, strict=True)), gc=False)
+    struct_fields: list[tuple[str, Any, Any]] = []
+    rename: dict[str, str] = {}
+    namespace: dict[str, Any] = {}
+    roots: dict[str, str] = {}  # first part of a dotted key -> the struct field holding that subtree
+    for name, key in zip(KEY_FIELDS, keys, strict=True):
+        if "." not in key:
+            struct_fields.append((name, Any, None))
+            rename[name] = key
+            continue
+        # A dotted key: the flat key if present, else the path through nested objects, exactly as
+        # fields.field_value reads it (the subtree is decoded into dicts by msgspec, in C).
+        flat = f"_flat_{name}"
+        struct_fields.append((flat, Any, None))
+        rename[flat] = key
+        first, *rest = key.split(".")
+        if first not in roots:
+            roots[first] = f"_root_{len(roots)}"
+            struct_fields.append((roots[first], Any, None))
+            rename[roots[first]] = first
+        namespace[name] = property(_dotted_getter(flat, roots[first], tuple(rest)))
+    if len(set(rename.values())) != len(rename):
+        return None  # a dotted key's first part is also a field's key: the slow path reads it
+    record = msgspec.defstruct("MappedRecord", struct_fields, rename=rename, namespace=namespace, gc=False)
     return msgspec.json.Decoder(record)
+
+
+def _dotted_getter(flat: str, root: str, rest: tuple[str, ...]) -> Any:
+    def get(record: Any) -> Any:
+        value = getattr(record, flat)
+        if value is not None:
+            return value
+        node = getattr(record, root)
+        for part in rest:
+            if node.__class__ is not dict:
+                return None
+            node = node.get(part)
+            if node is None:
+                return None
+        return node
+    return get
 
 
 @functools.lru_cache(maxsize=16)
@@ -524,16 +560,21 @@ class Aggregate:
                 ts = field_value(record, mapping.timestamp)
                 if ts is None:
                     ts = fallback_ts
-            ms = self._ms_of(self._required(ts, "timestamp", mapping.timestamp, record))
+            minute = self._cached_minute(ts)
+            ms = None
+            if minute is None:
+                ms = self._ms_of(self._required(ts, "timestamp", mapping.timestamp, record))
+                minute = ms // 60000
             client_ip = self._ip_of(self._required(
                 field_value(record, mapping.client_ip), "client_ip", mapping.client_ip, record))
             status = parse_status(self._required(
                 field_value(record, mapping.status), "status", mapping.status, record))
         except FieldError as problem:
             raise InvalidRecord(f"invalid_{problem.field}", str(problem)) from None
-        self._note_time(ms)
+        if self._minute_range is not None and not self._minute_range[0] <= minute < self._minute_range[1]:
+            self._note_time(parse_timestamp_ms(ts) if ms is None else ms)
         return Normalized(
-            ms // 60000,
+            minute,
             client_ip,
             status,
             self._text(field_value(record, mapping.method), "method"),
@@ -567,6 +608,17 @@ class Aggregate:
         elif window.until_ms is not None and ms >= window.until_ms and (
                 self.outside_latest_ms is None or ms > self.outside_latest_ms):
             self.outside_latest_ms = ms
+
+    def _cached_minute(self, ts: Any) -> int | None:
+        """The minute of an ISO timestamp whose three pieces the caches know (each validated when it
+        was learnt, so any combination is a valid timestamp), as the fast loops read it; else None."""
+        if ts.__class__ is not str:
+            return None
+        minute = self._iso_prefix.get(ts[:16])
+        zone = self._iso_tail.get(ts[19:])
+        if minute is None or zone is None or ts[16:19] not in self._iso_seconds:
+            return None
+        return minute - zone
 
     def _minute_of(self, ts: Any) -> int:
         return self._ms_of(ts) // 60000

@@ -145,6 +145,10 @@ def detect_mapping(records: Iterable[Mapping[str, Any]], explicit: Mapping[str, 
     """
     explicit = dict(explicit or {})
     sample = [dict(record) for record in records]
+    # Only keys some record has are worth scoring: most candidates are absent from any one shape.
+    present: set[str] = set()
+    for record in sample:
+        present.update(key_paths(record, depth=8))
     chosen: dict[str, str] = {}
     fields_info: dict[str, dict[str, Any]] = {}
     default = FieldMapping()
@@ -156,8 +160,8 @@ def detect_mapping(records: Iterable[Mapping[str, Any]], explicit: Mapping[str, 
         options: tuple[tuple[str, str | None], ...] = (
             LATENCY_CANDIDATES if name == "latency_ms" else tuple((key, None) for key in CANDIDATES[name]))
         usable = _USABLE[name]
-        scores = [(sum(1 for record in sample if usable(field_value(record, key))), key, unit)
-                  for key, unit in options]
+        scores = [(sum(1 for record in sample if usable(field_value(record, key))) if key in present else 0,
+                   key, unit) for key, unit in options]
         best_score = max((score for score, _key, _unit in scores), default=0)
         if best_score == 0:
             key = getattr(default, name)
@@ -182,19 +186,44 @@ def detect_mapping(records: Iterable[Mapping[str, Any]], explicit: Mapping[str, 
         fields_info["latency_ms"]["unit"] = explicit["latency_unit"]
     mapping = FieldMapping().with_overrides(chosen)
     fields_info["latency_ms"].setdefault("unit", mapping.latency_unit)
-    seen: Counter[str] = Counter()
-    for record in sample:
-        seen.update(key_paths(record))
     missing = [name for name in REQUIRED_FIELDS if fields_info[name]["how"] == "not found"]
+    seen: Counter[str] = Counter()
+    if missing:
+        for record in sample:
+            seen.update(key_paths(record))
+    slow = _slow_path_reasons(sample, mapping)
+    if slow:
+        detection_note = ("these records take the Python path, not the C loop (several times slower per "
+                          f"line): {'; '.join(slow)}")
     detection: dict[str, Any] = {
         "method": "detected from the first records" if sample else "no JSON records in the sample",
         "sampled_records": len(sample),
         "fields": fields_info,
     }
+    if slow:
+        detection["slow_path"] = detection_note
     if missing:
         detection["keys_seen"] = [key for key, _n in seen.most_common(KEYS_SEEN_LIMIT)]
         detection["problem"] = not_found_message(missing, fields_info, detection["keys_seen"], len(sample))
     return mapping, detection
+
+
+def _slow_path_reasons(sample: list[dict[str, Any]], mapping: FieldMapping) -> list[str]:
+    """Why the fast loops (C scanner, msgspec) would hand these records to the slow path: they read
+    flat objects' top-level keys, integers as integers and strings as strings."""
+    if not sample:
+        return []
+    reasons = []
+    nested = [key for key in mapping.json_keys() if "." in key
+              and any(key not in record and field_value(record, key) is not None for record in sample)]
+    if nested:
+        reasons.append(f"fields in nested objects ({', '.join(nested)})")
+    texts = [name for name, key in (("status", mapping.status), ("bytes", mapping.bytes),
+                                    ("latency_ms", mapping.latency_ms))
+             if any(isinstance(field_value(record, key), str) for record in sample)]
+    if texts:
+        reasons.append(f"numbers written as text ({', '.join(texts)})")
+    return reasons
 
 
 def not_found_message(missing: list[str], fields_info: Mapping[str, Mapping[str, Any]], keys_seen: list[str],

@@ -224,7 +224,7 @@ class FieldMapping:
             raise ValueError(f"unknown field(s) in mapping: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         return replace(self, **overrides)
 
-    def keys(self) -> tuple[str, ...]:
+    def json_keys(self) -> tuple[str, ...]:
         """The JSON keys of KEY_FIELDS, in that order."""
         return tuple(getattr(self, name) for name in KEY_FIELDS)
 

@@ -368,3 +368,25 @@ def test_version_1_partials_are_still_read() -> None:
     summary = summarize(Aggregate.from_partial(partial))
     assert summary["window"] is None and summary["totals"]["valid"] == 1
     assert "Fields read" not in render_report(summary)
+
+
+def test_detection_says_when_records_will_take_the_slow_path() -> None:
+    assert "numbers written as text (status, bytes, latency_ms)" in detect_mapping([NGINX])[1]["slow_path"]
+    assert "fields in nested objects (source.ip," in detect_mapping([ECS_NESTED])[1]["slow_path"]
+    assert "slow_path" not in detect_mapping([ECS_DOTTED])[1]
+
+
+def test_nested_keys_are_read_by_the_msgspec_route_not_the_slow_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    mapping, _ = detect_mapping([ECS_NESTED])
+    calls = []
+    original = Aggregate._normalize_or_keep
+
+    def counting(self: Aggregate, source: str, lineno: int, line: bytes) -> Any:
+        calls.append(lineno)
+        return original(self, source, lineno, line)
+
+    monkeypatch.setattr(Aggregate, "_normalize_or_keep", counting)
+    lines = [orjson.dumps({**ECS_NESTED, "source": {"ip": f"198.51.100.{i}"}}) for i in range(50)]
+    aggregate = analyze_lines(lines, mapping=mapping)
+    assert aggregate.valid == 50
+    assert len(calls) <= 1  # the first line teaches the timestamp caches; the rest never come here
