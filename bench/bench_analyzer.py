@@ -20,11 +20,22 @@ the peak of the summed PSS of the tree, sampled every 50 ms (counts the analyzer
 together, shared pages once).
 
     .venv/bin/python bench/bench_analyzer.py                          # 1M records
-    .venv/bin/python bench/bench_analyzer.py --records 1000000 4000000 --repeat 3
+    .venv/bin/python bench/bench_analyzer.py --records 1000000 4000000 --repeat 5
+    .venv/bin/python bench/bench_analyzer.py --records 500000 --keys ecs --window   # ECS names, a window
 
-Generated files are kept in --data-dir and reused. Exit status 1 if a target is missed
-(``--no-check`` to only print). Targets: analyzer >= 1.2x the faster of DuckDB and polars; analyzer
-peak memory below DuckDB's; analyzer peak memory at the largest size within 25% of the smallest.
+``--keys ecs|nginx`` writes the same records with the Elastic Common Schema's nested names or an
+nginx ``escape=json`` log_format's names (seconds in request_time, numbers as strings); the analyzer
+finds them itself (as ``logproc-analyze`` does, detection included in its time), the other two are
+told them. ``--outside-share`` moves that share of records hours before or after the day; with
+``--window`` the analyzer is given the day as its window and the other two compute the per-minute and
+per-hour figures of the day only. ``--analyzer-path DIR`` runs the analyzer from another checkout's
+``analyzer/`` (built in place) as the extra contender ``base``, for before/after comparisons.
+
+Each contender runs ``--repeat`` times, interleaved (A B C A B C ...); the report gives the median
+time and the range (min-max) of the runs, never the best. Generated files are kept in --data-dir
+and reused. Exit status 1 if a target is missed (``--no-check`` to only print). Targets: analyzer >=
+1.2x the faster of DuckDB and polars (medians); analyzer peak memory below DuckDB's; analyzer peak
+memory at the largest size within 25% of the smallest.
 """
 
 from __future__ import annotations
@@ -33,6 +44,8 @@ import argparse
 import datetime as dt
 import json
 import os
+import random
+import statistics
 import subprocess
 import sys
 import threading
@@ -45,29 +58,68 @@ sys.path.insert(0, str(REPO))
 
 DAY = dt.date(2026, 11, 24)
 CONTENDERS = ("analyzer", "duckdb", "polars")
+EXTRA_CONTENDERS = ("base",)  # the analyzer of --analyzer-path
+KEY_SHAPES = ("default", "ecs", "nginx")
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
+DAY_START_MS = int(dt.datetime.combine(DAY, dt.time(), tzinfo=dt.UTC).timestamp() * 1000)
+DAY_END_MS = DAY_START_MS + 86_400_000
 
 
 # --------------------------------------------------------------------------- the contenders
-def run_analyzer(path: str, workers: int) -> dict[str, Any]:
+def run_analyzer(path: str, workers: int, shape: str, window: bool) -> dict[str, Any]:
     from logproc_analyzer import analyze_paths, summarize
 
-    summary = summarize(analyze_paths([path], workers=workers))
+    try:  # what logproc-analyze does: the field names from the first records, then the analysis
+        from logproc_analyzer.analyze import choose_mapping
+        from logproc_analyzer.fields import Window
+    except ImportError:  # an analyzer from before detection and windows (--analyzer-path)
+        if shape != "default" or window:
+            raise SystemExit("this analyzer knows neither field detection nor windows") from None
+        summary = summarize(analyze_paths([path], workers=workers))
+    else:
+        mapping, detection = choose_mapping([path])
+        day = Window(DAY_START_MS, DAY_END_MS) if window else None
+        summary = summarize(analyze_paths([path], workers=workers, mapping=mapping, detection=detection,
+                                          window=day))
     return {"valid": summary["totals"]["valid"], "status": summary["status"],
             "unique_ips": summary["unique_ips"], "bytes": summary["bytes"]["total"],
             "p99": summary["latency_ms"]["p99"]}
 
 
-def run_duckdb(path: str, workers: int) -> dict[str, Any]:
+# DuckDB: read_json's columns for each shape, and the select that gives them the canonical names.
+_DUCKDB_SHAPES = {
+    "default": ("""{timestamp: 'VARCHAR', client_ip: 'VARCHAR', method: 'VARCHAR', path: 'VARCHAR',
+                    status: 'BIGINT', bytes: 'BIGINT', latency_ms: 'DOUBLE', user_agent: 'VARCHAR',
+                    source: 'VARCHAR'}""", "*"),
+    "ecs": ("""{"@timestamp": 'VARCHAR', source: 'STRUCT(ip VARCHAR)',
+                http: 'STRUCT(request STRUCT(method VARCHAR), response STRUCT(status_code BIGINT,
+                              body STRUCT(bytes BIGINT)))',
+                url: 'STRUCT(path VARCHAR)', user_agent: 'STRUCT(original VARCHAR)',
+                event: 'STRUCT(duration BIGINT)', service: 'STRUCT(name VARCHAR)'}""",
+            """"@timestamp" AS timestamp, source.ip AS client_ip, http.request.method AS method,
+               url.path AS path, http.response.status_code AS status, http.response.body.bytes AS bytes,
+               event.duration / 1000000 AS latency_ms, user_agent.original AS user_agent,
+               service.name AS source"""),
+    "nginx": ("""{time_iso8601: 'VARCHAR', remote_addr: 'VARCHAR', request_method: 'VARCHAR',
+                  request_uri: 'VARCHAR', status: 'VARCHAR', body_bytes_sent: 'VARCHAR',
+                  request_time: 'VARCHAR', http_user_agent: 'VARCHAR'}""",
+              """time_iso8601 AS timestamp, remote_addr AS client_ip, request_method AS method,
+                 request_uri AS path, TRY_CAST(status AS BIGINT) AS status,
+                 TRY_CAST(body_bytes_sent AS BIGINT) AS bytes,
+                 TRY_CAST(request_time AS DOUBLE) * 1000 AS latency_ms, http_user_agent AS user_agent,
+                 NULL::VARCHAR AS source"""),
+}
+
+
+def run_duckdb(path: str, workers: int, shape: str, window: bool) -> dict[str, Any]:
     import duckdb
 
     con = duckdb.connect()
     con.execute(f"SET threads={workers}")
+    columns, select = _DUCKDB_SHAPES[shape]
     con.execute(f"""
-        CREATE TABLE raw AS SELECT * FROM read_json('{path}', format='newline_delimited', ignore_errors=true,
-            columns={{timestamp: 'VARCHAR', client_ip: 'VARCHAR', method: 'VARCHAR', path: 'VARCHAR',
-                     status: 'BIGINT', bytes: 'BIGINT', latency_ms: 'DOUBLE', user_agent: 'VARCHAR',
-                     source: 'VARCHAR'}})""")
+        CREATE TABLE raw AS SELECT {select} FROM read_json('{path}', format='newline_delimited',
+            ignore_errors=true, columns={columns})""")
     con.execute(r"""
         CREATE TABLE logs AS SELECT *,
             CASE WHEN regexp_full_match(timestamp, '\d+') THEN CAST(timestamp AS BIGINT)
@@ -76,10 +128,14 @@ def run_duckdb(path: str, workers: int) -> dict[str, Any]:
     q = con.execute
     valid = q("SELECT count(*) FROM logs").fetchone()[0]  # type: ignore[index]
     status = dict(q("SELECT status, count(*) FROM logs GROUP BY 1").fetchall())
-    q("""SELECT ts_ms // 60000, count(*), count(*) FILTER (status BETWEEN 400 AND 499),
-                count(*) FILTER (status >= 500) FROM logs GROUP BY 1""").fetchall()
-    q("""SELECT ts_ms // 3600000, count(*), count(*) FILTER (status BETWEEN 400 AND 499),
-                count(*) FILTER (status >= 500) FROM logs GROUP BY 1""").fetchall()
+    in_day = f"WHERE ts_ms >= {DAY_START_MS} AND ts_ms < {DAY_END_MS}" if window else ""
+    q(f"""SELECT ts_ms // 60000, count(*), count(*) FILTER (status BETWEEN 400 AND 499),
+                count(*) FILTER (status >= 500) FROM logs {in_day} GROUP BY 1""").fetchall()
+    q(f"""SELECT ts_ms // 3600000, count(*), count(*) FILTER (status BETWEEN 400 AND 499),
+                count(*) FILTER (status >= 500) FROM logs {in_day} GROUP BY 1""").fetchall()
+    if window:
+        q(f"""SELECT count(*) FILTER (ts_ms < {DAY_START_MS}), {DAY_START_MS} - min(ts_ms),
+                     count(*) FILTER (ts_ms >= {DAY_END_MS}), max(ts_ms) - {DAY_END_MS} FROM logs""").fetchall()
     ips = q("""SELECT client_ip, count(*), count(*) FILTER (status BETWEEN 400 AND 499),
                       count(*) FILTER (status >= 500) FROM logs GROUP BY 1""").fetchall()
     for column in ("path", "user_agent"):
@@ -92,11 +148,39 @@ def run_duckdb(path: str, workers: int) -> dict[str, Any]:
             "bytes": total_bytes, "p99": latency[-1]}
 
 
-def run_polars(path: str, workers: int) -> dict[str, Any]:
+def _polars_frame(path: str, shape: str) -> Any:
+    """The file as a frame with the canonical column names."""
+    import polars as pl
+
+    if shape == "default":
+        return pl.read_ndjson(path, schema_overrides={"timestamp": pl.String})
+    if shape == "nginx":
+        frame = pl.read_ndjson(path, infer_schema_length=10_000)
+        return frame.select(
+            pl.col("time_iso8601").alias("timestamp"), pl.col("remote_addr").alias("client_ip"),
+            pl.col("request_method").alias("method"), pl.col("request_uri").alias("path"),
+            pl.col("status").cast(pl.Int64, strict=False).alias("status"),
+            pl.col("body_bytes_sent").cast(pl.Int64, strict=False).alias("bytes"),
+            (pl.col("request_time").cast(pl.Float64, strict=False) * 1000).alias("latency_ms"),
+            pl.col("http_user_agent").alias("user_agent"), pl.lit(None, pl.String).alias("source"))
+    frame = pl.read_ndjson(path, infer_schema_length=10_000, schema_overrides={"@timestamp": pl.String})
+    http = pl.col("http")
+    return frame.select(
+        pl.col("@timestamp").alias("timestamp"), pl.col("source").struct.field("ip").alias("client_ip"),
+        http.struct.field("request").struct.field("method").alias("method"),
+        pl.col("url").struct.field("path").alias("path"),
+        http.struct.field("response").struct.field("status_code").alias("status"),
+        http.struct.field("response").struct.field("body").struct.field("bytes").alias("bytes"),
+        (pl.col("event").struct.field("duration") / 1_000_000).alias("latency_ms"),
+        pl.col("user_agent").struct.field("original").alias("user_agent"),
+        pl.col("service").struct.field("name").alias("source"))
+
+
+def run_polars(path: str, workers: int, shape: str, window: bool) -> dict[str, Any]:
     os.environ["POLARS_MAX_THREADS"] = str(workers)  # read when polars is first imported
     import polars as pl
 
-    frame = pl.read_ndjson(path, schema_overrides={"timestamp": pl.String})
+    frame = _polars_frame(path, shape)
     ts = pl.col("timestamp")
     status = pl.col("status")
     parsed = (
@@ -116,8 +200,14 @@ def run_polars(path: str, workers: int) -> dict[str, Any]:
         )
     )
     counts = [pl.len(), pl.col("e4").sum(), pl.col("e5").sum()]
-    logs.group_by("minute").agg(counts).rows()
-    logs.group_by("hour").agg(counts).rows()
+    day = logs.filter(pl.col("ts_ms").is_between(DAY_START_MS, DAY_END_MS, closed="left")) if window else logs
+    day.group_by("minute").agg(counts).rows()
+    day.group_by("hour").agg(counts).rows()
+    if window:
+        logs.select((pl.col("ts_ms") < DAY_START_MS).sum().alias("before"),
+                    (DAY_START_MS - pl.col("ts_ms").min()).alias("before_skew"),
+                    (pl.col("ts_ms") >= DAY_END_MS).sum().alias("after"),
+                    (pl.col("ts_ms").max() - DAY_END_MS).alias("after_skew")).rows()
     ips = logs.group_by("client_ip").agg(counts).rows()
     status_counts = dict(logs.group_by("status").len().rows())
     for column in ("path", "user_agent"):
@@ -132,12 +222,12 @@ def run_polars(path: str, workers: int) -> dict[str, Any]:
             "unique_ips": len(ips), "bytes": totals["bytes"], "p99": totals["p0.99"]}
 
 
-RUNNERS = {"analyzer": run_analyzer, "duckdb": run_duckdb, "polars": run_polars}
+RUNNERS = {"analyzer": run_analyzer, "base": run_analyzer, "duckdb": run_duckdb, "polars": run_polars}
 
 
-def child(contender: str, path: str, workers: int) -> None:
+def child(contender: str, path: str, workers: int, shape: str, window: bool) -> None:
     started = time.perf_counter()
-    result = RUNNERS[contender](path, workers)
+    result = RUNNERS[contender](path, workers, shape, window)
     seconds = time.perf_counter() - started
     print(json.dumps({"seconds": seconds, "result": result}))
 
@@ -173,10 +263,18 @@ def _tree_pss_kib(root: int) -> int:
     return total
 
 
-def measure(contender: str, path: Path, workers: int) -> dict[str, Any]:
+def measure(contender: str, path: Path, workers: int, shape: str, window: bool,
+            analyzer_path: str | None = None) -> dict[str, Any]:
+    env = dict(os.environ)
+    if contender == "base":
+        if not analyzer_path:
+            raise SystemExit("the contender 'base' needs --analyzer-path")
+        # First on the path, so it is imported instead of the development install's analyzer.
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [analyzer_path, env.get("PYTHONPATH")]))
     process = subprocess.Popen(
-        [sys.executable, __file__, "--child", contender, "--file", str(path), "--workers", str(workers)],
-        stdout=subprocess.PIPE, text=True,
+        [sys.executable, __file__, "--child", contender, "--file", str(path), "--workers", str(workers),
+         "--keys", shape, *(["--window"] if window else [])],
+        stdout=subprocess.PIPE, text=True, env=env,
     )
     peak_pss = 0
     done = threading.Event()
@@ -206,18 +304,61 @@ def measure(contender: str, path: Path, workers: int) -> dict[str, Any]:
     return report
 
 
-def ensure_file(data_dir: Path, records: int, bad_share: float) -> Path:
+def _reshape(fields: dict[str, Any], timestamp_ms: int, shape: str) -> bytes:
+    """One record with a shipper's key names (the timestamp as that shipper writes it)."""
+    import orjson
+
+    if shape == "ecs":
+        http: dict[str, Any] = {"request": {"method": fields["method"]},
+                                "response": {"status_code": fields["status"]}}
+        document: dict[str, Any] = {
+            "@timestamp": fields["timestamp"], "source": {"ip": fields["client_ip"]}, "http": http,
+            "url": {"path": fields["path"]}, "user_agent": {"original": fields["user_agent"]},
+            "service": {"name": fields["source"]}, "ecs": {"version": "8.11.0"}}
+        if fields.get("bytes") is not None:
+            http["response"]["body"] = {"bytes": fields["bytes"]}
+        if fields.get("latency_ms") is not None:
+            document["event"] = {"duration": round(fields["latency_ms"] * 1_000_000)}
+        return orjson.dumps(document)
+    moment = dt.datetime.fromtimestamp(timestamp_ms // 1000, tz=dt.UTC)
+    return orjson.dumps({
+        "time_iso8601": moment.isoformat(), "remote_addr": fields["client_ip"], "remote_user": "",
+        "request": f"{fields['method']} {fields['path']} HTTP/1.1", "status": str(fields["status"]),
+        "body_bytes_sent": str(fields.get("bytes") or 0), "request_time": f"{fields['latency_ms'] / 1000:.3f}",
+        "http_referer": "", "http_user_agent": fields["user_agent"], "request_method": fields["method"],
+        "request_uri": fields["path"], "host": "example.org"})
+
+
+def _skewed(fields: dict[str, Any], timestamp_ms: int, rng: random.Random) -> tuple[dict[str, Any], int]:
+    """The record hours before or after the day (late arrivals, device clocks), as an epoch-ms int."""
+    shift = rng.choice((-1, 1)) * rng.randrange(3_600_000, 30 * 3_600_000)
+    moved = timestamp_ms + shift
+    return {**fields, "timestamp": moved}, moved
+
+
+def ensure_file(data_dir: Path, records: int, bad_share: float, shape: str = "default",
+                outside_share: float = 0.0) -> Path:
+    import orjson
+
     from logproc_local import sample_logs
 
-    path = data_dir / f"day-{DAY.isoformat()}-{records}-bad{bad_share}.jsonl"
+    suffix = ("" if shape == "default" else f"-{shape}") + (f"-out{outside_share}" if outside_share else "")
+    path = data_dir / f"day-{DAY.isoformat()}-{records}-bad{bad_share}{suffix}.jsonl"
     if path.exists():
         return path
     data_dir.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".tmp")
     started = time.perf_counter()
+    rng = random.Random(7)
     with partial.open("wb") as out:
         for record in sample_logs.generate(DAY, records, seed=1, bad_share=bad_share):
-            out.write(record.value + b"\n")
+            fields, timestamp_ms, value = record.fields, record.timestamp_ms, record.value
+            if fields is not None and outside_share and rng.random() < outside_share:
+                fields, timestamp_ms = _skewed(fields, timestamp_ms, rng)
+                value = orjson.dumps(fields)
+            if fields is not None and shape != "default":
+                value = _reshape(fields, timestamp_ms, shape)
+            out.write(value + b"\n")
     partial.rename(path)
     print(f"generated {path} ({path.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - started:.0f} s",
           file=sys.stderr)
@@ -225,18 +366,32 @@ def ensure_file(data_dir: Path, records: int, bad_share: float) -> Path:
 
 
 # --------------------------------------------------------------------------- reporting
-def report(records: int, size_mb: float, best: dict[str, dict[str, Any]]) -> None:
-    print(f"\n{records:,} records ({size_mb:.0f} MB), best time of the runs (CPU of that run), largest memory of "
-          f"the runs:")
-    print(f"  {'contender':9s} {'seconds':>8s} {'records/s':>10s} {'time vs analyzer':>17s} {'CPU s':>7s} "
-          f"{'CPU vs analyzer':>16s} {'ru_maxrss MB':>13s} {'peak PSS MB':>12s}")
+def summarize_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median and range of the runs' times (CPU likewise), the largest memory of them."""
+    seconds = [run["seconds"] for run in runs]
+    cpu = [run["cpu_seconds"] for run in runs]
+    return {"seconds": statistics.median(seconds), "seconds_min": min(seconds), "seconds_max": max(seconds),
+            "cpu_seconds": statistics.median(cpu), "cpu_min": min(cpu), "cpu_max": max(cpu),
+            "ru_maxrss_mb": max(run["ru_maxrss_mb"] for run in runs),
+            "peak_pss_mb": max(run["peak_pss_mb"] for run in runs), "runs": len(runs),
+            "result": runs[-1]["result"]}
+
+
+def report(records: int, size_mb: float, best: dict[str, dict[str, Any]], label: str) -> None:
+    runs = next(iter(best.values()))["runs"] if best else 0
+    print(f"\n{records:,} records ({size_mb:.0f} MB, {label}), median of {runs} runs [range], largest memory "
+          f"of the runs:")
+    print(f"  {'contender':9s} {'seconds [min-max]':>20s} {'records/s':>10s} {'time vs analyzer':>17s} "
+          f"{'CPU s [min-max]':>20s} {'CPU vs analyzer':>16s} {'ru_maxrss MB':>13s} {'peak PSS MB':>12s}")
     base = best["analyzer"]["seconds"] if "analyzer" in best else None
     base_cpu = best["analyzer"]["cpu_seconds"] if "analyzer" in best else None
     for name, run in best.items():
         ratio = f"{run['seconds'] / base:.2f}x" if base else "-"
         cpu_ratio = f"{run['cpu_seconds'] / base_cpu:.2f}x" if base_cpu else "-"
-        print(f"  {name:9s} {run['seconds']:8.2f} {records / run['seconds']:10,.0f} {ratio:>17s} "
-              f"{run['cpu_seconds']:7.2f} {cpu_ratio:>16s} {run['ru_maxrss_mb']:13.0f} {run['peak_pss_mb']:12.0f}")
+        spread = f"{run['seconds']:.2f} [{run['seconds_min']:.2f}-{run['seconds_max']:.2f}]"
+        cpu_spread = f"{run['cpu_seconds']:.2f} [{run['cpu_min']:.2f}-{run['cpu_max']:.2f}]"
+        print(f"  {name:9s} {spread:>20s} {records / run['seconds']:10,.0f} {ratio:>17s} "
+              f"{cpu_spread:>20s} {cpu_ratio:>16s} {run['ru_maxrss_mb']:13.0f} {run['peak_pss_mb']:12.0f}")
     results = {name: run["result"] for name, run in best.items()}
     reference = results.get("analyzer")
     for name, result in results.items():
@@ -279,18 +434,27 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, nargs="+", default=[1_000_000], help="file sizes in records")
     parser.add_argument("--workers", type=int, default=2, help="cores each contender may use (default 2)")
-    parser.add_argument("--repeat", type=int, default=2, help="runs per contender and size; best time is kept")
-    parser.add_argument("--contenders", default=",".join(CONTENDERS), help="comma-separated subset")
+    parser.add_argument("--repeat", type=int, default=5,
+                        help="runs per contender and size, interleaved; the median and range are reported")
+    parser.add_argument("--contenders", default=",".join(CONTENDERS),
+                        help=f"comma-separated, of {', '.join(CONTENDERS + EXTRA_CONTENDERS)}")
+    parser.add_argument("--keys", choices=KEY_SHAPES, default="default",
+                        help="key names of the generated records: the sample logs', ECS (nested) or nginx JSON")
+    parser.add_argument("--outside-share", type=float, default=0.0,
+                        help="share of records moved 1-30 hours before or after the day")
+    parser.add_argument("--window", action="store_true",
+                        help="analyse the day as the window [day, day + 1) (the per-hour figures of the day)")
+    parser.add_argument("--analyzer-path", help="an analyzer/ directory to run as the contender 'base'")
     parser.add_argument("--bad-share", type=float, default=0.0,
                         help="share of broken records (default 0: polars' read_ndjson refuses a file with "
                              "non-UTF-8 lines outright, ignore_errors or not)")
     parser.add_argument("--data-dir", default="/tmp/logproc-bench", help="where generated files are kept")
     parser.add_argument("--no-check", action="store_true", help="print only; exit 0 even if a target is missed")
-    parser.add_argument("--child", choices=CONTENDERS, help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=CONTENDERS + EXTRA_CONTENDERS, help=argparse.SUPPRESS)
     parser.add_argument("--file", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.file, args.workers)
+        child(args.child, args.file, args.workers, args.keys, args.window)
         return 0
 
     contenders = [name.strip() for name in args.contenders.split(",") if name.strip()]
@@ -298,23 +462,19 @@ def main() -> int:
           file=sys.stderr)
     results: dict[int, dict[str, dict[str, Any]]] = {}
     for records in args.records:
-        path = ensure_file(Path(args.data_dir), records, args.bad_share)
-        best: dict[str, dict[str, Any]] = {}
+        path = ensure_file(Path(args.data_dir), records, args.bad_share, args.keys, args.outside_share)
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in contenders}
         for attempt in range(args.repeat):
             for name in contenders:  # interleaved, so background noise spreads over all of them
-                run = measure(name, path, args.workers)
+                run = measure(name, path, args.workers, args.keys, args.window, args.analyzer_path)
                 print(f"  run {attempt + 1} {name}: {run['seconds']:.2f} s, CPU {run['cpu_seconds']:.2f} s, "
                       f"peak PSS {run['peak_pss_mb']:.0f} MB, load {os.getloadavg()[0]:.1f}", file=sys.stderr)
-                if name not in best:
-                    best[name] = run
-                else:
-                    previous = best[name]
-                    fastest = run if run["seconds"] < previous["seconds"] else previous  # with its CPU time
-                    best[name] = {**fastest,
-                                  "ru_maxrss_mb": max(run["ru_maxrss_mb"], previous["ru_maxrss_mb"]),
-                                  "peak_pss_mb": max(run["peak_pss_mb"], previous["peak_pss_mb"])}
+                runs[name].append(run)
+        best = {name: summarize_runs(name_runs) for name, name_runs in runs.items()}
         results[records] = best
-        report(records, path.stat().st_size / 1e6, best)
+        label = f"keys {args.keys}" + (f", {args.outside_share:.1%} outside the day" if args.outside_share else "") \
+            + (", window = the day" if args.window else "")
+        report(records, path.stat().st_size / 1e6, best, label)
     return check(results, no_check=args.no_check)
 
 

@@ -23,7 +23,7 @@ static PyObject *s_timestamp, *s_client_ip, *s_status, *s_method, *s_path, *s_us
     *s_bytes, *s_latency_ms;
 static PyObject *s_ips, *s_ip_client_errors, *s_ip_server_errors, *s_minute_status, *s_kinds, *s_paths,
     *s_user_agents, *s_latency_pending, *s_iso_prefix, *s_iso_seconds, *s_iso_tail, *s_bytes_total,
-    *s_bytes_records;
+    *s_bytes_records, *s_minute_range;
 
 typedef struct {
     PyObject *ips, *ip_4xx, *ip_5xx, *minute_status, *kinds, *paths, *agents, *latency;
@@ -1043,9 +1043,23 @@ optional_text(const Token *token)
 }
 
 /* One flat line: COUNTED, SLOW, NOT_SCANNED or FAILED. */
+/* The analysis window in epoch minutes, [low, high); a record outside goes to the slow path, which
+ * notes its exact time (Aggregate._note_time). Without a window nothing is checked. */
+typedef struct {
+    int active;
+    long long low, high;
+} MinuteRange;
+
+static inline int
+outside_range(const MinuteRange *range, long long minute)
+{
+    return range->active && (minute < range->low || minute >= range->high);
+}
+
 static int
 flat_line(Counters *c, CountsObject *counts, IsoMemo *memo, const MappedKeys *keys, const char *data,
-          Py_ssize_t length, PyObject *minute_of, unsigned long long ms_threshold, ByteSums *sums)
+          Py_ssize_t length, PyObject *minute_of, unsigned long long ms_threshold, ByteSums *sums,
+          const MinuteRange *range)
 {
     Token f[FIELD_COUNT];
     if (!scan_flat(data, data + length, keys, f))
@@ -1126,6 +1140,8 @@ flat_line(Counters *c, CountsObject *counts, IsoMemo *memo, const MappedKeys *ke
             goto done;
         }
     }
+    if (outside_range(range, minute_value))
+        goto done; /* result is SLOW */
 
     /* The IP last of the checks, as it is the first count. An unseen one is validated by
      * IpCounter.__missing__ (through the mapping protocol), whose exception means the slow path. */
@@ -1268,7 +1284,7 @@ is_text_or_none(PyObject *value)
  * checks on what it made. COUNTED, SLOW or FAILED. */
 static int
 decoded_line(Counters *c, IsoMemo *memo, PyObject *line, PyObject *decode, PyObject *minute_of,
-             unsigned long long ms_threshold, ByteSums *sums)
+             unsigned long long ms_threshold, ByteSums *sums, const MinuteRange *range)
 {
     const char *data = PyBytes_AS_STRING(line);
     Py_ssize_t length = PyBytes_GET_SIZE(line);
@@ -1367,6 +1383,23 @@ decoded_line(Counters *c, IsoMemo *memo, PyObject *line, PyObject *decode, PyObj
         || !is_text_or_none(origin) || !latency_ok || !size_ok) {
         result = SLOW;
         goto done;
+    }
+    if (range->active) {
+        long long value = minute_value;
+        if (!have_minute_value) {
+            int overflow = 0;
+            value = PyLong_AsLongLongAndOverflow(minute, &overflow);
+            if (value == -1 && PyErr_Occurred()) {
+                result = to_slow();
+                goto done;
+            }
+            if (overflow != 0)
+                value = overflow > 0 ? LLONG_MAX : LLONG_MIN;
+        }
+        if (outside_range(range, value)) {
+            result = SLOW;
+            goto done;
+        }
     }
 
     /* Last, as it is the first count. */
@@ -1527,6 +1560,7 @@ typedef struct {
     unsigned long long ms_threshold;
     ByteSums sums;
     Py_ssize_t blank;
+    MinuteRange range;
 } Loop;
 
 /* One line through the three routes; `line` is its bytes object if the caller has one, else NULL
@@ -1535,7 +1569,7 @@ static int
 one_line(Loop *loop, const char *data, Py_ssize_t length, PyObject *line, Py_ssize_t lineno)
 {
     int rc = flat_line(&loop->c, loop->counts, loop->memo, &loop->keys, data, length, loop->minute_of,
-                       loop->ms_threshold, &loop->sums);
+                       loop->ms_threshold, &loop->sums, &loop->range);
     if (rc == COUNTED) {
         if (++loop->counts->since_flush >= (1ULL << 31))
             return flush_counts(loop->counts, &loop->c);
@@ -1554,7 +1588,7 @@ one_line(Loop *loop, const char *data, Py_ssize_t length, PyObject *line, Py_ssi
         Py_INCREF(line); /* Python code below (helpers, the slow path) could change the list */
     if (rc == NOT_SCANNED)
         rc = decoded_line(&loop->c, loop->memo, line, loop->decode, loop->minute_of, loop->ms_threshold,
-                          &loop->sums);
+                          &loop->sums, &loop->range);
     if (rc == SLOW) {
         if (is_blank(data, length))
             loop->blank++;
@@ -1575,6 +1609,33 @@ one_line(Loop *loop, const char *data, Py_ssize_t length, PyObject *line, Py_ssi
     return rc == FAILED ? -1 : 0;
 }
 
+/* The aggregate's _minute_range: None (no window) or a (low, high) tuple of epoch minutes. */
+static int
+minute_range_of(PyObject *aggregate, MinuteRange *out)
+{
+    out->active = 0;
+    PyObject *value = PyObject_GetAttr(aggregate, s_minute_range);
+    if (value == NULL)
+        return -1;
+    int rc = 0;
+    if (value != Py_None) {
+        if (!PyTuple_Check(value) || PyTuple_GET_SIZE(value) != 2) {
+            PyErr_SetString(PyExc_TypeError, "_minute_range must be None or a (low, high) tuple");
+            rc = -1;
+        }
+        else {
+            out->low = PyLong_AsLongLong(PyTuple_GET_ITEM(value, 0));
+            out->high = PyLong_AsLongLong(PyTuple_GET_ITEM(value, 1));
+            if (PyErr_Occurred())
+                rc = -1;
+            else
+                out->active = 1;
+        }
+    }
+    Py_DECREF(value);
+    return rc;
+}
+
 PyDoc_STRVAR(ingest_doc,
 "ingest(counts, aggregate, lines, start, end, first_line, keys, decode, minute_of, slow, ms_threshold)\n"
 "-> (lines, blank lines)\n\n"
@@ -1584,7 +1645,8 @@ PyDoc_STRVAR(ingest_doc,
 "keys of timestamp, client_ip, status, method, path, user_agent, source, bytes, latency_ms\n"
 "(UTF-8); ``decode``: the msgspec decoder of those fields; ``minute_of``: the timestamp helper that\n"
 "validates and learns the caches; ``slow``: called as slow(lineno, line) for a non-blank line\n"
-"neither fast route takes, returns the Normalized tuple, or None for an invalid line it kept aside.");
+"neither fast route takes, returns the Normalized tuple, or None for an invalid line it kept aside.\n"
+"A line whose minute is outside ``aggregate._minute_range`` (when not None) goes to ``slow``.");
 
 static PyObject *
 ingest(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -1623,6 +1685,8 @@ ingest(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (loop.ms_threshold == (unsigned long long)-1 && PyErr_Occurred())
         return NULL;
     loop.memo = &loop.counts->memo;
+    if (minute_range_of(args[1], &loop.range) < 0)
+        return NULL;
 
     PyObject *bytes_records = NULL, *result = NULL;
     Py_ssize_t count = 0;
@@ -1730,6 +1794,7 @@ PyInit__native_ingest(void)
     INTERN(s_iso_tail, "_iso_tail");
     INTERN(s_bytes_total, "bytes_total");
     INTERN(s_bytes_records, "bytes_records");
+    INTERN(s_minute_range, "_minute_range");
     if ((one = PyLong_FromLong(1)) == NULL)
         return NULL;
     for (long status = 100; status < 600; status++)

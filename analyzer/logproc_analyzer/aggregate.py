@@ -28,7 +28,7 @@ import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, astuple, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import IO, Any, Literal, NamedTuple
 
 import msgspec
@@ -36,12 +36,16 @@ import orjson
 
 from logproc_analyzer.fields import (
     EPOCH_MS_THRESHOLD,
+    KEY_FIELDS,
     FieldError,
     FieldMapping,
+    Window,
     clf_time_ms,
+    field_value,
     iso_prefix_minute,
     iso_seconds_valid,
     iso_tail_offset,
+    key_paths,
     parse_client_ip,
     parse_status,
     parse_timestamp_ms,
@@ -53,7 +57,10 @@ from logproc_analyzer.sketch import LatencyHistogram
 native_ingest = optional_extension("logproc_analyzer._native_ingest")
 
 PARTIAL_FORMAT = "logproc-analysis-partial"
-PARTIAL_VERSION = 1
+# 2: the window and the records outside it, the field mappings used, the latency unit. Version 1
+# partials (no window, keys as given) are still read.
+PARTIAL_VERSION = 2
+READABLE_PARTIAL_VERSIONS = (1, 2)
 INVALID_SAMPLE_SIZE = 20
 INVALID_TEXT_LIMIT = 300
 MISSING = "-"  # what an absent optional text field (method, path, user agent, source) counts as
@@ -149,13 +156,49 @@ class IpCounter(dict[str, int]):
 def record_decoder(mapping: FieldMapping) -> msgspec.json.Decoder[Any] | None:
     """A msgspec decoder of one JSON object into a struct of the mapped fields (each ``Any``, absent =
     None); the object's other keys are skipped. None when two fields map to the same key."""
-    names = [field.name for field in fields(mapping)]
-    keys = astuple(mapping)
+    keys = mapping.json_keys()
     if len(set(keys)) != len(keys):
         return None
-    record = msgspec.defstruct("MappedRecord", [(name, Any, None) for name in names],
-                               rename=dict(zip(names, keys, strict=True)), gc=False)
+    struct_fields: list[tuple[str, Any, Any]] = []
+    rename: dict[str, str] = {}
+    namespace: dict[str, Any] = {}
+    roots: dict[str, str] = {}  # first part of a dotted key -> the struct field holding that subtree
+    for name, key in zip(KEY_FIELDS, keys, strict=True):
+        if "." not in key:
+            struct_fields.append((name, Any, None))
+            rename[name] = key
+            continue
+        # A dotted key: the flat key if present, else the path through nested objects, exactly as
+        # fields.field_value reads it (the subtree is decoded into dicts by msgspec, in C).
+        flat = f"_flat_{name}"
+        struct_fields.append((flat, Any, None))
+        rename[flat] = key
+        first, *rest = key.split(".")
+        if first not in roots:
+            roots[first] = f"_root_{len(roots)}"
+            struct_fields.append((roots[first], Any, None))
+            rename[roots[first]] = first
+        namespace[name] = property(_dotted_getter(flat, roots[first], tuple(rest)))
+    if len(set(rename.values())) != len(rename):
+        return None  # a dotted key's first part is also a field's key: the slow path reads it
+    record = msgspec.defstruct("MappedRecord", struct_fields, rename=rename, namespace=namespace, gc=False)
     return msgspec.json.Decoder(record)
+
+
+def _dotted_getter(flat: str, root: str, rest: tuple[str, ...]) -> Any:
+    def get(record: Any) -> Any:
+        value = getattr(record, flat)
+        if value is not None:
+            return value
+        node = getattr(record, root)
+        for part in rest:
+            if node.__class__ is not dict:
+                return None
+            node = node.get(part)
+            if node is None:
+                return None
+        return node
+    return get
 
 
 @functools.lru_cache(maxsize=16)
@@ -198,8 +241,17 @@ def _fold_missing(counter: Mapping[Any, int]) -> dict[str, int]:
 class Aggregate:
     """Exact, mergeable counters over analysed log lines."""
 
-    def __init__(self, mapping: FieldMapping | None = None) -> None:
+    def __init__(self, mapping: FieldMapping | None = None, window: Window | None = None) -> None:
         self.mapping = mapping or FieldMapping()
+        # The analysis window: records outside it stay valid (they are counted in every figure but
+        # the time series) and their minutes are told apart when summarised. Both loops send a record
+        # whose minute is outside to the slow path, which alone notes the exact extremes below.
+        self.window = window
+        self._minute_range: tuple[int, int] | None = None if window is None else window.minute_range()
+        self.outside_earliest_ms: int | None = None  # the earliest valid record before the window
+        self.outside_latest_ms: int | None = None  # the latest valid record at or after its end
+        # How the fields were mapped, per distinct mapping among the merged partials.
+        self.field_mappings: list[dict[str, Any]] = []
         self.lines = 0
         self.blank_lines = 0
         self.invalid_reasons: defaultdict[str, int] = defaultdict(int)
@@ -316,6 +368,8 @@ class Aggregate:
         minute_of = self._minute_of
         bytes_total = self.bytes_total
         bytes_records = self.bytes_records
+        windowed = self._minute_range is not None
+        low, high = self._minute_range or (0, 0)
         lineno = first_line - 1
         blank = 0
         for lineno, line in enumerate(lines, first_line):
@@ -344,6 +398,8 @@ class Aggregate:
                     minute = ts // 60000 if ts >= ms_threshold else ts // 60
                 else:
                     raise _Slow
+                if windowed and not low <= minute < high:
+                    raise _Slow  # outside the window: the slow path notes its exact time
                 if (
                     status.__class__ is not int
                     or not 100 <= status <= 599
@@ -396,12 +452,19 @@ class Aggregate:
     def _flush_latency(self) -> None:
         pending = self._latency_pending
         good: dict[float, int] = {}
+        in_ms_of = None if self.mapping.latency_unit == "ms" else self.mapping.latency_in_ms
         for value, occurrences in pending.items():
             # In microseconds (the histogram's unit) it must still be finite: 1.8e308 ms is a double.
             if value.__class__ is bool or not 0 <= value * 1000 < _INFINITY:
                 self.field_errors["latency_ms"] += occurrences
-            else:
+            elif in_ms_of is None:
                 good[value] = occurrences
+            else:  # seconds or nanoseconds as the shipper wrote them; the histogram counts ms
+                in_ms = in_ms_of(value)
+                if not 0 <= in_ms * 1000 < _INFINITY:
+                    self.field_errors["latency_ms"] += occurrences
+                else:
+                    good[in_ms] = good.get(in_ms, 0) + occurrences
         self.latency.add_counts(good)
         pending.clear()
 
@@ -491,32 +554,78 @@ class Aggregate:
                                     f"envelope value is a {type(value).__name__}, not an object")
             record = value
         try:
-            ts = record.get(mapping.timestamp, fallback_ts)
-            minute = self._minute_of(self._required(ts, mapping.timestamp))
-            client_ip = self._ip_of(self._required(record.get(mapping.client_ip), mapping.client_ip))
-            status = parse_status(self._required(record.get(mapping.status), mapping.status))
+            if mapping.timestamp in record or "." not in mapping.timestamp:
+                ts = record.get(mapping.timestamp, fallback_ts)
+            else:
+                ts = field_value(record, mapping.timestamp)
+                if ts is None:
+                    ts = fallback_ts
+            minute = self._cached_minute(ts)
+            ms = None
+            if minute is None:
+                ms = self._ms_of(self._required(ts, "timestamp", mapping.timestamp, record))
+                minute = ms // 60000
+            client_ip = self._ip_of(self._required(
+                field_value(record, mapping.client_ip), "client_ip", mapping.client_ip, record))
+            status = parse_status(self._required(
+                field_value(record, mapping.status), "status", mapping.status, record))
         except FieldError as problem:
             raise InvalidRecord(f"invalid_{problem.field}", str(problem)) from None
+        if self._minute_range is not None and not self._minute_range[0] <= minute < self._minute_range[1]:
+            self._note_time(parse_timestamp_ms(ts) if ms is None else ms)
         return Normalized(
             minute,
             client_ip,
             status,
-            self._text(record.get(mapping.method), "method"),
-            self._text(record.get(mapping.path), "path"),
-            self._text(record.get(mapping.user_agent), "user_agent"),
-            self._text(record.get(mapping.source), "source"),
-            self._size(record.get(mapping.bytes)),
-            self._latency(record.get(mapping.latency_ms)),
+            self._text(field_value(record, mapping.method), "method"),
+            self._text(field_value(record, mapping.path), "path"),
+            self._text(field_value(record, mapping.user_agent), "user_agent"),
+            self._text(field_value(record, mapping.source), "source"),
+            self._size(field_value(record, mapping.bytes)),
+            self._latency(field_value(record, mapping.latency_ms)),
         )
 
     @staticmethod
-    def _required(value: Any, name: str) -> Any:
+    def _required(value: Any, name: str, key: str, record: dict[str, Any]) -> Any:
         if value is None:
-            raise InvalidRecord(f"missing_{name}", f"required field {name!r} is missing")
+            # The reason stays a short category; the message names the key looked for and the keys
+            # the record has, so a wrong or undetected mapping is plain from the first sample line.
+            seen = key_paths(record)
+            listed = ", ".join(seen[:20]) + (", ..." if len(seen) > 20 else "")
+            where = f"{name!r}" if key == name else f"{name!r} (key {key!r})"
+            raise InvalidRecord(f"missing_{name}",
+                                f"required field {where} is missing; the record's keys: {listed or 'none'}")
         return value
 
+    def _note_time(self, ms: int) -> None:
+        """Keep the extremes of valid records outside the window (their counts come from the minutes)."""
+        window = self.window
+        if window is None:
+            return
+        if window.since_ms is not None and ms < window.since_ms:
+            if self.outside_earliest_ms is None or ms < self.outside_earliest_ms:
+                self.outside_earliest_ms = ms
+        elif window.until_ms is not None and ms >= window.until_ms and (
+                self.outside_latest_ms is None or ms > self.outside_latest_ms):
+            self.outside_latest_ms = ms
+
+    def _cached_minute(self, ts: Any) -> int | None:
+        """The minute of an ISO timestamp whose three pieces the caches know (each validated when it
+        was learnt, so any combination is a valid timestamp), as the fast loops read it; else None."""
+        if ts.__class__ is not str:
+            return None
+        minute = self._iso_prefix.get(ts[:16])
+        zone = self._iso_tail.get(ts[19:])
+        if minute is None or zone is None or ts[16:19] not in self._iso_seconds:
+            return None
+        return minute - zone
+
     def _minute_of(self, ts: Any) -> int:
-        minute = parse_timestamp_ms(ts) // 60000
+        return self._ms_of(ts) // 60000
+
+    def _ms_of(self, ts: Any) -> int:
+        """Epoch ms of a timestamp; teaches the fast path's caches the pieces of an ISO one."""
+        ms = parse_timestamp_ms(ts)
         if isinstance(ts, str) and len(ts) >= 19 and len(self._iso_tail) < _TIMESTAMP_CACHE_LIMIT:
             # Teach the fast path this layout: the three pieces are validated one by one, so any
             # combination of cached pieces is itself a valid timestamp.
@@ -524,12 +633,12 @@ class Aggregate:
                 prefix = iso_prefix_minute(ts[:16])
                 zone = iso_tail_offset(ts[19:])
             except ValueError:
-                return minute
+                return ms
             if iso_seconds_valid(ts[16:19]):
                 self._iso_prefix[ts[:16]] = prefix
                 self._iso_tail[ts[19:]] = zone
                 self._iso_seconds.add(ts[16:19])
-        return minute
+        return ms
 
     def _ip_of(self, value: Any) -> str:
         if isinstance(value, str):
@@ -606,14 +715,25 @@ class Aggregate:
             method, path = MISSING, match["request"] or MISSING
         size = None if match["bytes"] == MISSING else int(match["bytes"])
         agent = match["agent"]
+        self._note_time(ms)
         return Normalized(ms // 60000, client_ip, status, method, path,
                           MISSING if agent is None else agent, None, size, None)
 
     # ------------------------------------------------------------------ merge and partials
     def merge(self, other: Aggregate) -> Aggregate:
         """Add another (finished) aggregate into this one; returns self."""
+        if self.window != other.window:
+            raise ValueError(f"cannot merge analyses of different windows: "
+                             f"{_window_text(self.window)} and {_window_text(other.window)}")
         self.flush_pending()  # both sides' C-loop counts first: merge adds the dictionaries
         other.flush_pending()
+        self._merge_field_mappings(other.field_mappings)
+        if other.outside_earliest_ms is not None and (
+                self.outside_earliest_ms is None or other.outside_earliest_ms < self.outside_earliest_ms):
+            self.outside_earliest_ms = other.outside_earliest_ms
+        if other.outside_latest_ms is not None and (
+                self.outside_latest_ms is None or other.outside_latest_ms > self.outside_latest_ms):
+            self.outside_latest_ms = other.outside_latest_ms
         self.lines += other.lines
         self.blank_lines += other.blank_lines
         ips_get = self.ips.get  # get(), not [], so validated keys are not validated again
@@ -640,6 +760,15 @@ class Aggregate:
         self.inputs.extend(other.inputs)
         return self
 
+    def _merge_field_mappings(self, entries: list[dict[str, Any]]) -> None:
+        """Keep one entry per distinct mapping, counting the partials that used it."""
+        for entry in entries:
+            same = next((mine for mine in self.field_mappings if mine["mapping"] == entry["mapping"]), None)
+            if same is None:
+                self.field_mappings.append(dict(entry))
+            else:
+                same["partials"] = same.get("partials", 1) + entry.get("partials", 1)
+
     def to_partial(self) -> dict[str, Any]:
         """The versioned, JSON-serialisable partial (see ``PARTIAL_FORMAT``)."""
         self.finish()
@@ -654,6 +783,9 @@ class Aggregate:
             "format": PARTIAL_FORMAT,
             "version": PARTIAL_VERSION,
             "mapping": asdict(self.mapping),
+            "field_mappings": self.field_mappings,
+            "window": None if self.window is None else self.window.to_dict(),
+            "outside_window": {"earliest_ms": self.outside_earliest_ms, "latest_ms": self.outside_latest_ms},
             "inputs": self.inputs,
             "lines": self.lines,
             "blank_lines": self.blank_lines,
@@ -676,13 +808,21 @@ class Aggregate:
         """Rebuild an aggregate from ``to_partial()`` output; ValueError naming ``where`` if it is not one."""
         if not isinstance(data, Mapping) or data.get("format") != PARTIAL_FORMAT:
             raise ValueError(f"{where}: not a {PARTIAL_FORMAT} document")
-        if data.get("version") != PARTIAL_VERSION:
+        if data.get("version") not in READABLE_PARTIAL_VERSIONS:
             raise ValueError(
                 f"{where}: partial version {data.get('version')!r} is not supported "
-                f"(this analyzer reads version {PARTIAL_VERSION})"
+                f"(this analyzer reads versions {', '.join(map(str, READABLE_PARTIAL_VERSIONS))})"
             )
         try:
-            aggregate = cls(FieldMapping(**data["mapping"]))
+            aggregate = cls(FieldMapping(**data["mapping"]), Window.from_dict(data.get("window")))
+            aggregate.field_mappings = [dict(entry) for entry in data.get("field_mappings", [])]
+            outside = data.get("outside_window") or {}
+            for name in ("earliest_ms", "latest_ms"):
+                value = outside.get(name)
+                if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                    raise ValueError(f"outside_window.{name} {value!r} is not an integer")
+            aggregate.outside_earliest_ms = outside.get("earliest_ms")
+            aggregate.outside_latest_ms = outside.get("latest_ms")
             aggregate.inputs = list(data["inputs"])
             aggregate.lines = int(data["lines"])
             aggregate.blank_lines = int(data["blank_lines"])
@@ -711,3 +851,10 @@ class Aggregate:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"{where}: malformed partial ({type(exc).__name__}: {exc})") from None
         return aggregate
+
+
+def _window_text(window: Window | None) -> str:
+    if window is None:
+        return "no window"
+    described = window.to_dict()
+    return f"[{described['since'] or '-inf'}, {described['until'] or '+inf'})"

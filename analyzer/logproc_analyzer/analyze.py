@@ -15,17 +15,19 @@ import os
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
-from logproc_analyzer.aggregate import Aggregate
-from logproc_analyzer.fields import FieldMapping
+from logproc_analyzer.aggregate import Aggregate, loads_json_line
+from logproc_analyzer.detection import SAMPLE_RECORDS, detect_mapping, explicit_detection, record_of
+from logproc_analyzer.fields import FieldMapping, Window
 from logproc_analyzer.worker_processes import usable_cpus
 
 CHUNK_BYTES = 4 << 20
+SAMPLE_BYTES = 4 << 20  # read at most this much of each input to find the field names
 MAX_LINE_BYTES = 64 << 20
 # Below this size a file is not worth splitting: a worker process costs a few milliseconds.
 SPLIT_MIN_BYTES = 8 << 20
@@ -115,8 +117,9 @@ def ingest_blocks(aggregate: Aggregate, blocks: Iterable[bytes], source: str) ->
     return lines_seen
 
 
-def _run_task(task: _Task, mapping: FieldMapping, invalid_part: str | None = None) -> tuple[Aggregate, int]:
-    aggregate = Aggregate(mapping)
+def _run_task(task: _Task, mapping: FieldMapping, window: Window | None,
+              invalid_part: str | None = None) -> tuple[Aggregate, int]:
+    aggregate = Aggregate(mapping, window)
     sink = open(invalid_part, "wb") if invalid_part else None  # noqa: SIM115 - closed in finally
     aggregate.invalid_sink = sink
     try:
@@ -189,7 +192,7 @@ def _plan(paths: Sequence[str], workers: int) -> list[_Task]:
     return tasks
 
 
-def _run_task_star(args: tuple[_Task, FieldMapping, str | None]) -> tuple[Aggregate, int]:
+def _run_task_star(args: tuple[_Task, FieldMapping, Window | None, str | None]) -> tuple[Aggregate, int]:
     return _run_task(*args)
 
 
@@ -215,18 +218,63 @@ def _pool_context() -> Any:
     return multiprocessing.get_context("fork" if "fork" in methods else None)
 
 
+def sample_records(paths: Sequence[str], limit: int = SAMPLE_RECORDS,
+                   max_bytes: int = SAMPLE_BYTES) -> list[dict[str, Any]]:
+    """The first JSON records (objects, Kafka envelopes' values) of the inputs, in order, up to
+    ``limit`` records or ``max_bytes`` read per input; other lines (CLF, broken JSON) are skipped."""
+    records: list[dict[str, Any]] = []
+    for path in paths:
+        try:
+            opener: Any = gzip.open if _is_gzip(path) else open
+            with opener(path, "rb") as handle:
+                data = handle.read(max_bytes)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise InputError(path, f"cannot be read: {exc}") from None
+        lines = data.split(b"\n")
+        if len(data) == max_bytes:
+            lines.pop()  # perhaps cut short
+        for line in lines:
+            stripped = line.strip().removeprefix(b"\xef\xbb\xbf")
+            if not stripped.startswith(b"{"):
+                continue
+            try:
+                record = record_of(loads_json_line(stripped))
+            except ValueError:
+                continue
+            if record is not None:
+                records.append(record)
+                if len(records) >= limit:
+                    return records
+    return records
+
+
+def choose_mapping(paths: Sequence[str], explicit: dict[str, str] | None = None, *, detect: bool = True
+                   ) -> tuple[FieldMapping, dict[str, Any]]:
+    """The field mapping for these inputs and the record of how it was chosen: detected from their
+    first records (``--field`` overrides taken as given), or the defaults with the overrides."""
+    explicit = dict(explicit or {})
+    if not detect:
+        mapping = FieldMapping().with_overrides(explicit)
+        return mapping, explicit_detection(mapping, explicit)
+    return detect_mapping(sample_records(paths), explicit)
+
+
 def analyze_paths(
     paths: Sequence[str | os.PathLike[str]],
     *,
     mapping: FieldMapping | None = None,
     workers: int | None = None,
     invalid_output: str | os.PathLike[str] | None = None,
+    window: Window | None = None,
+    detection: dict[str, Any] | None = None,
 ) -> Aggregate:
     """Analyse local log files (JSON lines or CLF, plain or gzip) into one aggregate.
 
     ``invalid_output``: a JSON-lines file that receives every invalid line (input, line number,
-    reason, text; the raw bytes in base64 when they are not UTF-8). Raises InputError if any input
-    is missing or unreadable; bad lines are counted, never raised.
+    reason, text; the raw bytes in base64 when they are not UTF-8). ``window``: the analysis window
+    (records outside it are counted apart from the time series). ``detection``: how ``mapping`` was
+    chosen (``choose_mapping``), recorded in the partial. Raises InputError if any input is missing
+    or unreadable; bad lines are counted, never raised.
     """
     mapping = mapping or FieldMapping()
     names = [os.fspath(path) for path in paths]
@@ -234,7 +282,7 @@ def analyze_paths(
     tasks = _plan(names, workers)
     destination = os.fspath(invalid_output) if invalid_output is not None else None
     part_names = [f"{destination}.part-{os.getpid()}-{i}" if destination else None for i in range(len(tasks))]
-    jobs = list(zip(tasks, [mapping] * len(tasks), part_names, strict=True))
+    jobs = list(zip(tasks, [mapping] * len(tasks), [window] * len(tasks), part_names, strict=True))
     try:
         if workers > 1 and len(tasks) > 1:
             with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=_pool_context()) as pool:
@@ -246,7 +294,9 @@ def analyze_paths(
             if part:
                 Path(part).unlink(missing_ok=True)
         raise
-    total = Aggregate(mapping)
+    total = Aggregate(mapping, window)
+    total.field_mappings = [{"mapping": asdict(mapping),
+                             "detection": detection or explicit_detection(mapping, {}), "partials": 1}]
     lines_before: dict[int, int] = {}
     input_lines: dict[int, dict[str, Any]] = {}
     for task, (aggregate, lines) in zip(tasks, results, strict=True):
@@ -279,9 +329,10 @@ def analyze_lines(
     source: str = "<lines>",
     first_line: int = 1,
     mapping: FieldMapping | None = None,
+    window: Window | None = None,
 ) -> Aggregate:
     """Analyse in-memory lines (tests, small inputs); one process."""
-    aggregate = Aggregate(mapping)
+    aggregate = Aggregate(mapping, window)
     raw = [line.encode() if isinstance(line, str) else line for line in lines]
     aggregate.ingest_lines(raw, source=source, first_line=first_line)
     aggregate.inputs = [{"name": source, "compressed": False, "lines": aggregate.lines,

@@ -22,11 +22,12 @@ import orjson
 from logproc_analyzer.analyze import (
     InputError,
     analyze_paths,
+    choose_mapping,
     default_workers,
     merge_aggregates,
     read_partial_file,
 )
-from logproc_analyzer.fields import FieldMapping
+from logproc_analyzer.fields import FieldMapping, Window
 from logproc_analyzer.report import render_report
 from logproc_analyzer.summary import DEFAULT_TOP, summarize
 
@@ -65,7 +66,19 @@ def analyze_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("inputs", nargs="+", help="local log files")
     parser.add_argument("-o", "--output", required=True, help="partial JSON to write ('-' for stdout)")
     parser.add_argument("--field", action="append", default=[], metavar="FIELD=KEY",
-                        help="JSON key of a field, e.g. --field timestamp=@timestamp (repeatable)")
+                        help="JSON key of a field, e.g. --field timestamp=@timestamp or "
+                             "--field client_ip=source.ip (a dotted key is also looked up in nested "
+                             "objects); --field latency_unit=s|ms|us|ns; repeatable. Always wins over "
+                             "detection")
+    parser.add_argument("--no-detect", action="store_true",
+                        help="do not detect the field names from the first records: use the defaults "
+                             "(timestamp, client_ip, status, ...) and --field")
+    parser.add_argument("--since", metavar="ISO",
+                        help="start of the analysis window (inclusive), ISO 8601 on a whole minute, e.g. "
+                             "2026-11-24T00:00:00Z; records before it are counted apart from the "
+                             "per-hour and per-minute figures")
+    parser.add_argument("--until", metavar="ISO",
+                        help="end of the analysis window (exclusive), e.g. 2026-11-25T00:00:00Z")
     parser.add_argument("--invalid-output", metavar="FILE",
                         help="also write every invalid line (input, line number, reason, text) to this "
                              "JSON-lines file; the partial always holds the counts and a sample")
@@ -73,7 +86,9 @@ def analyze_main(argv: Sequence[str] | None = None) -> int:
                         help=f"processes to use (default: the usable CPUs, here {default_workers()})")
     args = parser.parse_args(argv)
     try:
-        mapping = FieldMapping.parse(args.field)
+        overrides = FieldMapping.parse_overrides(args.field)
+        FieldMapping().with_overrides(overrides)
+        window = Window.parse(args.since, args.until)
     except ValueError as exc:
         parser.error(str(exc))
     try:
@@ -83,8 +98,15 @@ def analyze_main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         return _fail(parser.prog, f"cannot write {args.invalid_output}: {exc.strerror or exc}")
     try:
+        mapping, detection = choose_mapping(args.inputs, overrides, detect=not args.no_detect)
+        if "problem" in detection:
+            # Not fatal (the lines are counted invalid, each naming the key and the record's keys),
+            # but said once up front where it is read.
+            print(f"{parser.prog}: warning: {detection['problem']}", file=sys.stderr)
+        if "slow_path" in detection:
+            print(f"{parser.prog}: note: {detection['slow_path']}", file=sys.stderr)
         aggregate = analyze_paths(args.inputs, mapping=mapping, workers=args.workers,
-                                  invalid_output=args.invalid_output)
+                                  invalid_output=args.invalid_output, window=window, detection=detection)
     except InputError as exc:
         return _fail(parser.prog, f"input {exc.path}: {exc.problem}")
     document = _dump(aggregate.to_partial())
@@ -95,8 +117,10 @@ def analyze_main(argv: Sequence[str] | None = None) -> int:
             _write_atomically(Path(args.output), document)
         except OSError as exc:
             return _fail(parser.prog, f"cannot write {args.output}: {exc.strerror or exc}")
+    used = ", ".join(f"{name}={key}" for name, key in zip(
+        ("timestamp", "client_ip", "status"), (mapping.timestamp, mapping.client_ip, mapping.status), strict=True))
     print(f"{parser.prog}: {aggregate.lines} lines, {aggregate.valid} valid, {aggregate.invalid} invalid "
-          f"-> {args.output}", file=sys.stderr)
+          f"(fields: {used}) -> {args.output}", file=sys.stderr)
     return 0
 
 
@@ -116,7 +140,11 @@ def merge_main(argv: Sequence[str] | None = None) -> int:
         aggregates = [read_partial_file(path) for path in args.partials]
     except InputError as exc:
         return _fail(parser.prog, f"partial {exc.path}: {exc.problem}")
-    summary = summarize(merge_aggregates(aggregates), top_n=args.top)
+    try:
+        merged = merge_aggregates(aggregates)
+    except ValueError as exc:  # partials of different windows
+        return _fail(parser.prog, f"partials {', '.join(args.partials)}: {exc}")
+    summary = summarize(merged, top_n=args.top)
     out = Path(args.output_dir)
     try:
         _write_atomically(out / "summary.json", _dump(summary))

@@ -183,12 +183,23 @@ def status_class(status: int) -> str:
     return f"{status // 100}xx"
 
 
+# The units a latency field may be in: shippers write seconds (nginx $request_time, Azure timeTaken,
+# AWS ALB *_processing_time) or nanoseconds (ECS event.duration) as often as milliseconds.
+LATENCY_UNITS = ("ms", "s", "us", "ns")
+# The logical fields a mapping names a JSON key for.
+KEY_FIELDS = ("timestamp", "client_ip", "status", "method", "path", "bytes", "latency_ms", "user_agent",
+              "source")
+REQUIRED_FIELDS = ("timestamp", "client_ip", "status")
+
+
 @dataclass(frozen=True, slots=True)
 class FieldMapping:
-    """Which key of a JSON record holds each logical field (top-level keys).
+    """Which key of a JSON record holds each logical field, and the unit of the latency field.
 
-    The defaults match the project's sample logs; ``with_overrides({"timestamp": "@timestamp"})``
-    adapts them to other producers.
+    A key is a top-level key or a dotted path ("http.response.status_code"), looked up as that flat
+    key first and then through nested objects, since shippers write ECS fields both ways. The
+    defaults match the project's sample logs; ``with_overrides({"timestamp": "@timestamp"})`` adapts
+    them to other producers, and ``detection.detect_mapping`` finds them in a sample of records.
     """
 
     timestamp: str = "timestamp"
@@ -200,6 +211,11 @@ class FieldMapping:
     latency_ms: str = "latency_ms"
     user_agent: str = "user_agent"
     source: str = "source"
+    latency_unit: str = "ms"
+
+    def __post_init__(self) -> None:
+        if self.latency_unit not in LATENCY_UNITS:
+            raise ValueError(f"latency_unit {self.latency_unit!r} is not one of {', '.join(LATENCY_UNITS)}")
 
     def with_overrides(self, overrides: dict[str, str]) -> FieldMapping:
         known = {f.name for f in fields(self)}
@@ -208,13 +224,148 @@ class FieldMapping:
             raise ValueError(f"unknown field(s) in mapping: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         return replace(self, **overrides)
 
-    @classmethod
-    def parse(cls, specs: list[str]) -> FieldMapping:
-        """From 'field=key' strings, as given on the command line."""
+    def json_keys(self) -> tuple[str, ...]:
+        """The JSON keys of KEY_FIELDS, in that order."""
+        return tuple(getattr(self, name) for name in KEY_FIELDS)
+
+    def latency_in_ms(self, value: float) -> float:
+        """A latency value in the field's unit, in milliseconds. Smaller units divide (by an exact
+        power of ten, so 12300000 ns is the same double as 12.3 ms), larger ones multiply."""
+        unit = self.latency_unit
+        if unit == "ms":
+            return value
+        if unit == "s":
+            return value * 1000
+        return value / (1000 if unit == "us" else 1_000_000)
+
+    @staticmethod
+    def parse_overrides(specs: list[str]) -> dict[str, str]:
+        """'field=key' strings, as given on the command line, as a dictionary; ValueError if malformed."""
+        known = {f.name for f in fields(FieldMapping)}
         overrides: dict[str, str] = {}
         for spec in specs:
             name, sep, key = spec.partition("=")
+            name, key = name.strip(), key.strip()
             if not sep or not name or not key:
                 raise ValueError(f"field mapping {spec!r} is not of the form field=key")
-            overrides[name.strip()] = key.strip()
-        return cls().with_overrides(overrides)
+            if name not in known:
+                raise ValueError(f"unknown field(s) in mapping: {name}; known: {', '.join(sorted(known))}")
+            overrides[name] = key
+        unit = overrides.get("latency_unit")
+        if unit is not None and unit not in LATENCY_UNITS:
+            raise ValueError(f"latency_unit {unit!r} is not one of {', '.join(LATENCY_UNITS)}")
+        return overrides
+
+    @classmethod
+    def parse(cls, specs: list[str]) -> FieldMapping:
+        """From 'field=key' strings, as given on the command line."""
+        return cls().with_overrides(cls.parse_overrides(specs))
+
+
+def field_value(record: dict[str, Any], key: str) -> Any:
+    """The value of ``key`` in a decoded JSON object: the flat key if it is there and not null, else
+    the dotted path through nested objects ("http.response.status_code" in {"http": {"response":
+    {...}}}); None when neither is there."""
+    value = record.get(key)
+    if value is not None or "." not in key:
+        return value
+    node: Any = record
+    for part in key.split("."):
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part)
+        if node is None:
+            return None
+    return node
+
+
+def key_paths(record: dict[str, Any], depth: int = 3) -> list[str]:
+    """The record's keys, those of nested objects as dotted paths (to ``depth`` levels): the keys an
+    error message says it saw."""
+    found: list[str] = []
+    for key, value in record.items():
+        if isinstance(value, dict) and value and depth > 1:
+            found.extend(f"{key}.{inner}" for inner in key_paths(value, depth - 1))
+        else:
+            found.append(str(key))
+    return found
+
+
+def _iso_ms(text: str, flag: str) -> int:
+    """Epoch ms of an ISO 8601 date ('2026-11-24' = its midnight UTC) or date-time (no zone = UTC)."""
+    value = text.strip()
+    if re.fullmatch(r"\d{4}-\d\d-\d\d", value):
+        value += "T00:00Z"
+    if _ISO_RE.fullmatch(value) is None:
+        raise ValueError(f"{flag} {text!r} is not an ISO 8601 date or date-time")
+    try:
+        return parse_timestamp_ms(value)
+    except FieldError as exc:
+        raise ValueError(f"{flag} {text!r} is not a valid date-time ({exc.problem})") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The half-open time window [since, until) an analysis is about (UTC epoch ms; None = open).
+
+    Both ends fall on whole minutes: the per-minute table is the finest figure, so a record's minute
+    alone says whether it is inside, and the fast paths decide it without parsing seconds.
+    """
+
+    since_ms: int | None
+    until_ms: int | None
+
+    @classmethod
+    def parse(cls, since: str | None, until: str | None) -> Window | None:
+        """From ISO 8601 texts (a missing zone is UTC); None when neither is given; ValueError naming
+        the flag for anything else."""
+        if since is None and until is None:
+            return None
+        since_ms = None if since is None else _iso_ms(since, "--since")
+        until_ms = None if until is None else _iso_ms(until, "--until")
+        for flag, value, text in (("--since", since_ms, since), ("--until", until_ms, until)):
+            if value is not None and value % 60000:
+                raise ValueError(f"{flag} {text!r} is not on a whole minute (the per-minute table is the "
+                                 f"finest figure, so the window starts and ends on minutes)")
+        if since_ms is not None and until_ms is not None and since_ms >= until_ms:
+            raise ValueError(f"--since {since!r} is not before --until {until!r}")
+        return cls(since_ms, until_ms)
+
+    @property
+    def since_minute(self) -> int | None:
+        return None if self.since_ms is None else self.since_ms // 60000
+
+    @property
+    def until_minute(self) -> int | None:
+        return None if self.until_ms is None else self.until_ms // 60000
+
+    def contains_minute(self, minute: int) -> bool:
+        return ((self.since_ms is None or minute >= self.since_ms // 60000)
+                and (self.until_ms is None or minute < self.until_ms // 60000))
+
+    def minute_range(self) -> tuple[int, int]:
+        """[low, high) in epoch minutes, open ends as integers beyond any minute a record can have."""
+        low = -(1 << 62) if self.since_ms is None else self.since_ms // 60000
+        high = 1 << 62 if self.until_ms is None else self.until_ms // 60000
+        return low, high
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"since": None if self.since_ms is None else ms_iso(self.since_ms),
+                "until": None if self.until_ms is None else ms_iso(self.until_ms),
+                "since_ms": self.since_ms, "until_ms": self.until_ms}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Window | None:
+        if data is None:
+            return None
+        since, until = data["since_ms"], data["until_ms"]
+        if not all(v is None or (isinstance(v, int) and not isinstance(v, bool) and v % 60000 == 0)
+                   for v in (since, until)):
+            raise ValueError(f"window {data!r} does not hold whole-minute epoch milliseconds")
+        return cls(since, until)
+
+
+def ms_iso(ms: int) -> str:
+    """UTC ISO 8601 text of epoch milliseconds, to the millisecond."""
+    moment = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(milliseconds=ms)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"

@@ -164,6 +164,60 @@ def _comparison_block(summary: dict[str, Any]) -> str:
             + _table(["figure", "previous", "this window"], rate, [False, False, False]))
 
 
+def _skew(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:,.3f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:,.1f} min ({seconds:,.0f} s)"
+    return f"{seconds / 3600:,.1f} h ({seconds:,.0f} s)"
+
+
+def _window_block(window: dict[str, Any] | None) -> str:
+    """What the time series covers, and the records whose own timestamps fall outside it."""
+    if not window:
+        return ("<p class='muted'>No analysis window was given: the per-hour figures cover every "
+                "record's own time.</p>")
+    before, after = window["before"], window["after"]
+    rows = [
+        ("inside the window", window["in_window"], "-", "-"),
+        ("before the window", before["records"], before["earliest"] or "-", _skew(before["max_skew_seconds"])),
+        ("at or after its end", after["records"], after["latest"] or "-", _skew(after["max_skew_seconds"])),
+    ]
+    table = _table(["records", "count", "farthest record (UTC)", "largest skew"], rows,
+                   [False, True, False, False])
+    return (f"<h2>Analysis window</h2><p class='muted'>[{_e(window['since'] or '-inf')}, "
+            f"{_e(window['until'] or '+inf')}) UTC. Records whose own timestamps fall outside it are valid "
+            f"and counted in the other figures, but kept out of the per-hour and per-minute figures."
+            f"</p>{table}")
+
+
+def _mapping_block(entries: Sequence[dict[str, Any]]) -> str:
+    """Which JSON keys were read for each field, and how they were chosen."""
+    if not entries:
+        return ""
+    parts = ["<h2>Fields read</h2>"]
+    for entry in entries:
+        detection = entry.get("detection") or {}
+        rows = []
+        for name, info in (detection.get("fields") or {}).items():
+            how = info.get("how", "")
+            if "usable_in" in info:
+                how += f" (usable in {info['usable_in']:,} of {detection.get('sampled_records', 0):,} records)"
+            if info.get("also_usable"):
+                how += f"; also usable: {', '.join(info['also_usable'])}"
+            if name == "latency_ms":
+                how += f"; unit {info.get('unit', 'ms')}"
+            rows.append((name, info.get("key", ""), how))
+        parts.append(f"<p class='muted'>{_e(detection.get('method', ''))}; "
+                     f"{_e(entry.get('partials', 1))} partial(s)</p>")
+        parts.append(_table(["field", "JSON key", "how"], rows, [False, False, False]))
+        if detection.get("problem"):
+            parts.append(f"<div class='anomalies'><p>{_e(detection['problem'])}</p></div>")
+    return "".join(parts)
+
+
 def render_report(summary: dict[str, Any], *, title: str = "Log analysis") -> str:
     totals = summary["totals"]
     errors = summary["errors"]
@@ -227,6 +281,7 @@ def render_report(summary: dict[str, Any], *, title: str = "Log analysis") -> st
 <h2>Requests and errors per hour (UTC)</h2>
 <p class="muted">Bars: requests per hour split into ok, 4xx and 5xx; line: requests per minute.</p>
 {_traffic_chart(summary["per_hour"], summary["per_minute"])}
+{_window_block(summary.get("window"))}
 <div class="grid">
 <div><h2>Status mix</h2>{_hbar_chart(status_rows)}</div>
 <div><h2>Latency percentiles</h2>{_hbar_chart(latency_rows, unit=" ms")}
@@ -237,5 +292,6 @@ def render_report(summary: dict[str, Any], *, title: str = "Log analysis") -> st
 <h2>Invalid lines</h2>{reasons}
 <p class="muted">Sample (first {len(invalid["sample"])} by input and line):</p>{sample}
 <h2>Ignored field values</h2>{field_errors}
+{_mapping_block(summary.get("field_mappings") or [])}
 </body></html>
 """

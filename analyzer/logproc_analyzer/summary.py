@@ -12,10 +12,13 @@ from typing import Any
 
 from logproc_analyzer.aggregate import MISSING, Aggregate
 from logproc_analyzer.anomalies import hour_anomalies, ip_anomalies
+from logproc_analyzer.fields import ms_iso
 from logproc_analyzer.sketch import RELATIVE_ACCURACY
 
 SUMMARY_FORMAT = "logproc-analysis-summary"
-SUMMARY_VERSION = 1
+# 2: "window" (records outside the analysis window, kept out of per_hour/per_minute/period) and
+# "field_mappings" (which keys were read, and how they were chosen).
+SUMMARY_VERSION = 2
 DEFAULT_TOP = 10
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
 
@@ -44,10 +47,21 @@ def summarize(aggregate: Aggregate, *, top_n: int = DEFAULT_TOP) -> dict[str, An
     lines = partial["lines"]
     invalid = sum(partial["invalid_reasons"].values())
 
+    window = aggregate.window
     status: dict[int, int] = defaultdict(int)
     per_minute: dict[int, list[int]] = {}
+    outside = {"before": 0, "after": 0}
     for minute_text, statuses in partial["minutes"].items():
-        row = per_minute.setdefault(int(minute_text), [0, 0, 0])
+        minute = int(minute_text)
+        if window is not None and not window.contains_minute(minute):
+            # Still a valid record of this input (counted in every other figure), but its own time
+            # is outside the window the analysis is about: counted apart, not drawn as an hour.
+            side = "before" if window.since_ms is not None and minute < window.since_ms // 60000 else "after"
+            outside[side] += sum(statuses.values())
+            for code_text, n in statuses.items():
+                status[int(code_text)] += n
+            continue
+        row = per_minute.setdefault(minute, [0, 0, 0])
         for code_text, n in statuses.items():
             code = int(code_text)
             status[code] += n
@@ -94,10 +108,37 @@ def summarize(aggregate: Aggregate, *, top_n: int = DEFAULT_TOP) -> dict[str, An
 
     latency = aggregate.latency
     byte_stats = partial["bytes"]
+    window_block: dict[str, Any] | None = None
+    if window is not None:
+        described = window.to_dict()
+        earliest, latest = aggregate.outside_earliest_ms, aggregate.outside_latest_ms
+        window_block = {
+            "since": described["since"],
+            "until": described["until"],
+            "in_window": valid - outside["before"] - outside["after"],
+            "before": {
+                "records": outside["before"],
+                "earliest": None if earliest is None else ms_iso(earliest),
+                "max_skew_seconds": (None if earliest is None or window.since_ms is None
+                                     else (window.since_ms - earliest) / 1000),
+            },
+            "after": {
+                "records": outside["after"],
+                "latest": None if latest is None else ms_iso(latest),
+                "max_skew_seconds": (None if latest is None or window.until_ms is None
+                                     else (latest - window.until_ms) / 1000),
+            },
+            "note": "records whose own timestamps fall outside [since, until) are valid and counted in "
+                    "the totals, status, client, path, agent, bytes and latency figures, but not in "
+                    "per_hour, per_minute or period; the skew is how far the farthest one lies outside "
+                    "(after: measured from until, which is itself outside)",
+        }
     return {
         "format": SUMMARY_FORMAT,
         "version": SUMMARY_VERSION,
         "inputs": sorted(partial["inputs"], key=lambda item: str(item.get("name"))),
+        "field_mappings": partial["field_mappings"],
+        "window": window_block,
         "period": period,
         "totals": {
             "lines": lines,

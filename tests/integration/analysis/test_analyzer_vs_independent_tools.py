@@ -160,3 +160,152 @@ def test_analyzer_agrees_with_goaccess_on_the_clf_copy(day_files: dict[str, Path
 
     hours = {int(row["data"]): row["hits"]["count"] for row in goaccess["visit_time"]["data"]}
     assert {int(h["hour"][11:13]): h["requests"] for h in summary["per_hour"]} == hours
+
+
+# --------------------------------------------------------------------------- window and shippers' names
+DAY_START_MS = int(dt.datetime.combine(DAY, dt.time(), tzinfo=dt.UTC).timestamp() * 1000)
+DAY_END_MS = DAY_START_MS + 86_400_000
+OUTSIDE_SHARE = 0.005
+
+# DuckDB's reading of each key shape: read_json's columns, and the select giving the canonical names.
+DUCKDB_SHAPES = {
+    "default": ("""{timestamp: 'VARCHAR', client_ip: 'VARCHAR', method: 'VARCHAR', path: 'VARCHAR',
+                    status: 'BIGINT', bytes: 'BIGINT', latency_ms: 'DOUBLE', user_agent: 'VARCHAR',
+                    source: 'VARCHAR'}""", "*"),
+    "ecs": ("""{"@timestamp": 'VARCHAR', source: 'STRUCT(ip VARCHAR)',
+                http: 'STRUCT(request STRUCT(method VARCHAR), response STRUCT(status_code BIGINT,
+                              body STRUCT(bytes BIGINT)))',
+                url: 'STRUCT(path VARCHAR)', user_agent: 'STRUCT(original VARCHAR)',
+                event: 'STRUCT(duration BIGINT)', service: 'STRUCT(name VARCHAR)'}""",
+            """"@timestamp" AS timestamp, source.ip AS client_ip, http.request.method AS method,
+               url.path AS path, http.response.status_code AS status, http.response.body.bytes AS bytes,
+               event.duration / 1000000 AS latency_ms, user_agent.original AS user_agent,
+               service.name AS source"""),
+    "nginx": ("""{time_iso8601: 'VARCHAR', remote_addr: 'VARCHAR', request_method: 'VARCHAR',
+                  request_uri: 'VARCHAR', status: 'VARCHAR', body_bytes_sent: 'VARCHAR',
+                  request_time: 'VARCHAR', http_user_agent: 'VARCHAR'}""",
+              """time_iso8601 AS timestamp, remote_addr AS client_ip, request_method AS method,
+                 request_uri AS path, TRY_CAST(status AS BIGINT) AS status,
+                 TRY_CAST(body_bytes_sent AS BIGINT) AS bytes,
+                 TRY_CAST(request_time AS DOUBLE) * 1000 AS latency_ms, http_user_agent AS user_agent,
+                 NULL::VARCHAR AS source"""),
+}
+
+
+def _shaped(fields: dict[str, Any], timestamp_ms: int, shape: str) -> dict[str, Any]:
+    if shape == "ecs":
+        return {"@timestamp": fields["timestamp"], "source": {"ip": fields["client_ip"]},
+                "http": {"request": {"method": fields["method"]},
+                         "response": {"status_code": fields["status"], "body": {"bytes": fields["bytes"]}}},
+                "url": {"path": fields["path"]}, "user_agent": {"original": fields["user_agent"]},
+                "event": {"duration": round(fields["latency_ms"] * 1_000_000)},
+                "service": {"name": fields["source"]}, "ecs": {"version": "8.11.0"}}
+    if shape == "nginx":
+        moment = dt.datetime.fromtimestamp(timestamp_ms / 1000, tz=dt.timezone(dt.timedelta(hours=1)))
+        return {"time_iso8601": moment.isoformat(timespec="milliseconds"), "remote_addr": fields["client_ip"],
+                "request": f"{fields['method']} {fields['path']} HTTP/1.1", "status": str(fields["status"]),
+                "body_bytes_sent": str(fields["bytes"]), "request_time": f"{fields['latency_ms'] / 1000:.4f}",
+                "http_user_agent": fields["user_agent"], "request_method": fields["method"],
+                "request_uri": fields["path"], "host": "example.org"}
+    return fields
+
+
+@pytest.fixture(scope="module")
+def shaped_days(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The generated day in three key shapes, with OUTSIDE_SHARE of its records moved 1-30 hours
+    before or after the day (late arrivals, device clocks) and the broken records as they are."""
+    import random
+
+    import orjson
+
+    directory = tmp_path_factory.mktemp("shaped-days")
+    rng = random.Random(3)
+    records: list[tuple[dict[str, Any] | None, int, bytes]] = []
+    for record in sample_logs.generate(DAY, COUNT, seed=12, bad_share=BAD_SHARE):
+        fields, timestamp_ms = record.fields, record.timestamp_ms
+        if fields is not None and rng.random() < OUTSIDE_SHARE:
+            timestamp_ms += rng.choice((-1, 1)) * rng.randrange(3_600_000, 30 * 3_600_000)
+            fields = {**fields, "timestamp": timestamp_ms}
+        records.append((fields, timestamp_ms, record.value))
+    paths = {}
+    for shape in DUCKDB_SHAPES:
+        paths[shape] = directory / f"day-{shape}.jsonl"
+        with paths[shape].open("wb") as out:
+            for fields, timestamp_ms, value in records:
+                out.write((value if fields is None else orjson.dumps(_shaped(fields, timestamp_ms, shape))) + b"\n")
+    return paths
+
+
+@pytest.mark.parametrize("shape", list(DUCKDB_SHAPES))
+def test_window_and_shippers_names_agree_with_duckdb(shape: str, shaped_days: dict[str, Path],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    duckdb = pytest.importorskip("duckdb")
+    from logproc_analyzer.analyze import choose_mapping
+    from logproc_analyzer.fields import Window
+
+    path = shaped_days[shape]
+    mapping, detection = choose_mapping([str(path)])
+    assert "problem" not in detection
+    monkeypatch.setattr(analyze_module, "SPLIT_MIN_BYTES", 1)
+    aggregate = analyze_paths([path], workers=2, mapping=mapping, detection=detection,
+                              window=Window(DAY_START_MS, DAY_END_MS))
+    summary = summarize(aggregate, top_n=10)
+
+    con = duckdb.connect()
+    columns, select = DUCKDB_SHAPES[shape]
+    con.execute(f"CREATE TABLE raw AS SELECT {select} FROM read_json('{path}', format='newline_delimited', "
+                f"ignore_errors=true, columns={columns})")
+    con.execute(r"""
+        CREATE TABLE logs AS SELECT *,
+            CASE WHEN regexp_full_match(timestamp, '\d+') THEN CAST(timestamp AS BIGINT)
+                 ELSE epoch_ms(CAST(timestamp AS TIMESTAMPTZ)) END AS ts_ms
+        FROM raw WHERE client_ip IS NOT NULL AND status IS NOT NULL AND timestamp IS NOT NULL""")
+
+    def rows(sql: str) -> list[tuple[Any, ...]]:
+        return con.execute(sql).fetchall()
+
+    in_day = f"ts_ms >= {DAY_START_MS} AND ts_ms < {DAY_END_MS}"
+    (valid,) = rows("SELECT count(*) FROM logs")[0]
+    assert summary["totals"]["valid"] == valid
+    assert summary["totals"]["invalid"] == COUNT - valid == round(COUNT * BAD_SHARE)
+    assert summary["status"] == {str(s): n for s, n in rows("SELECT status, count(*) FROM logs GROUP BY 1 ORDER BY 1")}
+
+    before, earliest, after, latest = rows(f"""
+        SELECT count(*) FILTER (ts_ms < {DAY_START_MS}), min(ts_ms), count(*) FILTER (ts_ms >= {DAY_END_MS}),
+               max(ts_ms) FROM logs""")[0]
+    assert before > 10 and after > 10  # the corpus does have records on both sides
+    window = summary["window"]
+    assert window["before"]["records"] == before
+    assert window["after"]["records"] == after
+    assert window["before"]["max_skew_seconds"] == (DAY_START_MS - earliest) / 1000
+    assert window["after"]["max_skew_seconds"] == (latest - DAY_END_MS) / 1000
+    assert window["in_window"] == valid - before - after
+
+    per_minute = rows(f"""
+        SELECT ts_ms // 60000, count(*), count(*) FILTER (status BETWEEN 400 AND 499),
+               count(*) FILTER (status >= 500)
+        FROM logs WHERE {in_day} GROUP BY 1 ORDER BY 1""")
+    block = summary["per_minute"]
+    ours_minutes = [(int(dt.datetime.fromisoformat(m).timestamp()) // 60, n, c4, c5) for m, n, c4, c5 in
+                    zip(block["minute"], block["requests"], block["client_errors"], block["server_errors"],
+                        strict=True)]
+    assert ours_minutes == per_minute
+    per_hour = rows(f"SELECT ts_ms // 3600000 % 24, count(*), count(*) FILTER (status >= 500) "
+                    f"FROM logs WHERE {in_day} GROUP BY 1 ORDER BY 1")
+    assert len(summary["per_hour"]) == 24
+    assert [(int(h["hour"][11:13]), h["requests"], h["server_errors"]) for h in summary["per_hour"]] == per_hour
+
+    assert dict(aggregate.ips) == dict(rows("SELECT client_ip, count(*) FROM logs GROUP BY 1"))
+    for column, key in (("path", "paths"), ("user_agent", "user_agents")):
+        theirs = rows(f"SELECT {column}, count(*) AS n FROM logs GROUP BY 1 ORDER BY n DESC, 1 LIMIT 10")
+        assert [(row["key"], row["count"]) for row in summary["top"][key]] == theirs
+    assert summary["methods"] == dict(rows("SELECT method, count(*) FROM logs GROUP BY 1 ORDER BY 1"))
+    total_bytes, byte_records = rows("SELECT sum(bytes), count(bytes) FROM logs")[0]
+    assert (summary["bytes"]["total"], summary["bytes"]["records"]) == (total_bytes, byte_records)
+    latencies = [value for (value,) in rows("SELECT latency_ms FROM logs WHERE latency_ms IS NOT NULL ORDER BY 1")]
+    assert summary["latency_ms"]["count"] == len(latencies)
+    assert (summary["latency_ms"]["min"], summary["latency_ms"]["max"]) == (latencies[0], latencies[-1])
+    (mean,) = rows("SELECT avg(latency_ms) FROM logs")[0]
+    assert summary["latency_ms"]["mean"] == pytest.approx(mean, rel=1e-9)
+    (entry,) = summary["field_mappings"]
+    assert entry["mapping"]["client_ip"] == {"default": "client_ip", "ecs": "source.ip", "nginx": "remote_addr"}[shape]

@@ -45,6 +45,12 @@ def test_analyze_each_part_then_merge_equals_analysing_the_day(tmp_path: Path, d
     assert merge_main([*map(str, partials), "--output-dir", str(out), "--title", "Day <1>"]) == 0
     summary = orjson.loads((out / "summary.json").read_bytes())
     whole = orjson.loads(orjson.dumps(summarize(analyze_paths(day_parts, workers=1))))
+    # The CLI detected the sample logs' own names in each part; the library call was given them.
+    mappings = summary.pop("field_mappings")
+    assert [entry["mapping"] for entry in mappings] == [entry["mapping"] for entry in whole.pop("field_mappings")]
+    assert mappings[0]["partials"] == 3
+    assert {name: info["how"] for name, info in mappings[0]["detection"]["fields"].items()} == {
+        name: "detected" for name in mappings[0]["mapping"] if name != "latency_unit"}
     assert summary == whole
     assert summary["totals"] == {"lines": 6000, "blank_lines": 0, "valid": 5940, "invalid": 60,
                                  "invalid_rate": 0.01}
