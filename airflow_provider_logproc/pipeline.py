@@ -229,6 +229,7 @@ def pipeline_counts(*source_task_ids: str) -> dict[str, str]:
 def add_analysis_steps(
     jsonl_source: Any, blob_prefix: str, pipeline_counts: dict[str, str] | None = None,
     baseline_prefixes: str | None = None, report_outlets: list[Any] | None = None,
+    analysis_window: bool = False,
 ) -> tuple[Any, Any, Any]:
     """JSON lines → Blob parts → Batch fan-out of the analyzer → merged summary and report."""
     from airflow_provider_logproc.operators.batch import AzureBatchJobOperator
@@ -251,7 +252,11 @@ def add_analysis_steps(
         "ti.xcom_pull(task_ids='upload_parts', key='content_fingerprint')) }}",
         fan_out_inputs=_templated(upload_parts.output),
         task_template={
-            "command": [*analyzer_command(), "{input_file}", "--output", "{output_dir}/partial.json"],
+            "command": [*analyzer_command(), "{input_file}", "--output", "{output_dir}/partial.json",
+                        # The window the records were read for: per-hour figures stay inside it, and
+                        # records whose own clocks say otherwise are counted apart.
+                        *(["--since", "{{ data_interval_start.isoformat() }}",
+                           "--until", "{{ data_interval_end.isoformat() }}"] if analysis_window else [])],
             "output_file_pattern": "partial.json",
             "constraints": {"max_wall_clock_time": "PT1H", "max_task_retry_count": 1},
         },
@@ -337,6 +342,7 @@ def build_daily_pipeline() -> None:
                           "data_interval_end, 7) }}",
         pipeline_counts=pipeline_counts("consume", "restore_from_archive"),
         report_outlets=[report_asset()],
+        analysis_window=True,
     )
 
     wait_for_window >> source >> [consume, restored]

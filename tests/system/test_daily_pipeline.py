@@ -123,6 +123,10 @@ def test_one_day_end_to_end_then_the_same_day_again_gives_identical_outputs(stac
     kept_aside = f"/results/{topic}/{DAY:%Y/%m/%d}/kept-aside"
     assert accounting["dead_lettered"]["file"].endswith(f"{kept_aside}/dead-letters.jsonl")
     assert f"results/{topic}/{DAY:%Y/%m/%d}/kept-aside/invalid.jsonl" in names
+    # The analysis knows its window: the per-hour figures are the day's.
+    assert summary["window"]["since"] == f"{DAY}T00:00:00.000Z"
+    assert summary["window"]["until"] == f"{DAY + dt.timedelta(days=1)}T00:00:00.000Z"
+    assert len(summary["per_hour"]) <= 24
     # The day before was not analysed: nothing to compare with.
     assert "previous_window" not in summary
 
