@@ -237,7 +237,8 @@ class LogAnalysisReportOperator(BaseOperator):
             return {"count": 0, "by_reason": {}, "file": None}
         path = ObjectStoragePath(str(uri))
         with path.open("rb") as source:
-            counted = count_reasons(source)
+            # readline, not iteration: Airflow 2's ObjectStoragePath file wrapper is not iterable.
+            counted = count_reasons(iter(source.readline, b""))
         with path.open("rb") as source:
             blob.upload_blob(source, overwrite=True)
         return {**counted, "file": blob.url}
