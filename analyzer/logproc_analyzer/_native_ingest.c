@@ -1118,6 +1118,11 @@ flat_line(Counters *c, CountsObject *counts, IsoMemo *memo, const MappedKeys *ke
     long status = status_token >= 100 && status_token <= 599 ? (long)status_token : 0;
     const TokenKind latency_kind = f[F_LATENCY].kind, size_kind = f[F_BYTES].kind;
     long long size_value = size_kind == T_INT ? token_int(&f[F_BYTES]) : 0;
+    if (f[F_STATUS].kind == T_STRING || latency_kind == T_STRING || size_kind == T_STRING) {
+        /* a number written as text (nginx JSON): route 2's decoder reads it as the slow path does */
+        result = NOT_SCANNED;
+        goto done;
+    }
     if (status == 0
         || !(latency_kind == T_ABSENT || latency_kind == T_NULL || latency_kind == T_FRACTION
              || latency_kind == T_INT)

@@ -164,6 +164,13 @@ def record_decoder(mapping: FieldMapping) -> msgspec.json.Decoder[Any] | None:
     namespace: dict[str, Any] = {}
     roots: dict[str, str] = {}  # first part of a dotted key -> the struct field holding that subtree
     for name, key in zip(KEY_FIELDS, keys, strict=True):
+        if "." not in key and name in _TEXT_NUMBER_FIELDS:
+            # nginx JSON and others quote numbers ("status": "404"): read them as the slow path does.
+            raw = f"_raw_{name}"
+            struct_fields.append((raw, Any, None))
+            rename[raw] = key
+            namespace[name] = property(_text_number_getter(raw, _TEXT_NUMBER_FIELDS[name]))
+            continue
         if "." not in key:
             struct_fields.append((name, Any, None))
             rename[name] = key
@@ -178,11 +185,52 @@ def record_decoder(mapping: FieldMapping) -> msgspec.json.Decoder[Any] | None:
             roots[first] = f"_root_{len(roots)}"
             struct_fields.append((roots[first], Any, None))
             rename[roots[first]] = first
-        namespace[name] = property(_dotted_getter(flat, roots[first], tuple(rest)))
+        getter = _dotted_getter(flat, roots[first], tuple(rest))
+        if name in _TEXT_NUMBER_FIELDS:
+            getter = _converted(getter, _TEXT_NUMBER_FIELDS[name])
+        namespace[name] = property(getter)
     if len(set(rename.values())) != len(rename):
         return None  # a dotted key's first part is also a field's key: the slow path reads it
     record = msgspec.defstruct("MappedRecord", struct_fields, rename=rename, namespace=namespace, gc=False)
     return msgspec.json.Decoder(record)
+
+
+def _status_number(value: Any) -> Any:
+    """A 3-digit text status as its int, as parse_status reads it; anything else unchanged."""
+    if value.__class__ is str and len(value) == 3 and value.isascii() and value.isdigit():
+        return int(value)
+    return value
+
+
+def _size_number(value: Any) -> Any:
+    """A text size as Aggregate._size reads it ('-' is absent, digits an int); anything else unchanged."""
+    if value.__class__ is str:
+        if value == MISSING:
+            return None
+        if value.isascii() and value.isdigit():
+            return int(value)
+    return value
+
+
+def _latency_number(value: Any) -> Any:
+    """A text latency as Aggregate._latency reads it: float(text); ValueError (the slow path) if not."""
+    return float(value) if value.__class__ is str else value
+
+
+# Fields whose value may be a number written as text, and how the slow path reads such text.
+_TEXT_NUMBER_FIELDS = {"status": _status_number, "bytes": _size_number, "latency_ms": _latency_number}
+
+
+def _text_number_getter(raw: str, convert: Any) -> Any:
+    def get(record: Any) -> Any:
+        return convert(getattr(record, raw))
+    return get
+
+
+def _converted(getter: Any, convert: Any) -> Any:
+    def get(record: Any) -> Any:
+        return convert(getter(record))
+    return get
 
 
 def _dotted_getter(flat: str, root: str, rest: tuple[str, ...]) -> Any:

@@ -103,8 +103,8 @@ def analyze_main(argv: Sequence[str] | None = None) -> int:
             # Not fatal (the lines are counted invalid, each naming the key and the record's keys),
             # but said once up front where it is read.
             print(f"{parser.prog}: warning: {detection['problem']}", file=sys.stderr)
-        if "slow_path" in detection:
-            print(f"{parser.prog}: note: {detection['slow_path']}", file=sys.stderr)
+        if "performance_note" in detection:
+            print(f"{parser.prog}: note: {detection['performance_note']}", file=sys.stderr)
         aggregate = analyze_paths(args.inputs, mapping=mapping, workers=args.workers,
                                   invalid_output=args.invalid_output, window=window, detection=detection)
     except InputError as exc:

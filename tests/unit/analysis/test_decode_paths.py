@@ -164,6 +164,16 @@ NASTY = [
     b'{"timestamp":"2026-11-24X10:00:00.000Z","client_ip":"192.0.2.1","status":200}',
     b'{"timestamp":"2026-11-24T10:01:00.000Z","client_ip":"192.0.2.1","status":200}',
 ]
+# Numbers written as text (nginx JSON quotes $status, $body_bytes_sent, $request_time): the C scanner
+# hands them to the msgspec route, whose decoder must read them exactly as the slow path does.
+TS_IP = b'{"timestamp":"2026-11-24T10:00:00.000Z","client_ip":"192.0.2.1"'
+NASTY += [TS_IP + b',"status":"' + status + b'"}' for status in
+          (b"404", b"0404", b" 404", b"404 ", b"4o4", b"099", b"600", b"", b"\\u0034\\u0030\\u0034")]
+NASTY += [HEAD + b',"bytes":"' + size + b'"}' for size in
+          (b"512", b"-", b"00012", b"1e3", b"", b" 5", b"-1", b"18446744073709551616", b"\\u0035")]
+NASTY += [HEAD + b',"latency_ms":"' + latency + b'"}' for latency in
+          (b"0.012", b"12", b"nan", b"inf", b"-1", b"1_000", b" 5 ", b"abc", b"", b"1e400", b"1e308")]
+NASTY += [TS_IP + b',"status":"503","bytes":"77","latency_ms":"0.5","method":"GET"}']
 ROUTES = ("c", "python", "slow")
 
 
