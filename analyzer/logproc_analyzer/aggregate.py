@@ -154,7 +154,7 @@ class IpCounter(dict[str, int]):
 
 @functools.lru_cache(maxsize=16)
 def record_decoder(mapping: FieldMapping) -> msgspec.json.Decoder[Any] | None:
-    """A msgspec decoder of one JSON object into a struct of the mapped fields (each ``Any``, absent =
+    """Build a msgspec decoder of one JSON object into a struct of the mapped fields (each ``Any``, absent =
     None); the object's other keys are skipped. None when two fields map to the same key."""
     keys = mapping.json_keys()
     if len(set(keys)) != len(keys):
@@ -196,14 +196,14 @@ def record_decoder(mapping: FieldMapping) -> msgspec.json.Decoder[Any] | None:
 
 
 def _status_number(value: Any) -> Any:
-    """A 3-digit text status as its int, as parse_status reads it; anything else unchanged."""
+    """Read a 3-digit text status as its int, as parse_status reads it; anything else unchanged."""
     if value.__class__ is str and len(value) == 3 and value.isascii() and value.isdigit():
         return int(value)
     return value
 
 
 def _size_number(value: Any) -> Any:
-    """A text size as Aggregate._size reads it ('-' is absent, digits an int); anything else unchanged."""
+    """Read a text size as Aggregate._size reads it ('-' is absent, digits an int); anything else unchanged."""
     if value.__class__ is str:
         if value == MISSING:
             return None
@@ -213,7 +213,7 @@ def _size_number(value: Any) -> Any:
 
 
 def _latency_number(value: Any) -> Any:
-    """A text latency as Aggregate._latency reads it: float(text); ValueError (the slow path) if not."""
+    """Read a text latency as Aggregate._latency reads it: float(text); ValueError (the slow path) if not."""
     return float(value) if value.__class__ is str else value
 
 
@@ -251,7 +251,7 @@ def _dotted_getter(flat: str, root: str, rest: tuple[str, ...]) -> Any:
 
 @functools.lru_cache(maxsize=16)
 def mapped_keys(mapping: FieldMapping) -> tuple[bytes, ...]:
-    """The JSON keys of the fields the C loop reads, UTF-8, in the order it expects them."""
+    """Return the JSON keys of the fields the C loop reads, UTF-8, in the order it expects them."""
     return tuple(key.encode() for key in (
         mapping.timestamp, mapping.client_ip, mapping.status, mapping.method, mapping.path,
         mapping.user_agent, mapping.source, mapping.bytes, mapping.latency_ms))
@@ -379,7 +379,7 @@ class Aggregate:
 
     def _ingest_native(self, lines: list[bytes] | bytes, start: int, end: int, source: str,
                        first_line: int) -> int | Literal[False]:
-        """The C loop over a list of lines or a buffer's span: the number of lines, or False where it
+        """Run the C loop over a list of lines or a buffer's span: the number of lines, or False where it
         cannot run (not built, or two fields mapped to one key)."""
         decoder = record_decoder(self.mapping)
         if native_ingest is None or decoder is None:
@@ -395,7 +395,7 @@ class Aggregate:
         return count
 
     def _ingest_python(self, lines: Iterable[bytes], *, source: str, first_line: int = 1) -> None:
-        """The same loop in Python: where the C one is not built, and the reference it is tested against."""
+        """Run the same loop in Python: where the C one is not built, and the reference it is tested against."""
         decoder = record_decoder(self.mapping)
         decode = decoder.decode if decoder is not None else _decode_nothing
         prefix_get = self._iso_prefix.get
@@ -538,7 +538,7 @@ class Aggregate:
         return {**self.__dict__, "_native_counts": None}
 
     def count_too_long(self, source: str, lineno: int, start: bytes) -> None:
-        """A line too long to hold in memory: counted and sampled by its start."""
+        """Count and sample a line too long to hold in memory: counted and sampled by its start."""
         self.lines += 1
         self._keep_invalid(source, lineno, start, InvalidRecord("line_too_long", "line too long to analyse"))
 
@@ -552,7 +552,7 @@ class Aggregate:
 
     # ------------------------------------------------------------------ slow path
     def _normalize_or_keep(self, source: str, lineno: int, line: bytes) -> Normalized | None:
-        """The slow path of both loops: the line's fields, or None once an invalid line is kept aside."""
+        """Take the slow path of both loops: the line's fields, or None once an invalid line is kept aside."""
         try:
             return self._normalize_line(line)
         except InvalidRecord as problem:
@@ -658,7 +658,7 @@ class Aggregate:
             self.outside_latest_ms = ms
 
     def _cached_minute(self, ts: Any) -> int | None:
-        """The minute of an ISO timestamp whose three pieces the caches know (each validated when it
+        """Return the minute of an ISO timestamp whose three pieces the caches know (each validated when it
         was learnt, so any combination is a valid timestamp), as the fast loops read it; else None."""
         if ts.__class__ is not str:
             return None
@@ -818,7 +818,7 @@ class Aggregate:
                 same["partials"] = same.get("partials", 1) + entry.get("partials", 1)
 
     def to_partial(self) -> dict[str, Any]:
-        """The versioned, JSON-serialisable partial (see ``PARTIAL_FORMAT``)."""
+        """Return the versioned, JSON-serialisable partial (see ``PARTIAL_FORMAT``)."""
         self.finish()
         minutes: dict[str, dict[str, int]] = {}
         for key, n in sorted(self.minute_status.items()):

@@ -143,7 +143,7 @@ def _run_task(task: _Task, mapping: FieldMapping, window: Window | None,
 
 
 def _next_line_start(handle: IO[bytes], offset: int) -> int:
-    """The offset just after the first newline at or after ``offset`` (end of file if none).
+    """Return the offset just after the first newline at or after ``offset`` (end of file if none).
 
     Reads in small pieces: ``readline()`` would hold a whole (possibly huge) line in memory.
     """
@@ -220,7 +220,7 @@ def _pool_context() -> Any:
 
 def sample_records(paths: Sequence[str], limit: int = SAMPLE_RECORDS,
                    max_bytes: int = SAMPLE_BYTES) -> list[dict[str, Any]]:
-    """The first JSON records (objects, Kafka envelopes' values) of the inputs, in order, up to
+    """Read the first JSON records (objects, Kafka envelopes' values) of the inputs, in order, up to
     ``limit`` records or ``max_bytes`` read per input; other lines (CLF, broken JSON) are skipped."""
     records: list[dict[str, Any]] = []
     for path in paths:
@@ -250,7 +250,7 @@ def sample_records(paths: Sequence[str], limit: int = SAMPLE_RECORDS,
 
 def choose_mapping(paths: Sequence[str], explicit: dict[str, str] | None = None, *, detect: bool = True
                    ) -> tuple[FieldMapping, dict[str, Any]]:
-    """The field mapping for these inputs and the record of how it was chosen: detected from their
+    """Choose the field mapping for these inputs, with the record of how it was chosen: detected from their
     first records (``--field`` overrides taken as given), or the defaults with the overrides."""
     explicit = dict(explicit or {})
     if not detect:

@@ -127,7 +127,7 @@ _USABLE = {"timestamp": _usable_timestamp, "client_ip": _usable_ip, "status": _u
 
 
 def record_of(value: Any) -> dict[str, Any] | None:
-    """The log record in a decoded JSON line: the object itself, or a Kafka envelope's object value."""
+    """Return the log record in a decoded JSON line: the object itself, or a Kafka envelope's object value."""
     if not isinstance(value, dict):
         return None
     if "value" in value and "topic" in value and "offset" in value and isinstance(value["value"], dict):
@@ -137,7 +137,7 @@ def record_of(value: Any) -> dict[str, Any] | None:
 
 def detect_mapping(records: Iterable[Mapping[str, Any]], explicit: Mapping[str, str] | None = None
                    ) -> tuple[FieldMapping, dict[str, Any]]:
-    """The mapping for these sample records, and the record of how it was chosen.
+    """Detect the mapping for these sample records, with the record of how it was chosen.
 
     ``explicit``: overrides from ``--field`` (field -> key, and perhaps latency_unit), always taken as
     given. A field no candidate is usable for keeps its default key; for a required one the record
@@ -234,7 +234,7 @@ def not_found_message(missing: list[str], fields_info: Mapping[str, Mapping[str,
 
 
 def explicit_detection(mapping: FieldMapping, explicit: Mapping[str, str]) -> dict[str, Any]:
-    """The detection record of a mapping that was not detected (``--no-detect`` or the library default)."""
+    """Describe a mapping that was not detected (``--no-detect`` or the library default)."""
     return {
         "method": "given" if explicit else "default",
         "fields": {name: {"key": getattr(mapping, name), "how": "explicit" if name in explicit else "default"}

@@ -154,7 +154,7 @@ def clf_time_ms(match: re.Match[str]) -> int:
 
 
 def parse_client_ip(value: Any) -> str:
-    """The canonical text of an IPv4 or IPv6 address (IPv6 compressed, lower case); FieldError if not."""
+    """Return the canonical text of an IPv4 or IPv6 address (IPv6 compressed, lower case); FieldError if not."""
     if not isinstance(value, str):
         raise FieldError("client_ip", f"not an IP address: {_short(value)}")
     if _CANONICAL_IPV4_RE.fullmatch(value):
@@ -170,7 +170,7 @@ def parse_client_ip(value: Any) -> str:
 
 
 def parse_status(value: Any) -> int:
-    """An HTTP status code 100..599 (an int or a 3-digit string); FieldError if not."""
+    """Read an HTTP status code 100..599 (an int or a 3-digit string); FieldError if not."""
     if isinstance(value, str) and len(value) == 3 and value.isascii() and value.isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 100 <= value <= 599:
@@ -225,11 +225,11 @@ class FieldMapping:
         return replace(self, **overrides)
 
     def json_keys(self) -> tuple[str, ...]:
-        """The JSON keys of KEY_FIELDS, in that order."""
+        """Return the JSON keys of KEY_FIELDS, in that order."""
         return tuple(getattr(self, name) for name in KEY_FIELDS)
 
     def latency_in_ms(self, value: float) -> float:
-        """A latency value in the field's unit, in milliseconds. Smaller units divide (by an exact
+        """Convert a latency value in the field's unit to milliseconds. Smaller units divide (by an exact
         power of ten, so 12300000 ns is the same double as 12.3 ms), larger ones multiply."""
         unit = self.latency_unit
         if unit == "ms":
@@ -263,7 +263,7 @@ class FieldMapping:
 
 
 def field_value(record: dict[str, Any], key: str) -> Any:
-    """The value of ``key`` in a decoded JSON object: the flat key if it is there and not null, else
+    """Look up ``key`` in a decoded JSON object: the flat key if it is there and not null, else
     the dotted path through nested objects ("http.response.status_code" in {"http": {"response":
     {...}}}); None when neither is there."""
     value = record.get(key)
@@ -280,7 +280,7 @@ def field_value(record: dict[str, Any], key: str) -> Any:
 
 
 def key_paths(record: dict[str, Any], depth: int = 3) -> list[str]:
-    """The record's keys, those of nested objects as dotted paths (to ``depth`` levels): the keys an
+    """List the record's keys, those of nested objects as dotted paths (to ``depth`` levels): the keys an
     error message says it saw."""
     found: list[str] = []
     for key, value in record.items():

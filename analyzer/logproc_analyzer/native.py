@@ -13,7 +13,7 @@ import types
 
 
 def optional_extension(name: str) -> types.ModuleType | None:
-    """The extension module ``name``, or None where it was not built or LOGPROC_PURE_PYTHON is set."""
+    """Load the extension module ``name``, or None where it was not built or LOGPROC_PURE_PYTHON is set."""
     if os.environ.get("LOGPROC_PURE_PYTHON"):
         return None
     try:

@@ -151,7 +151,7 @@ def _accounting_block(summary: dict[str, Any]) -> str:
 
 
 def _comparison_block(summary: dict[str, Any]) -> str:
-    """This window beside the previous one, when that window's summary exists."""
+    """Show this window beside the previous one, when that window's summary exists."""
     comparison = summary.get("previous_window")
     if not comparison:
         return ""
@@ -175,7 +175,7 @@ def _skew(seconds: float | None) -> str:
 
 
 def _window_block(window: dict[str, Any] | None) -> str:
-    """What the time series covers, and the records whose own timestamps fall outside it."""
+    """Show what the time series covers, and the records whose own timestamps fall outside it."""
     if not window:
         return ("<p class='muted'>No analysis window was given: the per-hour figures cover every "
                 "record's own time.</p>")

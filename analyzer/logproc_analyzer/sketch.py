@@ -23,14 +23,14 @@ MIN_VALUE = 0.001
 
 
 def bucket_index(value: float) -> int | None:
-    """The bucket of a positive value, or None for the zero bucket."""
+    """Return the bucket of a positive value, or None for the zero bucket."""
     if value <= MIN_VALUE:
         return None
     return math.ceil(math.log(value) * _INV_LOG_GAMMA)
 
 
 def bucket_value(index: int) -> float:
-    """The representative of a bucket: within RELATIVE_ACCURACY of every value in it."""
+    """Return the representative of a bucket: within RELATIVE_ACCURACY of every value in it."""
     return 2 * GAMMA ** index / (GAMMA + 1)
 
 
@@ -82,7 +82,7 @@ class LatencyHistogram:
             self.max = other.max
 
     def quantile(self, q: float) -> float | None:
-        """The value at rank floor(q*(count-1)) (0-based, ascending), within the relative accuracy."""
+        """Return the value at rank floor(q*(count-1)) (0-based, ascending), within the relative accuracy."""
         if not 0.0 <= q <= 1.0:
             raise ValueError(f"quantile must be within [0, 1], got {q}")
         if self.count == 0:

@@ -32,7 +32,7 @@ def hour_iso(hour: int) -> str:
 
 
 def top(counter: dict[str, int], n: int) -> list[dict[str, Any]]:
-    """The n largest counts, ties broken by key so the order is stable."""
+    """Return the n largest counts, ties broken by key so the order is stable."""
     ranked = sorted(counter.items(), key=lambda item: (-item[1], item[0]))[:n]
     return [{"key": key, "count": count} for key, count in ranked]
 

@@ -20,7 +20,7 @@ STDERR_TAIL_CHARS = 2000
 
 
 def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity, which containers and taskset narrow)."""
+    """Return the CPUs this process may run on (its affinity, which containers and taskset narrow)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not on Linux
@@ -49,7 +49,7 @@ def start_worker(module: str, job: bytes, stderr_path: str) -> subprocess.Popen[
 
 
 def read_report(process: subprocess.Popen[bytes], stderr_path: str) -> dict[str, Any]:
-    """The worker's JSON report, once it has exited; WorkerWithoutReport (with its stderr tail) if none."""
+    """Read the worker's JSON report, once it has exited; WorkerWithoutReport (with its stderr tail) if none."""
     assert process.stdout is not None
     stdout = process.stdout.read()
     process.stdout.close()
