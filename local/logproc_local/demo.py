@@ -183,8 +183,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"produced {produced} records of {day} to topic {DEMO_TOPIC!r}", flush=True)
         env = airflow_environment(base / "airflow-home", stack, base / "staging",
                                   (args.dags_folder or default_dags_folder()).resolve())
-        subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], env=env, check=True,
-                       stdout=subprocess.DEVNULL)
+        airflow = str(Path(sys.executable).parent / "airflow")
+        subprocess.run([airflow, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+        # What a deployment's DAG processor does: parse the DAG files into the metadata DB, which
+        # also registers the report asset (Airflow 3.0 refuses outlets on an unregistered asset).
+        subprocess.run([airflow, "dags", "reserialize"], env=env, check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
         if args.backfill:
             print(f"backfill of {days[0]} to {days[-1]} ran in {run_backfill(env, days, base):.0f}s")
         for day in days:
