@@ -56,10 +56,12 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from logproc_local.duckdb_shapes import DUCKDB_SHAPES  # noqa: E402
+
 DAY = dt.date(2026, 11, 24)
 CONTENDERS = ("analyzer", "duckdb", "polars")
 EXTRA_CONTENDERS = ("base",)  # the analyzer of --analyzer-path
-KEY_SHAPES = ("default", "ecs", "nginx")
+KEY_SHAPES = tuple(DUCKDB_SHAPES)
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
 DAY_START_MS = int(dt.datetime.combine(DAY, dt.time(), tzinfo=dt.UTC).timestamp() * 1000)
 DAY_END_MS = DAY_START_MS + 86_400_000
@@ -86,29 +88,6 @@ def run_analyzer(path: str, workers: int, shape: str, window: bool) -> dict[str,
             "p99": summary["latency_ms"]["p99"]}
 
 
-# DuckDB: read_json's columns for each shape, and the select that gives them the canonical names.
-_DUCKDB_SHAPES = {
-    "default": ("""{timestamp: 'VARCHAR', client_ip: 'VARCHAR', method: 'VARCHAR', path: 'VARCHAR',
-                    status: 'BIGINT', bytes: 'BIGINT', latency_ms: 'DOUBLE', user_agent: 'VARCHAR',
-                    source: 'VARCHAR'}""", "*"),
-    "ecs": ("""{"@timestamp": 'VARCHAR', source: 'STRUCT(ip VARCHAR)',
-                http: 'STRUCT(request STRUCT(method VARCHAR), response STRUCT(status_code BIGINT,
-                              body STRUCT(bytes BIGINT)))',
-                url: 'STRUCT(path VARCHAR)', user_agent: 'STRUCT(original VARCHAR)',
-                event: 'STRUCT(duration BIGINT)', service: 'STRUCT(name VARCHAR)'}""",
-            """"@timestamp" AS timestamp, source.ip AS client_ip, http.request.method AS method,
-               url.path AS path, http.response.status_code AS status, http.response.body.bytes AS bytes,
-               event.duration / 1000000 AS latency_ms, user_agent.original AS user_agent,
-               service.name AS source"""),
-    "nginx": ("""{time_iso8601: 'VARCHAR', remote_addr: 'VARCHAR', request_method: 'VARCHAR',
-                  request_uri: 'VARCHAR', status: 'VARCHAR', body_bytes_sent: 'VARCHAR',
-                  request_time: 'VARCHAR', http_user_agent: 'VARCHAR'}""",
-              """time_iso8601 AS timestamp, remote_addr AS client_ip, request_method AS method,
-                 request_uri AS path, TRY_CAST(status AS BIGINT) AS status,
-                 TRY_CAST(body_bytes_sent AS BIGINT) AS bytes,
-                 TRY_CAST(request_time AS DOUBLE) * 1000 AS latency_ms, http_user_agent AS user_agent,
-                 NULL::VARCHAR AS source"""),
-}
 
 
 def run_duckdb(path: str, workers: int, shape: str, window: bool) -> dict[str, Any]:
@@ -116,7 +95,7 @@ def run_duckdb(path: str, workers: int, shape: str, window: bool) -> dict[str, A
 
     con = duckdb.connect()
     con.execute(f"SET threads={workers}")
-    columns, select = _DUCKDB_SHAPES[shape]
+    columns, select = DUCKDB_SHAPES[shape]
     con.execute(f"""
         CREATE TABLE raw AS SELECT {select} FROM read_json('{path}', format='newline_delimited',
             ignore_errors=true, columns={columns})""")

@@ -22,6 +22,7 @@ from logproc_analyzer import analyze as analyze_module
 from logproc_analyzer import analyze_paths, summarize
 from logproc_analyzer.sketch import RELATIVE_ACCURACY
 from logproc_local import sample_logs
+from logproc_local.duckdb_shapes import DUCKDB_SHAPES
 
 DAY = dt.date(2026, 11, 24)
 COUNT = 30_000
@@ -167,29 +168,6 @@ DAY_START_MS = int(dt.datetime.combine(DAY, dt.time(), tzinfo=dt.UTC).timestamp(
 DAY_END_MS = DAY_START_MS + 86_400_000
 OUTSIDE_SHARE = 0.005
 
-# DuckDB's reading of each key shape: read_json's columns, and the select giving the canonical names.
-DUCKDB_SHAPES = {
-    "default": ("""{timestamp: 'VARCHAR', client_ip: 'VARCHAR', method: 'VARCHAR', path: 'VARCHAR',
-                    status: 'BIGINT', bytes: 'BIGINT', latency_ms: 'DOUBLE', user_agent: 'VARCHAR',
-                    source: 'VARCHAR'}""", "*"),
-    "ecs": ("""{"@timestamp": 'VARCHAR', source: 'STRUCT(ip VARCHAR)',
-                http: 'STRUCT(request STRUCT(method VARCHAR), response STRUCT(status_code BIGINT,
-                              body STRUCT(bytes BIGINT)))',
-                url: 'STRUCT(path VARCHAR)', user_agent: 'STRUCT(original VARCHAR)',
-                event: 'STRUCT(duration BIGINT)', service: 'STRUCT(name VARCHAR)'}""",
-            """"@timestamp" AS timestamp, source.ip AS client_ip, http.request.method AS method,
-               url.path AS path, http.response.status_code AS status, http.response.body.bytes AS bytes,
-               event.duration / 1000000 AS latency_ms, user_agent.original AS user_agent,
-               service.name AS source"""),
-    "nginx": ("""{time_iso8601: 'VARCHAR', remote_addr: 'VARCHAR', request_method: 'VARCHAR',
-                  request_uri: 'VARCHAR', status: 'VARCHAR', body_bytes_sent: 'VARCHAR',
-                  request_time: 'VARCHAR', http_user_agent: 'VARCHAR'}""",
-              """time_iso8601 AS timestamp, remote_addr AS client_ip, request_method AS method,
-                 request_uri AS path, TRY_CAST(status AS BIGINT) AS status,
-                 TRY_CAST(body_bytes_sent AS BIGINT) AS bytes,
-                 TRY_CAST(request_time AS DOUBLE) * 1000 AS latency_ms, http_user_agent AS user_agent,
-                 NULL::VARCHAR AS source"""),
-}
 
 
 def _shaped(fields: dict[str, Any], timestamp_ms: int, shape: str) -> dict[str, Any]:
