@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from logproc_analyzer import aggregate as aggregate_module
 from logproc_analyzer.aggregate import Aggregate
 from logproc_analyzer.fields import FieldMapping
+from tests.fixtures.analyzer_routes import forced_route
 
 HEAD = b'{"timestamp":"2026-11-24T10:00:00.000Z","client_ip":"192.0.2.1","status":200'
 WARM = HEAD + b"}"
@@ -179,13 +180,7 @@ ROUTES = ("c", "python", "slow")
 
 def _partial(lines: list[bytes], *, route: str, monkeypatch: pytest.MonkeyPatch,
              mapping: FieldMapping | None = None) -> dict[str, Any]:
-    with monkeypatch.context() as patch:
-        if route == "c" and aggregate_module.native_ingest is None:
-            pytest.skip("the C loop is not built here")
-        if route in ("python", "slow"):
-            patch.setattr(aggregate_module, "native_ingest", None)
-        if route == "slow":
-            patch.setattr(aggregate_module, "record_decoder", lambda mapping: None)
+    with forced_route(route, monkeypatch):
         aggregate = Aggregate(mapping)
         aggregate.ingest_lines(lines, source="in")
         return aggregate.to_partial()

@@ -20,6 +20,7 @@ from logproc_analyzer.detection import detect_mapping
 from logproc_analyzer.fields import FieldMapping, Window, field_value
 from logproc_analyzer.report import render_report
 from logproc_analyzer.summary import summarize
+from tests.fixtures.analyzer_routes import forced_route
 
 DAY_MS = int(dt.datetime(2026, 11, 24, tzinfo=dt.UTC).timestamp() * 1000)
 NEXT_DAY_MS = DAY_MS + 86_400_000
@@ -38,13 +39,7 @@ def _line(ts: Any, ip: str = "192.0.2.1", status: int = 200, **more: Any) -> byt
 
 def _aggregate(lines: list[bytes], *, route: str, monkeypatch: pytest.MonkeyPatch,
                mapping: FieldMapping | None = None, window: Window | None = None) -> Aggregate:
-    with monkeypatch.context() as patch:
-        if route == "c" and aggregate_module.native_ingest is None:
-            pytest.skip("the C loop is not built here")
-        if route in ("python", "slow"):
-            patch.setattr(aggregate_module, "native_ingest", None)
-        if route == "slow":
-            patch.setattr(aggregate_module, "record_decoder", lambda mapping: None)
+    with forced_route(route, monkeypatch):
         aggregate = Aggregate(mapping, window)
         aggregate.ingest_lines(lines, source="in")
         return aggregate.finish()
