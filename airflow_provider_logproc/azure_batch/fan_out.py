@@ -141,3 +141,20 @@ def output_file_target(pattern: str | None, task_path: str) -> tuple[str, str]:
         directory = posixpath.dirname(head)
         return f"{OUTPUT_DIR}/{relative}", f"{task_path}/{directory}" if directory else task_path
     return f"{OUTPUT_DIR}/{relative}", f"{task_path}/{relative}"
+
+
+def check_task_sources(
+    *, tasks: object, fan_out_inputs: object, task_template: object, output_container: str | None,
+    wasb_conn_id: str | None, task_id: str,
+) -> None:
+    """Raise ``ValueError``, naming ``task_id``, unless the tasks have one source and outputs can be written.
+
+    A job's tasks are either listed (``tasks``) or fanned out over inputs (``fan_out_inputs`` with a
+    ``task_template``); an output container needs a ``wasb`` connection to issue the write SAS.
+    """
+    if (tasks is None) == (fan_out_inputs is None):
+        raise ValueError(f"{task_id}: give either tasks or fan_out_inputs (with task_template), not both or neither")
+    if fan_out_inputs is not None and task_template is None:
+        raise ValueError(f"{task_id}: fan_out_inputs needs a task_template")
+    if output_container is not None and wasb_conn_id is None:
+        raise ValueError(f"{task_id}: output_container needs wasb_conn_id to issue the write SAS")

@@ -26,7 +26,12 @@ from urllib.parse import quote
 from airflow.providers.common.compat.sdk import AirflowException, BaseOperator, BaseOperatorLink, XCom, conf
 
 from airflow_provider_logproc.azure_batch.errors import BatchSpecError
-from airflow_provider_logproc.azure_batch.fan_out import FanOutInput, OutputDestination, build_fan_out_task_specs
+from airflow_provider_logproc.azure_batch.fan_out import (
+    FanOutInput,
+    OutputDestination,
+    build_fan_out_task_specs,
+    check_task_sources,
+)
 from airflow_provider_logproc.azure_batch.ids import derive_job_id, validate_batch_id
 from airflow_provider_logproc.azure_batch.outcome import JobOutcome, format_counts
 from airflow_provider_logproc.azure_batch.task_specs import (
@@ -148,14 +153,8 @@ class AzureBatchJobOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if (tasks is None) == (fan_out_inputs is None):
-            raise ValueError(
-                f"{self.task_id}: give either tasks or fan_out_inputs (with task_template), not both or neither"
-            )
-        if fan_out_inputs is not None and task_template is None:
-            raise ValueError(f"{self.task_id}: fan_out_inputs needs a task_template")
-        if output_container is not None and wasb_conn_id is None:
-            raise ValueError(f"{self.task_id}: output_container needs wasb_conn_id to issue the write SAS")
+        check_task_sources(tasks=tasks, fan_out_inputs=fan_out_inputs, task_template=task_template,
+                           output_container=output_container, wasb_conn_id=wasb_conn_id, task_id=self.task_id)
         self.pool_id = pool_id
         self.azure_batch_conn_id = azure_batch_conn_id
         self.job_id = job_id

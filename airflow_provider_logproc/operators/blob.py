@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseOperator, ObjectStoragePath
 
 from airflow_provider_logproc._templating import from_rendered_list, to_optional_int
-from airflow_provider_logproc.blob.names import InvalidUploadOptionError, normalize_access_tier
-from airflow_provider_logproc.blob.options import DEFAULT_BLOCK_SIZE, IfExists
+from airflow_provider_logproc.blob.names import InvalidUploadOptionError
+from airflow_provider_logproc.blob.options import DEFAULT_BLOCK_SIZE, check_upload_options
 from airflow_provider_logproc.blob.request import BlobUploadRequest
 from airflow_provider_logproc.blob.split import Source
 from airflow_provider_logproc.blob.upload import upload
@@ -93,16 +93,8 @@ class BlobUploadOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        # What cannot be templated is checked now, so a bad DAG fails when it is parsed.
-        if (blob_name is None) == (prefix is None):
-            raise InvalidUploadOptionError(
-                f"{self.task_id}: give exactly one of blob_name (one blob) or prefix (parts + manifest)")
-        if parts is not None and max_part_bytes is not None:
-            raise InvalidUploadOptionError(f"{self.task_id}: give either parts or max_part_bytes, not both")
-        if blob_name is not None and (parts is not None or max_part_bytes is not None):
-            raise InvalidUploadOptionError(f"{self.task_id}: parts/max_part_bytes need prefix=, not blob_name=")
-        IfExists.parse(if_exists)
-        normalize_access_tier(access_tier)
+        check_upload_options(blob_name=blob_name, prefix=prefix, parts=parts, max_part_bytes=max_part_bytes,
+                             if_exists=if_exists, access_tier=access_tier, task_id=self.task_id)
         self.source = source
         self.container = container
         self.blob_name = blob_name

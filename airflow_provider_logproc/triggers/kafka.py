@@ -23,14 +23,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_logproc._templating import to_utc_datetime
-from airflow_provider_logproc.kafka.progress import (
-    KafkaUnavailableError,
-    KafkaWindowConfigError,
-    WindowProgress,
-    build_consumer_config,
-    check_window,
-    timeout_message,
-)
+from airflow_provider_logproc.kafka import progress as window_progress
 
 
 class KafkaWindowCompleteTrigger(BaseTrigger):
@@ -71,14 +64,15 @@ class KafkaWindowCompleteTrigger(BaseTrigger):
     ) -> None:
         super().__init__()
         self.topics = list(topics)
-        self.until = to_utc_datetime(until, "until", error=KafkaWindowConfigError)
-        self.since = None if since is None else to_utc_datetime(since, "since", error=KafkaWindowConfigError)
+        config_error = window_progress.KafkaWindowConfigError
+        self.until = to_utc_datetime(until, "until", error=config_error)
+        self.since = None if since is None else to_utc_datetime(since, "since", error=config_error)
         self.kafka_config_id = kafka_config_id
         self.max_lateness = float(max_lateness)
         self.idle_timeout = None if idle_timeout is None else float(idle_timeout)
         self.poll_interval = float(poll_interval)
         self.timeout_at = (None if timeout_at is None
-                           else to_utc_datetime(timeout_at, "timeout_at", error=KafkaWindowConfigError))
+                           else to_utc_datetime(timeout_at, "timeout_at", error=config_error))
         self.timeout = timeout
         self.partition_state = [dict(state) for state in partition_state or ()]
         self.request_timeout = float(request_timeout)
@@ -101,15 +95,15 @@ class KafkaWindowCompleteTrigger(BaseTrigger):
             },
         )
 
-    def _log_progress(self, progress: WindowProgress) -> None:
+    def _log_progress(self, progress: window_progress.WindowProgress) -> None:
         done = len(progress.partitions) - len(progress.behind)
         self.log.info("Kafka window ending %s: %d of %d partitions complete",
                       self.until.isoformat(), done, len(progress.partitions))
         for line in progress.partition_lines():
             self.log.info("  %s", line)
 
-    def _timeout_event(self, progress: WindowProgress | None, last_error: str | None) -> TriggerEvent:
-        message = timeout_message(
+    def _timeout_event(self, progress: window_progress.WindowProgress | None, last_error: str | None) -> TriggerEvent:
+        message = window_progress.timeout_message(
             topics=self.topics, window_start=self.since, window_end=self.until, timeout=self.timeout,
             progress=progress, last_error=last_error)
         self.log.warning("%s", message)
@@ -118,20 +112,20 @@ class KafkaWindowCompleteTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         try:
-            config = await asyncio.to_thread(build_consumer_config, self.kafka_config_id)
+            config = await asyncio.to_thread(window_progress.build_consumer_config, self.kafka_config_id)
         except Exception as error:
             yield TriggerEvent({"status": "error",
                                 "message": f"cannot use Kafka connection {self.kafka_config_id!r}: {error}"})
             return
-        progress: WindowProgress | None = None
+        progress: window_progress.WindowProgress | None = None
         last_error: str | None = None
         while True:
             try:
                 progress = await asyncio.to_thread(
-                    check_window, config, self.topics, window_end=self.until, max_lateness=self.max_lateness,
-                    idle_timeout=self.idle_timeout, previous_state=self.partition_state,
+                    window_progress.check_window, config, self.topics, window_end=self.until,
+                    max_lateness=self.max_lateness, idle_timeout=self.idle_timeout, previous_state=self.partition_state,
                     request_timeout=self.request_timeout)
-            except KafkaUnavailableError as error:
+            except window_progress.KafkaUnavailableError as error:
                 # A broker restart should not fail a wait of hours: try again on the next check.
                 last_error = str(error)
                 self.log.warning("Kafka window check failed, retrying in %gs: %s", self.poll_interval, error)
