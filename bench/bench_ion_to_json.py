@@ -11,7 +11,9 @@ in a fresh child process, on the same file:
                  as the operator does): without simpleion.load's per-value generator wrapper.
 * ``naive``    — amazon-ion's default value model + json.dumps (default=str).
 
-Prints records/s, ratios (targets: operator >= 0.9x bare, >= 10x naive) and each child's peak RSS.
+Prints records/s per run, then per mode the median of ``--repeat`` alternating rounds with its
+min-max and each child's peak RSS, and the ratios as the median of the per-round ratios with their
+range (targets: operator >= 0.9x bare, >= 10x naive).
 With ``--rss-records 1000000,4000000`` it also prints the operator's peak RSS per input size.
 
     .venv/bin/python bench/bench_ion_to_json.py --records 1000000
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -138,7 +141,8 @@ def main() -> int:
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--encodings", default="text,binary")
     parser.add_argument("--modes", default="bare,bare-ionc,operator,naive")
-    parser.add_argument("--repeat", type=int, default=1, help="runs per mode; the best is reported")
+    parser.add_argument("--repeat", type=int, default=5,
+                        help="alternating rounds (every mode once per round); medians and ranges are reported")
     parser.add_argument("--rss-records", default="")
     parser.add_argument("--child")
     parser.add_argument("--source")
@@ -159,9 +163,12 @@ def main() -> int:
             write_ion(source, args.records, encoding)
             print(f"\n{encoding} Ion: {args.records} envelopes, {source.stat().st_size / 1e6:.1f} MB "
                   f"(written in {time.perf_counter() - started:.1f} s)")
-            best: dict[str, dict[str, Any]] = {}
+            # Modes alternate round by round (A B C D A B C D ...), so a slow spell of this shared
+            # machine hits every mode alike; each round's ratios compare runs made next to each other.
+            runs: dict[str, list[dict[str, Any]]] = {}
+            modes = [m for m in args.modes.split(",") if m]
             for _ in range(args.repeat):
-                for mode in [m for m in args.modes.split(",") if m]:
+                for mode in modes:
                     output = work / f"{mode}.jsonl"
                     result = run_child(mode, source, output)
                     output.unlink()
@@ -170,16 +177,21 @@ def main() -> int:
                     rate = result["records"] / result["seconds"]
                     print(f"  {mode:<10} {result['seconds']:7.2f} s  {rate:10.0f} rec/s"
                           f"  rss {result['rss_mb']:7.1f} MB")
-                    if mode not in best or result["seconds"] < best[mode]["seconds"]:
-                        best[mode] = result
-            if "operator" in best:
-                mine = best["operator"]["seconds"]
-                if "bare" in best:
-                    print(f"  operator vs bare loop: {best['bare']['seconds'] / mine:.2f}x (target >= 0.9)")
-                if "bare-ionc" in best:
-                    print(f"  operator vs bare loop on the raw C reader: {best['bare-ionc']['seconds'] / mine:.2f}x")
-                if "naive" in best:
-                    print(f"  operator vs naive:     {best['naive']['seconds'] / mine:.2f}x (target >= 10)")
+                    runs.setdefault(mode, []).append(result)
+            print(f"  median of {args.repeat} alternating rounds [min-max]:")
+            for mode, mode_runs in runs.items():
+                seconds = [run["seconds"] for run in mode_runs]
+                print(f"  {mode:<10} {statistics.median(seconds):7.2f} s [{min(seconds):.2f}-{max(seconds):.2f}]"
+                      f"  peak rss {max(run['rss_mb'] for run in mode_runs):7.1f} MB")
+            if "operator" in runs:
+                targets = {"bare": "operator vs bare loop (target >= 0.9)",
+                           "bare-ionc": "operator vs bare loop on the raw C reader",
+                           "naive": "operator vs naive (target >= 10)"}
+                for baseline, label in targets.items():
+                    if baseline in runs:
+                        ratios = [theirs["seconds"] / mine["seconds"]
+                                  for theirs, mine in zip(runs[baseline], runs["operator"], strict=True)]
+                        print(f"  {label}: {statistics.median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]")
             for size in [int(s) for s in args.rss_records.split(",") if s]:
                 big = work / f"rss-{encoding}-{size}.ion"
                 write_ion(big, size, encoding)
