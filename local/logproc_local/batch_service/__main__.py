@@ -20,7 +20,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from logproc_local.batch_service.engine import DEFAULT_TASK_ENV_PASSTHROUGH, BatchAccount, PoolConfig
+from logproc_local.batch_service.engine import BatchAccount, PoolConfig
+from logproc_local.batch_service.node import DEFAULT_TASK_ENV_PASSTHROUGH
 from logproc_local.batch_service.server import BatchServer
 
 KEY_ENV = "LOGPROC_BATCH_ACCOUNT_KEY"

@@ -285,3 +285,45 @@ class Job(Stamped):
             execution["terminateReason"] = self.terminate_reason
         doc["executionInfo"] = {key: value for key, value in execution.items() if value is not None}
         return doc
+
+
+def task_counts(job: Job) -> dict[str, Any]:
+    """Count a job's tasks (and their slots) by state, as ``Jobs_GetJobTaskCounts`` answers."""
+    counts = {"active": 0, "running": 0, "completed": 0, "succeeded": 0, "failed": 0}
+    slots = dict(counts)
+    for task in job.tasks.values():
+        bucket = "running" if task.state in ("preparing", "running") else task.state
+        counts[bucket] += 1
+        slots[bucket] += task.required_slots
+        if task.state == "completed":
+            outcome = "succeeded" if task.result == "success" else "failed"
+            counts[outcome] += 1
+            slots[outcome] += task.required_slots
+    return {"taskCounts": counts, "taskSlotCounts": slots}
+
+
+def startable_tasks(job: Job, now: float, free_slots: int) -> tuple[list[tuple[str, Task]], float | None]:
+    """Pick the job's pending tasks that start now, and when the next held-back one becomes eligible.
+
+    First come, first served within ``free_slots`` and the job's ``maxParallelTasks``: a task that
+    does not fit stops the pick, so a big task is not overtaken forever by small ones. Returns the
+    (pending key, task) pairs in order and the monotonic time at which a task now waiting out its
+    retry or scheduling delay becomes eligible (None: none is waiting).
+    """
+    picked: list[tuple[str, Task]] = []
+    eligible_at: float | None = None
+    running = 0
+    if job.max_parallel_tasks != -1:
+        running = sum(1 for task in job.tasks.values() if task.state in ("preparing", "running"))
+    for key, task in job.pending.items():
+        if job.max_parallel_tasks != -1 and running >= job.max_parallel_tasks:
+            break
+        if task.eligible_at > now:
+            eligible_at = task.eligible_at if eligible_at is None else min(eligible_at, task.eligible_at)
+            continue
+        if task.required_slots > free_slots:
+            break
+        picked.append((key, task))
+        free_slots -= task.required_slots
+        running += 1
+    return picked, eligible_at

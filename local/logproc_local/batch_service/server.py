@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import logging
 import mimetypes
 import re
@@ -44,55 +43,40 @@ from urllib.parse import parse_qs, quote, unquote, urlencode
 from aiohttp import web
 
 from logproc_local.batch_service import auth, odata
-from logproc_local.batch_service.engine import (
-    MAX_TASKS_PER_COLLECTION,
-    NODE_ID,
-    BatchAccount,
-)
+from logproc_local.batch_service.engine import BatchAccount
 from logproc_local.batch_service.faults import FAULT_ERROR_CODES, FaultInjector, RequestLog
 from logproc_local.batch_service.model import (
     BatchApiError,
     Job,
     Task,
     iso,
-    new_etag,
     rfc1123,
-    utc_now,
+    task_counts,
 )
+from logproc_local.batch_service.node import NODE_ID, node_reference
+from logproc_local.batch_service.protocol import (
+    MAX_BODY_BYTES,
+    BatchRequest,
+    apply_range,
+    check_api_version,
+    check_conditions,
+    created_response,
+    drop_connection,
+    empty_response,
+    error_response,
+    from_mtime,
+    int_query,
+    json_response,
+    select_fields,
+    skiptoken,
+)
+from logproc_local.batch_service.validation import MAX_TASKS_PER_COLLECTION
 
 log = logging.getLogger("localbatch")
 
-API_VERSION = "2025-06-01"
-# Older api-versions that the previous SDK generations send; the subset served here is the same.
-ACCEPTED_API_VERSIONS = {API_VERSION, "2024-07-01.20.0", "2024-02-01.19.0", "2023-11-01.18.0", "2023-05-01.17.0"}
-JSON_CONTENT_TYPE = "application/json;odata=minimalmetadata"
-MAX_BODY_BYTES = 1 << 20
 DEFAULT_MAX_RESULTS = 1000
 
 Handler = Callable[["BatchRequest"], Awaitable[web.StreamResponse]]
-
-
-@dataclass
-class BatchRequest:
-    """One Batch API call, parsed: raw path and query as signed, decoded path parameters."""
-
-    http: web.Request
-    operation: str
-    params: dict[str, str]
-    query: dict[str, str]
-    request_id: str
-
-    async def json(self) -> Any:
-        raw = await self.http.read()
-        if len(raw) > MAX_BODY_BYTES:
-            raise BatchApiError(413, "RequestBodyTooLarge", "The request body is too large and exceeds the maximum "
-                                                            "permissible limit.", {"MaxLimit": str(MAX_BODY_BYTES)})
-        if not raw:
-            return None
-        try:
-            return json.loads(raw)
-        except ValueError as exc:
-            raise BatchApiError(400, "InvalidRequestBody", f"The request body is not valid JSON: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -198,7 +182,7 @@ class BatchServer:
             if decision.latency:
                 await asyncio.sleep(decision.latency)
             if decision.drop_before:
-                _drop(http)
+                drop_connection(http)
                 status = None
                 return web.Response(status=503)
             if decision.status:
@@ -212,21 +196,21 @@ class BatchServer:
                                     "Server failed to authenticate the request. Make sure the value of Authorization "
                                     "header is correctly formed including the signature.",
                                     {"AuthenticationErrorDetail": failure.detail})
-            _check_api_version(query)
+            check_api_version(query)
             if routing_error is not None or route is None:
                 raise routing_error or BatchApiError(404, "UnsupportedOperation", "Not found.")
             response = await route.handler(BatchRequest(http, operation, params, query, request_id))
             if decision.drop_after:
-                _drop(http)
+                drop_connection(http)
             status = response.status
         except BatchApiError as exc:
             status = exc.status
-            response = _error_response(exc, request_id, http.method, self.base_url)
+            response = error_response(exc, request_id, http.method, self.base_url)
         except Exception as exc:
             log.exception("%s %s failed", http.method, raw_path)
             status = 500
-            response = _error_response(BatchApiError(500, "InternalServerError", f"{type(exc).__name__}: {exc}"),
-                                       request_id, http.method, self.base_url)
+            response = error_response(BatchApiError(500, "InternalServerError", f"{type(exc).__name__}: {exc}"),
+                                      request_id, http.method, self.base_url)
         finally:
             self.request_log.add(method=http.method, path=unquote(raw_path), query=query, operation=operation,
                                  status=status, duration_ms=round((time.monotonic() - started) * 1000, 3),
@@ -305,8 +289,8 @@ class BatchServer:
                                 "Value for one of the query parameters specified in the request URI is invalid.",
                                 {"QueryParameterName": name, "QueryParameterValue": request.query.get(name, ""),
                                  "Reason": str(exc)}) from None
-        max_results = _int_query(request, "maxresults", DEFAULT_MAX_RESULTS, 1, 1000)
-        skip = _skiptoken(request)
+        max_results = int_query(request, "maxresults", DEFAULT_MAX_RESULTS, 1, 1000)
+        skip = skiptoken(request)
         matched = [doc for doc in documents if predicate(doc)]
         page = matched[skip: skip + max_results]
         body: dict[str, Any] = {"odata.metadata": metadata,
@@ -315,7 +299,7 @@ class BatchServer:
             next_query = {name: value for name, value in request.query.items() if name != "$skiptoken"}
             next_query["$skiptoken"] = base64.urlsafe_b64encode(str(skip + max_results).encode()).decode()
             body["odata.nextLink"] = f"{self.base_url}{path}?{urlencode(next_query, quote_via=quote)}"
-        return _json(body)
+        return json_response(body)
 
     # -- jobs ------------------------------------------------------------------------------------
 
@@ -326,52 +310,52 @@ class BatchServer:
 
     async def create_job(self, request: BatchRequest) -> web.StreamResponse:
         job = self.account.add_job(await request.json())
-        return _created(job.url(self.base_url), job.etag, job.last_modified)
+        return created_response(job.url(self.base_url), job.etag, job.last_modified)
 
     async def get_job(self, request: BatchRequest) -> web.StreamResponse:
         job = self._job(request)
-        _check_conditions(request, job.etag)
+        check_conditions(request, job.etag)
         doc = odata.apply_select({"odata.metadata": self._metadata("jobs/@Element"), **job.to_rest(self.base_url)},
-                                 _select(request))
-        return _json(doc, etag=job.etag, last_modified=job.last_modified)
+                                 select_fields(request))
+        return json_response(doc, etag=job.etag, last_modified=job.last_modified)
 
     async def update_job(self, request: BatchRequest) -> web.StreamResponse:
         job = self._job(request)
-        _check_conditions(request, job.etag)
+        check_conditions(request, job.etag)
         self.account.update_job(job, await request.json())
-        return _empty(200, job.url(self.base_url), job.etag, job.last_modified)
+        return empty_response(200, job.url(self.base_url), job.etag, job.last_modified)
 
     async def delete_job(self, request: BatchRequest) -> web.StreamResponse:
         job = self._job(request)
-        _check_conditions(request, job.etag)
+        check_conditions(request, job.etag)
         self.account.delete_job(job)
-        return _empty(202)
+        return empty_response(202)
 
     async def terminate_job(self, request: BatchRequest) -> web.StreamResponse:
         job = self._job(request)
-        _check_conditions(request, job.etag)
+        check_conditions(request, job.etag)
         body = await request.json()
         reason = body.get("terminateReason") if isinstance(body, dict) else None
         self.account.terminate_job(job, reason)
-        return _empty(202, job.url(self.base_url), job.etag, job.last_modified)
+        return empty_response(202, job.url(self.base_url), job.etag, job.last_modified)
 
     async def task_counts(self, request: BatchRequest) -> web.StreamResponse:
         job = self._job(request)
-        body = {"odata.metadata": self._metadata("taskcounts/@Element"), **self.account.task_counts(job)}
-        return _json(body)
+        body = {"odata.metadata": self._metadata("taskcounts/@Element"), **task_counts(job)}
+        return json_response(body)
 
     # -- tasks -----------------------------------------------------------------------------------
 
     async def list_tasks(self, request: BatchRequest) -> web.StreamResponse:
         job = self._job(request)
-        node = self.account.node_info()
+        node = node_reference(self.account.base_url, self.account.pool.pool_id)
         tasks = sorted(job.tasks.values(), key=lambda task: task.id.lower())
         return self._paged(request, [task.to_rest(self.base_url, node) for task in tasks],
                            self._metadata("tasks"), f"/jobs/{quote(job.id, safe='')}/tasks")
 
     async def create_task(self, request: BatchRequest) -> web.StreamResponse:
         task = self.account.add_task(self._job(request), await request.json())
-        return _created(task.url(self.base_url), task.etag, task.last_modified)
+        return created_response(task.url(self.base_url), task.etag, task.last_modified)
 
     async def create_task_collection(self, request: BatchRequest) -> web.StreamResponse:
         job = self._job(request)
@@ -397,23 +381,23 @@ class BatchServer:
             else:
                 results.append({"status": "success", "taskId": task.id, "eTag": task.etag,
                                 "lastModified": iso(task.last_modified), "location": task.url(self.base_url)})
-        return _json({"odata.metadata": self._metadata("Microsoft.Azure.Batch.Protocol.Entities.TaskAddResults"),
-                      "value": results})
+        metadata = self._metadata("Microsoft.Azure.Batch.Protocol.Entities.TaskAddResults")
+        return json_response({"odata.metadata": metadata, "value": results})
 
     async def get_task(self, request: BatchRequest) -> web.StreamResponse:
         task = self._task(request)
-        _check_conditions(request, task.etag)
+        check_conditions(request, task.etag)
         doc = {"odata.metadata": self._metadata("tasks/@Element"),
-               **task.to_rest(self.base_url, self.account.node_info())}
+               **task.to_rest(self.base_url, node_reference(self.account.base_url, self.account.pool.pool_id))}
         headers = {"DataServiceId": task.url(self.base_url)}
-        return _json(odata.apply_select(doc, _select(request)), etag=task.etag, last_modified=task.last_modified,
-                     headers=headers)
+        return json_response(odata.apply_select(doc, select_fields(request)), etag=task.etag,
+                             last_modified=task.last_modified, headers=headers)
 
     async def terminate_task(self, request: BatchRequest) -> web.StreamResponse:
         task = self._task(request)
-        _check_conditions(request, task.etag)
+        check_conditions(request, task.etag)
         self.account.terminate_task(task)
-        return _empty(204, task.url(self.base_url), task.etag, task.last_modified)
+        return empty_response(204, task.url(self.base_url), task.etag, task.last_modified)
 
     # -- task files ------------------------------------------------------------------------------
 
@@ -441,8 +425,8 @@ class BatchServer:
             }
             if not entry.is_dir():
                 document["properties"] = {
-                    "creationTime": iso(_mtime(stat.st_ctime)),
-                    "lastModified": iso(_mtime(stat.st_mtime)),
+                    "creationTime": iso(from_mtime(stat.st_ctime)),
+                    "lastModified": iso(from_mtime(stat.st_mtime)),
                     "contentLength": str(stat.st_size),
                     "contentType": mimetypes.guess_type(entry.name)[0] or "application/octet-stream",
                     "fileMode": oct(stat.st_mode & 0o7777)[2:].rjust(4, "0"),
@@ -461,9 +445,9 @@ class BatchServer:
                                 {"FilePath": file_path})
         stat = target.stat()
         is_dir = target.is_dir()
-        modified = _mtime(stat.st_mtime)
+        modified = from_mtime(stat.st_mtime)
         headers = {
-            "ocp-creation-time": rfc1123(_mtime(stat.st_ctime)),
+            "ocp-creation-time": rfc1123(from_mtime(stat.st_ctime)),
             "ocp-batch-file-isdirectory": "true" if is_dir else "false",
             "ocp-batch-file-url": f"{task.url(self.base_url)}/files/{quote(file_path, safe='')}",
             "ocp-batch-file-mode": oct(stat.st_mode & 0o7777)[2:].rjust(4, "0"),
@@ -474,7 +458,7 @@ class BatchServer:
         content = b"" if is_dir else await asyncio.to_thread(target.read_bytes)
         ranged = request.http.headers.get("ocp-range")
         if ranged and not is_dir:
-            content = _apply_range(content, ranged)
+            content = apply_range(content, ranged)
         # aiohttp sends Content-Length but no body when answering HEAD; an empty body needs it said.
         if not content:
             headers["Content-Length"] = "0"
@@ -527,12 +511,13 @@ class BatchServer:
     async def get_pool(self, request: BatchRequest) -> web.StreamResponse:
         self._pool_or_404(request)
         doc = {"odata.metadata": self._metadata("pools/@Element"), **self._pool_document()}
-        return _json(odata.apply_select(doc, _select(request)), etag=doc["eTag"], last_modified=self.account.created)
+        return json_response(odata.apply_select(doc, select_fields(request)), etag=doc["eTag"],
+                             last_modified=self.account.created)
 
     async def pool_exists(self, request: BatchRequest) -> web.StreamResponse:
         if request.params["poolId"].lower() != self.account.pool.pool_id.lower():
             return web.Response(status=404)
-        return _empty(200, etag=self._pool_document()["eTag"], last_modified=self.account.created)
+        return empty_response(200, etag=self._pool_document()["eTag"], last_modified=self.account.created)
 
     def _node_document(self) -> dict[str, Any]:
         account = self.account
@@ -568,131 +553,7 @@ class BatchServer:
         self._pool_or_404(request)
         if request.params["nodeId"] != NODE_ID:
             raise BatchApiError(404, "NodeNotFound", "The specified node does not exist.")
-        return _json({"odata.metadata": self._metadata("nodes/@Element"), **self._node_document()})
+        return json_response({"odata.metadata": self._metadata("nodes/@Element"), **self._node_document()})
 
 
 # -- response helpers ------------------------------------------------------------------------------
-
-
-def _drop(http: web.Request) -> None:
-    """Close the client's connection without an answer (an injected network fault)."""
-    transport = http.transport
-    if transport is not None:
-        transport.abort()
-
-
-def _check_api_version(query: dict[str, str]) -> None:
-    version = query.get("api-version")
-    if not version:
-        raise BatchApiError(400, "MissingRequiredQueryParameter",
-                            "A query parameter that's mandatory for this request is not specified.",
-                            {"QueryParameterName": "api-version"})
-    if version not in ACCEPTED_API_VERSIONS:
-        raise BatchApiError(400, "InvalidQueryParameterValue",
-                            "Value for one of the query parameters specified in the request URI is invalid.",
-                            {"QueryParameterName": "api-version", "QueryParameterValue": version,
-                             "Reason": f"the local Batch service speaks {API_VERSION}"})
-
-
-def _check_conditions(request: BatchRequest, etag: str) -> None:
-    if_match = request.http.headers.get("If-Match")
-    if if_match and if_match != "*" and if_match.strip('"') != etag:
-        raise BatchApiError(412, "ConditionNotMet", "The condition specified using HTTP conditional header(s) is not "
-                                                    "met.")
-    if_none_match = request.http.headers.get("If-None-Match")
-    if if_none_match and request.http.method == "GET" and if_none_match.strip('"') in (etag, "*"):
-        raise BatchApiError(304, "ConditionNotMet", "The condition specified using HTTP conditional header(s) is not "
-                                                    "met.")
-
-
-def _select(request: BatchRequest) -> list[str] | None:
-    try:
-        return odata.parse_select(request.query.get("$select"))
-    except odata.ODataError as exc:
-        raise BatchApiError(400, "InvalidQueryParameterValue",
-                            "Value for one of the query parameters specified in the request URI is invalid.",
-                            {"QueryParameterName": "$select", "Reason": str(exc)}) from None
-
-
-def _int_query(request: BatchRequest, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = low - 1
-    if not low <= value <= high:
-        raise BatchApiError(400, "InvalidQueryParameterValue",
-                            "Value for one of the query parameters specified in the request URI is invalid.",
-                            {"QueryParameterName": name, "QueryParameterValue": raw,
-                             "Reason": f"must be an integer from {low} to {high}"})
-    return value
-
-
-def _skiptoken(request: BatchRequest) -> int:
-    token = request.query.get("$skiptoken")
-    if not token:
-        return 0
-    try:
-        return int(base64.urlsafe_b64decode(token.encode()).decode())
-    except ValueError:
-        raise BatchApiError(400, "InvalidQueryParameterValue",
-                            "Value for one of the query parameters specified in the request URI is invalid.",
-                            {"QueryParameterName": "$skiptoken", "QueryParameterValue": token}) from None
-
-
-def _apply_range(content: bytes, ranged: str) -> bytes:
-    match = re.fullmatch(r"bytes=(\d*)-(\d*)", ranged.strip())
-    if not match:
-        raise BatchApiError(400, "InvalidHeaderValue", "The value for one of the HTTP headers is not in the correct "
-                                                       "format.", {"HeaderName": "ocp-range", "HeaderValue": ranged})
-    start_text, end_text = match.groups()
-    if start_text == "":
-        return content[-int(end_text):] if end_text else content
-    end = int(end_text) + 1 if end_text else len(content)
-    return content[int(start_text):end]
-
-
-def _mtime(timestamp: float) -> Any:
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(timestamp, dt.UTC)
-
-
-def _json(body: dict[str, Any], *, etag: str | None = None, last_modified: Any = None,
-          headers: dict[str, str] | None = None) -> web.Response:
-    response = web.Response(status=200, body=json.dumps(body).encode(), headers=headers or {})
-    response.headers["Content-Type"] = JSON_CONTENT_TYPE
-    # Every 200 answer carries ETag and Last-Modified (the spec declares them on lists too).
-    response.headers["ETag"] = etag or new_etag()
-    response.headers["Last-Modified"] = rfc1123(last_modified if last_modified is not None else utc_now())
-    return response
-
-
-def _created(url: str, etag: str, last_modified: Any) -> web.Response:
-    return _empty(201, url, etag, last_modified)
-
-
-def _empty(status: int, data_service_id: str | None = None, etag: str | None = None,
-           last_modified: Any = None) -> web.Response:
-    response = web.Response(status=status)
-    if data_service_id:
-        response.headers["DataServiceId"] = data_service_id
-        response.headers["Location"] = data_service_id
-    if etag:
-        response.headers["ETag"] = etag
-    if last_modified is not None:
-        response.headers["Last-Modified"] = rfc1123(last_modified)
-    return response
-
-
-def _error_response(error: BatchApiError, request_id: str, method: str, base_url: str) -> web.Response:
-    if error.status == 304 or method == "HEAD":
-        response = web.Response(status=error.status, headers=error.headers)
-    else:
-        body = {"odata.metadata": f"{base_url}/$metadata#Microsoft.Azure.Batch.Protocol.Entities.Container.errors"
-                                  "/@Element", **error.body(request_id)}
-        response = web.Response(status=error.status, body=json.dumps(body).encode(), headers=error.headers)
-        response.headers["Content-Type"] = JSON_CONTENT_TYPE
-    return response

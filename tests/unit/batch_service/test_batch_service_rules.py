@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from logproc_local.batch_service.engine import match_output_files, validate_job, validate_task
 from logproc_local.batch_service.faults import FaultInjector, RequestLog
 from logproc_local.batch_service.model import BatchApiError, parse_duration
+from logproc_local.batch_service.node import match_output_files
+from logproc_local.batch_service.validation import validate_job, validate_task
 
 
 def test_count_rules_apply_in_order_then_vanish():
