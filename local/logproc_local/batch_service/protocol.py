@@ -11,6 +11,7 @@ import json
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
@@ -33,6 +34,7 @@ __all__ = [
     "from_mtime",
     "int_query",
     "json_response",
+    "paged_response",
     "select_fields",
     "skiptoken",
 ]
@@ -42,6 +44,7 @@ API_VERSION = "2025-06-01"
 ACCEPTED_API_VERSIONS = {API_VERSION, "2024-07-01.20.0", "2024-02-01.19.0", "2023-11-01.18.0", "2023-05-01.17.0"}
 JSON_CONTENT_TYPE = "application/json;odata=minimalmetadata"
 MAX_BODY_BYTES = 1 << 20
+DEFAULT_MAX_RESULTS = 1000
 
 
 @dataclass
@@ -200,3 +203,28 @@ def error_response(error: BatchApiError, request_id: str, method: str, base_url:
         response = web.Response(status=error.status, body=json.dumps(body).encode(), headers=error.headers)
         response.headers["Content-Type"] = JSON_CONTENT_TYPE
     return response
+
+
+def paged_response(request: BatchRequest, documents: list[dict[str, Any]], metadata: str,
+                   url: str) -> web.Response:
+    """One page of a list answer: $filter, $select, maxresults and an odata.nextLink to go on."""
+    try:
+        predicate = odata.parse_filter(request.query.get("$filter"))
+        select = odata.parse_select(request.query.get("$select"))
+    except odata.ODataError as exc:
+        name = "$select" if str(exc).startswith("$select") else "$filter"
+        raise BatchApiError(400, "InvalidQueryParameterValue",
+                            "Value for one of the query parameters specified in the request URI is invalid.",
+                            {"QueryParameterName": name, "QueryParameterValue": request.query.get(name, ""),
+                             "Reason": str(exc)}) from None
+    max_results = int_query(request, "maxresults", DEFAULT_MAX_RESULTS, 1, 1000)
+    skip = skiptoken(request)
+    matched = [doc for doc in documents if predicate(doc)]
+    page = matched[skip: skip + max_results]
+    body: dict[str, Any] = {"odata.metadata": metadata,
+                            "value": [odata.apply_select(doc, select) for doc in page]}
+    if skip + max_results < len(matched):
+        next_query = {name: value for name, value in request.query.items() if name != "$skiptoken"}
+        next_query["$skiptoken"] = base64.urlsafe_b64encode(str(skip + max_results).encode()).decode()
+        body["odata.nextLink"] = f"{url}?{urlencode(next_query, quote_via=quote)}"
+    return json_response(body)

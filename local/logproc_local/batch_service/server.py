@@ -28,7 +28,7 @@ Admin routes (no Batch authentication; the server listens on 127.0.0.1 only):
 from __future__ import annotations
 
 import asyncio
-import base64
+import functools
 import logging
 import mimetypes
 import re
@@ -38,11 +38,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote, urlencode
+from urllib.parse import parse_qs, quote, unquote
 
 from aiohttp import web
 
 from logproc_local.batch_service import auth, odata
+from logproc_local.batch_service.admin import handle_admin
 from logproc_local.batch_service.engine import BatchAccount
 from logproc_local.batch_service.faults import FAULT_ERROR_CODES, FaultInjector, RequestLog
 from logproc_local.batch_service.model import (
@@ -54,6 +55,7 @@ from logproc_local.batch_service.model import (
     task_counts,
 )
 from logproc_local.batch_service.node import NODE_ID, node_reference
+from logproc_local.batch_service.pool import node_document, pool_document
 from logproc_local.batch_service.protocol import (
     MAX_BODY_BYTES,
     BatchRequest,
@@ -65,16 +67,14 @@ from logproc_local.batch_service.protocol import (
     empty_response,
     error_response,
     from_mtime,
-    int_query,
     json_response,
+    paged_response,
     select_fields,
-    skiptoken,
 )
 from logproc_local.batch_service.validation import MAX_TASKS_PER_COLLECTION
 
 log = logging.getLogger("localbatch")
 
-DEFAULT_MAX_RESULTS = 1000
 
 Handler = Callable[["BatchRequest"], Awaitable[web.StreamResponse]]
 
@@ -101,7 +101,7 @@ class BatchServer:
         self.routes: list[Route] = []
         self._add_routes()
         self.app = web.Application(client_max_size=MAX_BODY_BYTES * 4)
-        self.app.router.add_route("*", "/_local/{tail:.*}", self._admin)
+        self.app.router.add_route("*", "/_local/{tail:.*}", functools.partial(handle_admin, self))
         self.app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self.app.on_startup.append(self._on_startup)
         self.app.on_cleanup.append(self._on_cleanup)
@@ -222,46 +222,6 @@ class BatchServer:
 
     # -- admin -----------------------------------------------------------------------------------
 
-    async def _admin(self, http: web.Request) -> web.StreamResponse:
-        tail = http.match_info["tail"].strip("/")
-        try:
-            if tail == "health":
-                return web.json_response({"status": "ok", "account": self.account.account_name,
-                                          "pool": self.account.pool.pool_id,
-                                          "taskSlots": self.account.pool.task_slots})
-            if tail == "routes":
-                return web.json_response({"routes": [{"method": route.method, "path": route.template,
-                                                      "operation": route.operation} for route in self.routes]})
-            if tail == "faults":
-                if http.method == "GET":
-                    return web.json_response({"rules": self.faults.rules()})
-                if http.method == "POST":
-                    body = await http.json()
-                    specs = body if isinstance(body, list) else [body]
-                    added = [self.faults.add(**spec) for spec in specs]
-                    return web.json_response({"added": added}, status=201)
-                if http.method == "DELETE":
-                    self.faults.clear()
-                    return web.json_response({"rules": []})
-            if tail == "requests":
-                if http.method == "GET":
-                    since = int(http.query.get("since", "0"))
-                    return web.json_response({"requests": self.request_log.entries(since),
-                                              "last_seq": self.request_log.last_seq()})
-                if http.method == "DELETE":
-                    self.request_log.clear()
-                    return web.json_response({"requests": []})
-            if tail == "settings":
-                if http.method == "POST":
-                    body = await http.json()
-                    if "scheduling_delay" in body:
-                        self.account.scheduling_delay = float(body["scheduling_delay"])
-                        self.account.wake()
-                return web.json_response({"scheduling_delay": self.account.scheduling_delay})
-        except (ValueError, TypeError) as exc:
-            return web.json_response({"error": str(exc)}, status=400)
-        return web.json_response({"error": f"no admin route {http.method} /_local/{tail}"}, status=404)
-
     # -- helpers ---------------------------------------------------------------------------------
 
     @property
@@ -277,36 +237,13 @@ class BatchServer:
     def _task(self, request: BatchRequest) -> Task:
         return self.account.get_task(self._job(request), request.params["taskId"])
 
-    def _paged(self, request: BatchRequest, documents: list[dict[str, Any]], metadata: str,
-               path: str) -> web.Response:
-        """One page of a list answer: $filter, $select, maxresults and an odata.nextLink to go on."""
-        try:
-            predicate = odata.parse_filter(request.query.get("$filter"))
-            select = odata.parse_select(request.query.get("$select"))
-        except odata.ODataError as exc:
-            name = "$select" if str(exc).startswith("$select") else "$filter"
-            raise BatchApiError(400, "InvalidQueryParameterValue",
-                                "Value for one of the query parameters specified in the request URI is invalid.",
-                                {"QueryParameterName": name, "QueryParameterValue": request.query.get(name, ""),
-                                 "Reason": str(exc)}) from None
-        max_results = int_query(request, "maxresults", DEFAULT_MAX_RESULTS, 1, 1000)
-        skip = skiptoken(request)
-        matched = [doc for doc in documents if predicate(doc)]
-        page = matched[skip: skip + max_results]
-        body: dict[str, Any] = {"odata.metadata": metadata,
-                                "value": [odata.apply_select(doc, select) for doc in page]}
-        if skip + max_results < len(matched):
-            next_query = {name: value for name, value in request.query.items() if name != "$skiptoken"}
-            next_query["$skiptoken"] = base64.urlsafe_b64encode(str(skip + max_results).encode()).decode()
-            body["odata.nextLink"] = f"{self.base_url}{path}?{urlencode(next_query, quote_via=quote)}"
-        return json_response(body)
-
     # -- jobs ------------------------------------------------------------------------------------
 
     async def list_jobs(self, request: BatchRequest) -> web.StreamResponse:
         # Listed in id order, as the service's table-backed listings come back.
         jobs = sorted(self.account.jobs.values(), key=lambda job: job.id.lower())
-        return self._paged(request, [job.to_rest(self.base_url) for job in jobs], self._metadata("jobs"), "/jobs")
+        return paged_response(request, [job.to_rest(self.base_url) for job in jobs], self._metadata("jobs"),
+                              f"{self.base_url}/jobs")
 
     async def create_job(self, request: BatchRequest) -> web.StreamResponse:
         job = self.account.add_job(await request.json())
@@ -350,8 +287,8 @@ class BatchServer:
         job = self._job(request)
         node = node_reference(self.account.base_url, self.account.pool.pool_id)
         tasks = sorted(job.tasks.values(), key=lambda task: task.id.lower())
-        return self._paged(request, [task.to_rest(self.base_url, node) for task in tasks],
-                           self._metadata("tasks"), f"/jobs/{quote(job.id, safe='')}/tasks")
+        return paged_response(request, [task.to_rest(self.base_url, node) for task in tasks],
+                              self._metadata("tasks"), f"{self.base_url}/jobs/{quote(job.id, safe='')}/tasks")
 
     async def create_task(self, request: BatchRequest) -> web.StreamResponse:
         task = self.account.add_task(self._job(request), await request.json())
@@ -432,9 +369,9 @@ class BatchServer:
                     "fileMode": oct(stat.st_mode & 0o7777)[2:].rjust(4, "0"),
                 }
             documents.append(document)
-        return self._paged(request, documents, self._metadata("files"),
-                           f"/jobs/{quote(task.job.id if task.job else '', safe='')}/tasks/"
-                           f"{quote(task.id, safe='')}/files")
+        return paged_response(request, documents, self._metadata("files"),
+                              f"{self.base_url}/jobs/{quote(task.job.id if task.job else '', safe='')}/tasks/"
+                              f"{quote(task.id, safe='')}/files")
 
     async def get_task_file(self, request: BatchRequest) -> web.StreamResponse:
         task, task_dir = self._task_dir_for_files(request)
@@ -466,38 +403,13 @@ class BatchServer:
 
     # -- pools and nodes -------------------------------------------------------------------------
 
-    def _pool_document(self) -> dict[str, Any]:
-        pool = self.account.pool
-        created = self.account.created
-        return {
-            "id": pool.pool_id,
-            "displayName": "local pool (tasks run as processes on this machine)",
-            "url": f"{self.base_url}/pools/{pool.pool_id}",
-            "eTag": f"0x{int(created.timestamp() * 1e7):X}",
-            "lastModified": iso(created),
-            "creationTime": iso(created),
-            "state": "active",
-            "stateTransitionTime": iso(created),
-            "allocationState": "steady",
-            "allocationStateTransitionTime": iso(created),
-            "vmSize": pool.vm_size,
-            "resizeTimeout": "PT15M",
-            "currentDedicatedNodes": 1,
-            "currentLowPriorityNodes": 0,
-            "targetDedicatedNodes": 1,
-            "targetLowPriorityNodes": 0,
-            "enableAutoScale": False,
-            "enableInterNodeCommunication": False,
-            "taskSlotsPerNode": pool.task_slots,
-            "taskSchedulingPolicy": {"nodeFillType": "pack"},
-        }
-
     def _pool_or_404(self, request: BatchRequest) -> None:
         if request.params["poolId"].lower() != self.account.pool.pool_id.lower():
             raise BatchApiError(404, "PoolNotFound", "The specified pool does not exist.")
 
     async def list_pools(self, request: BatchRequest) -> web.StreamResponse:
-        return self._paged(request, [self._pool_document()], self._metadata("pools"), "/pools")
+        return paged_response(request, [pool_document(self.account, self.base_url)], self._metadata("pools"),
+                              f"{self.base_url}/pools")
 
     async def create_pool(self, request: BatchRequest) -> web.StreamResponse:
         body = await request.json()
@@ -510,50 +422,27 @@ class BatchServer:
 
     async def get_pool(self, request: BatchRequest) -> web.StreamResponse:
         self._pool_or_404(request)
-        doc = {"odata.metadata": self._metadata("pools/@Element"), **self._pool_document()}
+        doc = {"odata.metadata": self._metadata("pools/@Element"), **pool_document(self.account, self.base_url)}
         return json_response(odata.apply_select(doc, select_fields(request)), etag=doc["eTag"],
                              last_modified=self.account.created)
 
     async def pool_exists(self, request: BatchRequest) -> web.StreamResponse:
         if request.params["poolId"].lower() != self.account.pool.pool_id.lower():
             return web.Response(status=404)
-        return empty_response(200, etag=self._pool_document()["eTag"], last_modified=self.account.created)
-
-    def _node_document(self) -> dict[str, Any]:
-        account = self.account
-        running = [task for job in account.jobs.values() for task in job.tasks.values()
-                   if task.state in ("preparing", "running")]
-        created = iso(account.created)
-        return {
-            "id": NODE_ID,
-            "url": f"{self.base_url}/pools/{account.pool.pool_id}/nodes/{NODE_ID}",
-            "state": "running" if running else "idle",
-            "schedulingState": "enabled",
-            "stateTransitionTime": created,
-            "lastBootTime": created,
-            "allocationTime": created,
-            "ipAddress": "127.0.0.1",
-            "ipv6Address": "::1",
-            "affinityId": f"TVM:{NODE_ID}",
-            "vmSize": account.pool.vm_size,
-            "totalTasksRun": account.tasks_run,
-            "runningTasksCount": len(running),
-            "runningTaskSlotsCount": account.slots_in_use,
-            "totalTasksSucceeded": account.tasks_succeeded,
-            "isDedicated": True,
-            "virtualMachineInfo": {},
-        }
+        etag = pool_document(self.account, self.base_url)["eTag"]
+        return empty_response(200, etag=etag, last_modified=self.account.created)
 
     async def list_nodes(self, request: BatchRequest) -> web.StreamResponse:
         self._pool_or_404(request)
-        return self._paged(request, [self._node_document()], self._metadata("nodes"),
-                           f"/pools/{self.account.pool.pool_id}/nodes")
+        return paged_response(request, [node_document(self.account, self.base_url)], self._metadata("nodes"),
+                              f"{self.base_url}/pools/{self.account.pool.pool_id}/nodes")
 
     async def get_node(self, request: BatchRequest) -> web.StreamResponse:
         self._pool_or_404(request)
         if request.params["nodeId"] != NODE_ID:
             raise BatchApiError(404, "NodeNotFound", "The specified node does not exist.")
-        return json_response({"odata.metadata": self._metadata("nodes/@Element"), **self._node_document()})
+        document = node_document(self.account, self.base_url)
+        return json_response({"odata.metadata": self._metadata("nodes/@Element"), **document})
 
 
 # -- response helpers ------------------------------------------------------------------------------
