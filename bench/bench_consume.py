@@ -23,9 +23,14 @@ against noida-db even the bare loop's RSS grows with the partition size (the bro
 beyond the requested maximum bytes and librdkafka holds the answer); compare each operator figure
 with the bare loop's at the same size. The ``-traced`` modes (one process, tracemalloc on, slower)
 also report the peak of Python's own allocations, which leaves librdkafka's buffers out: the
-reading loop's own share.
+reading loop's own share. Each child also reports its CPU time (user + system, its worker processes
+included), which a busy shared machine moves less than the wall time. ``--other-python`` compares
+with another checkout (its venv's interpreter): a mode ending in ``@other`` runs there, in the same
+rounds against the same broker.
 
     .venv/bin/python bench/bench_consume.py --records 1000000 --repeat 5 [--pin-broker]
+    .venv/bin/python bench/bench_consume.py --modes bare,ion-text-1,ion-text-1@other \
+        --other-python ../before/.venv/bin/python
     .venv/bin/python bench/bench_consume.py --records 200000 --rss-records 200000,800000
 """
 
@@ -220,11 +225,27 @@ def summarize_rounds(rounds: list[dict[str, dict[str, Any]]], records: int) -> N
         if "bare" in rounds[0]:
             ratios = [round_["bare"]["seconds"] / round_[mode]["seconds"] for round_ in rounds]
             line += f"  ratio {statistics.median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]"
+        cpu = [round_[mode]["cpu_seconds"] for round_ in rounds]
+        line += f"  cpu {statistics.median(cpu):.2f} s [{min(cpu):.2f}-{max(cpu):.2f}]"
         print(line)
 
 
-def run_child(mode: str, **kwargs: Any) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--child", mode, "--child-args", json.dumps(kwargs)]
+OTHER_SUFFIX = "@other"
+
+
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process and its finished children: less moved by a busy machine."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def run_child(mode: str, other_python: str | None = None, **kwargs: Any) -> dict[str, Any]:
+    python = sys.executable
+    if mode.endswith(OTHER_SUFFIX):
+        if other_python is None:
+            raise SystemExit(f"mode {mode} needs --other-python")
+        python, mode = other_python, mode.removesuffix(OTHER_SUFFIX)
+    command = [python, __file__, "--child", mode, "--child-args", json.dumps(kwargs)]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"{mode} failed:\n{result.stderr[-3000:]}")
@@ -240,6 +261,7 @@ def child_main(mode: str, args: dict[str, Any]) -> None:
 
         mode = mode.removesuffix("-traced")
         tracemalloc.start()
+    cpu_before = cpu_seconds()
     if mode == "bare":
         count, seconds = child_bare(args["bootstrap"], args["topic"], args["output"])
     elif mode.startswith("ion-"):
@@ -251,9 +273,10 @@ def child_main(mode: str, args: dict[str, Any]) -> None:
         count, seconds = child_official(args["bootstrap"], args["topic"], args["output"], args["count"])
     else:
         raise SystemExit(f"unknown child mode {mode}")
+    cpu = cpu_seconds() - cpu_before
     rss_mb = peak_rss_mb()
     traced_mb = tracemalloc.get_traced_memory()[1] / 2**20 if traced else None
-    print(json.dumps({"mode": mode, "records": count, "seconds": seconds, "rss_mb": rss_mb,
+    print(json.dumps({"mode": mode, "records": count, "seconds": seconds, "cpu_seconds": cpu, "rss_mb": rss_mb,
                       "traced_mb": traced_mb, "bytes": Path(args["output"]).stat().st_size}))
 
 
@@ -273,6 +296,9 @@ def main() -> int:
     parser.add_argument("--rss-modes", default="bare,ion-text,ion-text-1,bare-traced,ion-text-1-traced",
                         help="modes for the peak-RSS check; bare shows the client's own share; a mode "
                              "ending in -traced also reports the peak of Python's own allocations")
+    parser.add_argument("--other-python",
+                        help="interpreter of another checkout's venv: a mode ending in @other (e.g. ion-text-1@other) "
+                             "runs its child there, against the same broker in the same rounds (a before/after)")
     parser.add_argument("--child")
     parser.add_argument("--child-args")
     args = parser.parse_args()
@@ -297,13 +323,15 @@ def main() -> int:
             rounds.append({})
             for mode in modes:
                 output = work / f"{mode}.out"
-                result = run_child(mode, bootstrap=bootstrap, topic=topic, output=str(output), count=args.records)
+                result = run_child(mode, args.other_python, bootstrap=bootstrap, topic=topic, output=str(output),
+                                   count=args.records)
                 output.unlink()
                 if result["records"] != args.records:
                     raise RuntimeError(f"{mode} read {result['records']} records, expected {args.records}")
                 rate = result["records"] / result["seconds"]
                 print(f"  {mode:<11} {result['seconds']:7.2f} s  {rate:10.0f} rec/s  "
-                      f"rss {result['rss_mb']:7.1f} MB  output {result['bytes'] / 1e6:8.1f} MB")
+                      f"cpu {result['cpu_seconds']:6.2f} s  rss {result['rss_mb']:7.1f} MB  "
+                      f"output {result['bytes'] / 1e6:8.1f} MB")
                 rounds[-1][mode] = result
         if rounds:
             summarize_rounds(rounds, args.records)
@@ -312,7 +340,8 @@ def main() -> int:
             produce(bootstrap, topic, size)
             for mode in [m for m in args.rss_modes.split(",") if m]:
                 output = work / f"{mode}-rss.out"
-                result = run_child(mode, bootstrap=bootstrap, topic=topic, output=str(output), count=size)
+                result = run_child(mode, args.other_python, bootstrap=bootstrap, topic=topic, output=str(output),
+                                   count=size)
                 output.unlink()
                 traced = "" if result.get("traced_mb") is None else \
                     f", peak of Python's own allocations {result['traced_mb']:.1f} MB (tracemalloc)"
