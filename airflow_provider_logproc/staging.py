@@ -54,10 +54,11 @@ def interval_label(start: dt.datetime | None, end: dt.datetime | None) -> str:
     """``20240102T000000Z--20240103T000000Z``: a data interval as a path segment (UTC)."""
     if start is None or end is None:
         raise StagingConfigError("a data interval (start and end) is needed to name a staging location")
-    return f"{_utc_label(start)}--{_utc_label(end)}"
+    return f"{utc_label(start)}--{utc_label(end)}"
 
 
-def _utc_label(moment: dt.datetime) -> str:
+def utc_label(moment: dt.datetime) -> str:
+    """Return ``moment`` as a compact UTC label for object names (``20261124T000000Z``)."""
     if moment.tzinfo is None:
         raise StagingConfigError(f"naive datetime {moment.isoformat()} in a staging name; give a time zone")
     return moment.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S") + "Z"

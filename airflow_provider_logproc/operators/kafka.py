@@ -183,7 +183,7 @@ class KafkaBatchConsumeOperator(BaseOperator):
             # A group batch has no window; name it by when the run was due (still not the run id).
             dag_run = context.get("dag_run")
             moment = getattr(dag_run, "run_after", None) or getattr(dag_run, "logical_date", None)
-            label = f"batch-{staging._utc_label(moment or dt.datetime.now(dt.UTC))}"
+            label = f"batch-{staging.utc_label(moment or dt.datetime.now(dt.UTC))}"
         return staging.default_uri(dag_id=self.dag_id, task_id=self.task_id, label=label,
                                    filename="raw.ion", base=self.staging_base)
 
