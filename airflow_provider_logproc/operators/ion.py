@@ -100,7 +100,7 @@ class IonToJsonOperator(BaseOperator):
         if not self.source_uri or self.source_uri == "None":
             raise ValueError(f"source_uri is empty ({self.source_uri!r}): did the upstream task return a URI?")
         source = staging.as_path(self.source_uri)
-        if not source.exists():
+        if not staging.exists(source):
             raise FileNotFoundError(f"source_uri {source} does not exist")
         output = self._output_path(context)
         invalid_path = staging.sibling(output, INVALID_SUFFIX)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pendulum
 import pytest
@@ -80,3 +81,30 @@ def test_remove_if_exists(tmp_path):
     target.write_bytes(b"1")
     assert staging.remove_if_exists(str(target)) is True
     assert staging.remove_if_exists(str(target)) is False
+
+
+def test_local_staging_does_not_load_the_providers_filesystems(tmp_path):
+    # The first ObjectStoragePath.fs makes Airflow import every provider's filesystem module
+    # (azure-identity, msal: ~0.3 s of a task's process); a file:// location must not need it.
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import sys
+        from airflow_provider_logproc import staging
+        target = "file://{tmp_path}/day/raw.ion"
+        with staging.atomic_write(target) as handle:
+            handle.write(b"x")
+        assert staging.exists(target) and not staging.exists(target + ".missing")
+        assert staging.remove_if_exists(target) and not staging.remove_if_exists(target)
+        loaded = [name for name in sys.modules if name.startswith(("azure.identity", "msal", "adlfs"))]
+        print(loaded)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", result.stdout
+
+
+def test_local_file_is_none_for_object_storage():
+    assert staging.local_file(staging.as_path("file:///tmp/a/b.ion")) == Path("/tmp/a/b.ion")
+    assert staging.local_file(staging.as_path("abfs://wasb_default@staging/logproc/b.ion")) is None
