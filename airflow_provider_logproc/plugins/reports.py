@@ -19,8 +19,7 @@ results containers to list (comma-separated, default ``results``), and ``reports
 containers are ever served.
 """
 
-from __future__ import annotations
-
+# No "from __future__ import annotations": FastAPI reads the annotations of routes defined in functions.
 from typing import Annotated, Any
 
 from airflow.providers.common.compat.sdk import AirflowPlugin, conf
