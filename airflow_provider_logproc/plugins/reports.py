@@ -28,6 +28,14 @@ from airflow_provider_logproc.reporting.catalog import PLUGIN_URL_PREFIX
 from airflow_provider_logproc.version_compat import AIRFLOW_V_3_1_PLUS
 
 DEFAULT_CONTAINERS = "results"
+# The pages are served on Airflow's own origin, next to the user's session: they need no script, so
+# none may run (the report escapes every value from the logs; this is the second line of defence),
+# they load nothing from elsewhere and post no form, and only Airflow's UI may frame them. The report
+# is also sandboxed (an origin of its own); the list is not, so that its links carry the session.
+_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'none'; "
+           "frame-ancestors 'self'")
+LIST_HEADERS = {"Content-Security-Policy": _POLICY, "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+REPORT_HEADERS = {**LIST_HEADERS, "Content-Security-Policy": f"{_POLICY}; sandbox allow-popups"}
 
 
 def configured_containers() -> list[str]:
@@ -85,8 +93,7 @@ def create_app(service_factory: Any = None, containers: list[str] | None = None)
         client = service()
         days = [day for name in served() for day in read_report_days(client.get_container_client(name), limit)]
         days.sort(key=lambda d: (d.prefix.partition("/")[2], d.prefix), reverse=True)
-        return HTMLResponse(render_report_list(days[:limit], served()),
-                            headers={"Cache-Control": "no-store"})
+        return HTMLResponse(render_report_list(days[:limit], served()), headers=LIST_HEADERS)
 
     @app.get("/{container}/{blob_name:path}")
     def open_result(container: str, blob_name: str) -> Response:
@@ -99,8 +106,7 @@ def create_app(service_factory: Any = None, containers: list[str] | None = None)
         except ResourceNotFoundError:
             raise HTTPException(status_code=404, detail=f"no {blob_name} in {container}") from None
         media = "application/json" if blob_name.endswith(".json") else "text/html; charset=utf-8"
-        return Response(downloader.readall(), media_type=media,
-                        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+        return Response(downloader.readall(), media_type=media, headers=REPORT_HEADERS)
 
     return app
 

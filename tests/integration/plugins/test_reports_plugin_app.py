@@ -70,6 +70,9 @@ def test_lists_the_days_with_their_numbers_and_opens_each_report(auth_manager, r
         assert report.status_code == 200
         assert report.headers["content-type"].startswith("text/html")
         assert f"Log analysis {day}" in report.text
+        # Served on Airflow's origin: no script may run in it, nothing loads from elsewhere.
+        policy = report.headers["content-security-policy"]
+        assert "default-src 'none'" in policy and "sandbox" in policy and "allow-scripts" not in policy
     summary = client.get(f"/{container}/access-logs/2026/03/01/summary.json")
     assert summary.json()["totals"] == days[dt.date(2026, 3, 1)]["totals"]
 
