@@ -40,13 +40,13 @@ def reports(azurite, blob_service_client, blob_container):
     return container, days
 
 
-def client_for(auth_manager, container, *, role: str | None = "viewer") -> TestClient:
+def client_for(auth_manager, container, *, role: str | None = "viewer", signed_in: bool = True) -> TestClient:
     from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
 
     from airflow_provider_logproc.plugins.reports import create_app
 
     client = TestClient(create_app(containers=[container]), follow_redirects=False)
-    if role:
+    if signed_in:
         token = auth_manager.generate_jwt(SimpleAuthManagerUser(username="reader", role=role))
         client.cookies.set("_token", token)
     return client
@@ -89,10 +89,17 @@ def test_serves_only_reports_and_summaries_of_the_configured_container(auth_mana
 
 def test_needs_airflow_login(auth_manager, reports):
     container, _ = reports
-    anonymous = client_for(auth_manager, container, role=None)
+    anonymous = client_for(auth_manager, container, signed_in=False)
     assert anonymous.get("/").status_code == 401
     browser = anonymous.get("/", headers={"Accept": "text/html"})
     assert browser.status_code == 303
     assert "/auth/login" in browser.headers["location"] and "next=" in browser.headers["location"]
     anonymous.cookies.set("_token", "not-a-token")
     assert anonymous.get(f"/{container}/access-logs/2026/03/01/report.html").status_code == 403
+
+
+def test_a_signed_in_user_who_may_not_read_dag_runs_is_refused(auth_manager, reports):
+    container, _ = reports
+    no_role = client_for(auth_manager, container, role=None)  # the simple auth manager's "no access"
+    assert no_role.get("/").status_code == 403
+    assert no_role.get(f"/{container}/access-logs/2026/03/01/report.html").status_code == 403
