@@ -66,5 +66,8 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "notifications": ["airflow_provider_logproc.notifications.file.LogprocFileNotifier"],
-        "extra-links": ["airflow_provider_logproc.operators.batch.AzureBatchJobLink"],
+        "extra-links": [
+            "airflow_provider_logproc.operators.batch.AzureBatchJobLink",
+            "airflow_provider_logproc.operators.report.LogReportLink",
+        ],
     }

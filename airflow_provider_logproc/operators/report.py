@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import BaseOperator
+from airflow.providers.common.compat.sdk import BaseOperator, BaseOperatorLink, XCom, conf
 
 from airflow_provider_logproc._templating import from_rendered_list
 from airflow_provider_logproc.reporting.accounting import accounting, compare_with_previous, count_reasons
@@ -17,15 +18,46 @@ from airflow_provider_logproc.reporting.volume import (
     volume_anomalies,
     window_record_count,
 )
+from airflow_provider_logproc.version_compat import AIRFLOW_V_3_1_PLUS
 
 if TYPE_CHECKING:
-    from airflow.providers.common.compat.sdk import Context
+    from airflow.providers.common.compat.sdk import Context, TaskInstanceKey
 
 SUMMARY_NAME = "summary.json"
 REPORT_NAME = "report.html"
 # Kept-aside records, copied beside the results: (pipeline_counts key of the file, blob name).
 KEPT_ASIDE = {"dead_lettered": ("undecodable_records_file", "kept-aside/dead-letters.jsonl"),
               "invalid_at_conversion": ("invalid_records_file", "kept-aside/invalid.jsonl")}
+
+
+REPORT_PAGE_XCOM_KEY = "report_page"
+# A read-only SAS link to the report, for notifications read outside Airflow: long enough to be read
+# the next working morning, short enough to be worthless a few days later.
+DEFAULT_REPORT_LINK_LIFETIME = dt.timedelta(hours=36)
+
+
+class LogReportLink(BaseOperatorLink):
+    """The window's report on the "Log reports" page of the UI (Airflow 3.1+; no link on earlier versions)."""
+
+    name = "Log report"
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        return XCom.get_value(key=REPORT_PAGE_XCOM_KEY, ti_key=ti_key) or ""
+
+
+def api_base_url() -> str:
+    """Return the API server's configured base URL (``[api] base_url``), or "" (links relative to the server)."""
+    return (conf.get("api", "base_url", fallback="") or "").rstrip("/")
+
+
+def report_page(report_uri: str) -> str | None:
+    """Return the plugin's URL of a report (Airflow 3.1+, where the plugin serves it), else None."""
+    if not AIRFLOW_V_3_1_PLUS:
+        return None
+    from airflow_provider_logproc.reporting.catalog import report_page_url
+
+    container, name = blob_location(report_uri)
+    return report_page_url(api_base_url(), container, name)
 
 
 def blob_location(url: str) -> tuple[str, str]:
@@ -76,13 +108,18 @@ class LogAnalysisReportOperator(BaseOperator):
         is an anomaly (``low_volume``); needs at least 3 earlier windows.
     :param title: the report's title (templated).
     :param wasb_conn_id: the ``wasb`` connection.
-    :param anomaly_notifiers: Airflow notifiers called when anomalies are found.
+    :param anomaly_notifiers: Airflow notifiers called when anomalies are found. Their ``details`` get
+        the anomalies and a link to the report: ``report_page`` (the UI plugin) on Airflow 3.1+ when
+        ``[api] base_url`` is set, else ``report_link``, a read-only SAS URL valid for
+        ``report_link_lifetime`` (never logged, never in XCom).
+    :param report_link_lifetime: lifetime of that SAS link (at most 7 days).
     :return: ``{"summary_uri": ..., "report_uri": ...}``; XCom key ``headline`` holds the counters.
     """
 
     template_fields: Sequence[str] = ("partials", "container", "prefix", "pipeline_counts", "baseline_prefixes",
                                       "title")
     ui_color = "#e8f4ea"
+    operator_extra_links = (LogReportLink(),)
 
     def __init__(
         self,
@@ -97,6 +134,7 @@ class LogAnalysisReportOperator(BaseOperator):
         title: str = "Log analysis {{ data_interval_start | ds }} ({{ params.topic }})",
         wasb_conn_id: str = "wasb_default",
         anomaly_notifiers: Sequence[Any] = (),
+        report_link_lifetime: dt.timedelta = DEFAULT_REPORT_LINK_LIFETIME,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -110,6 +148,7 @@ class LogAnalysisReportOperator(BaseOperator):
         self.title = title
         self.wasb_conn_id = wasb_conn_id
         self.anomaly_notifiers = list(anomaly_notifiers)
+        self.report_link_lifetime = report_link_lifetime
         # (partial URLs, {"summary_uri", "report_uri"}, lines analysed) once merged, for OpenLineage.
         self._lineage: tuple[list[str], dict[str, str], int | None] = ([], {}, None)
 
@@ -171,10 +210,13 @@ class LogAnalysisReportOperator(BaseOperator):
         self.log.info("merged %d partials: %s; summary %s, report %s",
                       len(aggregates), counters, result["summary_uri"], result["report_uri"])
         context["ti"].xcom_push(key="headline", value=counters)
+        page = report_page(result["report_uri"])
+        if page:
+            context["ti"].xcom_push(key=REPORT_PAGE_XCOM_KEY, value=page)
         self._update_outlets(context, result, counters)
         self._lineage = (sorted(urls), result, summary["totals"]["lines"])
         if counters["anomalies"]:
-            self._notify_anomalies(context, summary, result)
+            self._notify_anomalies(context, summary, result, self._report_links(service, result, page))
         return result
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
@@ -243,10 +285,27 @@ class LogAnalysisReportOperator(BaseOperator):
             blob.upload_blob(source, overwrite=True)
         return {**counted, "file": blob.url}
 
-    def _notify_anomalies(self, context: Context, summary: dict[str, Any], result: dict[str, str]) -> None:
+    def _report_links(self, service: Any, result: dict[str, str], page: str | None) -> dict[str, str]:
+        """Return where a notification's reader opens the report: the UI page, else a read-only SAS URL."""
+        from azure.core.exceptions import AzureError
+
+        from airflow_provider_logproc.azure_batch.sas import SasError, blob_sas_url
+
+        if page and page.startswith(("http://", "https://")):
+            return {"report_page": page}
+        container, name = blob_location(result["report_uri"])
+        try:
+            return {"report_link": blob_sas_url(service, container, name, "r", self.report_link_lifetime)}
+        except (SasError, AzureError) as exc:  # e.g. a connection that holds a SAS itself; no token exists yet
+            self.log.warning("no SAS link to the report in the notification: %s", type(exc).__name__)
+            return {}
+
+    def _notify_anomalies(self, context: Context, summary: dict[str, Any], result: dict[str, str],
+                          links: dict[str, str]) -> None:
         details = {
             "anomalies": [a.get("message") for items in summary["anomalies"].values() for a in items][:20],
             "report_uri": result["report_uri"],
+            **links,
         }
         for notifier in self.anomaly_notifiers:
             if hasattr(notifier, "details") and isinstance(notifier.details, dict):
@@ -254,4 +313,4 @@ class LogAnalysisReportOperator(BaseOperator):
             notifier(context)
 
 
-__all__ = ["LogAnalysisReportOperator"]
+__all__ = ["LogAnalysisReportOperator", "LogReportLink", "api_base_url", "report_page"]
