@@ -180,8 +180,9 @@ def main() -> int:
                     runs.setdefault(mode, []).append(result)
             print(f"  median of {args.repeat} alternating rounds [min-max]:")
             for mode, mode_runs in runs.items():
-                seconds = [run["seconds"] for run in mode_runs]
-                print(f"  {mode:<10} {statistics.median(seconds):7.2f} s [{min(seconds):.2f}-{max(seconds):.2f}]"
+                mode_seconds = [float(run["seconds"]) for run in mode_runs]
+                print(f"  {mode:<10} {statistics.median(mode_seconds):7.2f} s "
+                      f"[{min(mode_seconds):.2f}-{max(mode_seconds):.2f}]"
                       f"  peak rss {max(run['rss_mb'] for run in mode_runs):7.1f} MB")
             if "operator" in runs:
                 targets = {"bare": "operator vs bare loop (target >= 0.9)",
