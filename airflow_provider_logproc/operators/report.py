@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator
@@ -118,21 +118,25 @@ class LogAnalysisReportOperator(BaseOperator):
         from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
         from azure.storage.blob import ContentSettings
 
-        from logproc_analyzer import Aggregate, merge_aggregates, render_report, summarize
+        from logproc_analyzer import merge_aggregates, read_partial_bytes, render_report, summarize
 
         urls = [self.partials] if isinstance(self.partials, str) else list(self.partials or [])
         if not urls:
             raise ValueError(f"{self.task_id}: no partial analyses to merge (partials is empty)")
         service = WasbHook(wasb_conn_id=self.wasb_conn_id).get_conn()
-        aggregates = []
-        for url in sorted(urls):
-            container, name = blob_location(url)
-            data = service.get_blob_client(container, name).download_blob().readall()
-            try:
-                aggregates.append(Aggregate.from_partial(orjson.loads(data), where=url))
-            except (orjson.JSONDecodeError, ValueError) as exc:
-                raise ValueError(f"{self.task_id}: {url} is not a partial analysis: {exc}") from None
-        summary = summarize(merge_aggregates(aggregates))
+
+        def partials() -> Iterator[Any]:
+            # One partial at a time into the running merge, whose exact keys are bounded (past the
+            # bound a dimension is sketched): memory stays bounded whatever the day's cardinality.
+            for url in sorted(urls):
+                container, name = blob_location(url)
+                data = service.get_blob_client(container, name).download_blob().readall()
+                try:
+                    yield read_partial_bytes(data, where=url)
+                except ValueError as exc:
+                    raise ValueError(f"{self.task_id}: {url} is not a partial analysis: {exc}") from None
+
+        summary = summarize(merge_aggregates(partials()))
         if self.pipeline_counts:
             summary["pipeline"] = self.pipeline_counts
         prefix = self.prefix.strip("/")
@@ -169,7 +173,7 @@ class LogAnalysisReportOperator(BaseOperator):
             result[key] = blob.url
         counters = headline(summary)
         self.log.info("merged %d partials: %s; summary %s, report %s",
-                      len(aggregates), counters, result["summary_uri"], result["report_uri"])
+                      len(urls), counters, result["summary_uri"], result["report_uri"])
         context["ti"].xcom_push(key="headline", value=counters)
         self._update_outlets(context, result, counters)
         self._lineage = (sorted(urls), result, summary["totals"]["lines"])

@@ -25,7 +25,6 @@ import functools
 import itertools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict
 from typing import IO, Any, Literal
 
 from logproc_analyzer.decoding import (
@@ -41,14 +40,17 @@ from logproc_analyzer.decoding import (
     mapped_keys,
     record_decoder,
 )
-from logproc_analyzer.fields import EPOCH_MS_THRESHOLD, FieldMapping, Window, parse_client_ip
+from logproc_analyzer.fields import EPOCH_MS_THRESHOLD, FieldMapping, Window
 from logproc_analyzer.native import optional_extension
 from logproc_analyzer.sketch import LatencyHistogram
+from logproc_analyzer.sketches import KeySketch
 from logproc_analyzer.slow_path import INVALID_SAMPLE_SIZE, INVALID_TEXT_LIMIT, SlowPath
 
 __all__ = [
+    "DEFAULT_EXACT_KEYS",
     "INVALID_SAMPLE_SIZE",
     "INVALID_TEXT_LIMIT",
+    "KEY_DIMENSIONS",
     "MISSING",
     "PARTIAL_FORMAT",
     "PARTIAL_VERSION",
@@ -67,10 +69,14 @@ __all__ = [
 native_ingest = optional_extension("logproc_analyzer._native_ingest")
 
 PARTIAL_FORMAT = "logproc-analysis-partial"
-# 2: the window and the records outside it, the field mappings used, the latency unit. Version 1
-# partials (no window, keys as given) are still read.
-PARTIAL_VERSION = 2
-READABLE_PARTIAL_VERSIONS = (1, 2)
+# 3: binary (msgpack), key dimensions past the exact bound as sketches. 2: the window and the records
+# outside it, the field mappings used, the latency unit. JSON partials of versions 1 and 2 are still read.
+PARTIAL_VERSION = 3
+READABLE_PARTIAL_VERSIONS = (1, 2, 3)
+# Distinct keys per dimension (client IPs, paths, user agents) counted exactly, per partial and in a
+# merge's running result; past it, the dimension is sketched (``sketches.py``).
+DEFAULT_EXACT_KEYS = 500_000
+KEY_DIMENSIONS = ("ips", "paths", "user_agents")
 _LATENCY_PENDING_LIMIT = 65_536
 _LINES_PER_CHUNK = 65_536  # lines of an iterable handed to the C loop at a time
 # orjson reads integers up to 2**64 - 1 (and down to -2**63) exactly and larger ones as floats;
@@ -92,8 +98,13 @@ def _fold_missing(counter: Mapping[Any, int]) -> dict[str, int]:
 class Aggregate(SlowPath):
     """Exact, mergeable counters over analysed log lines."""
 
-    def __init__(self, mapping: FieldMapping | None = None, window: Window | None = None) -> None:
+    def __init__(self, mapping: FieldMapping | None = None, window: Window | None = None,
+                 exact_keys: int = DEFAULT_EXACT_KEYS) -> None:
         self.mapping = mapping or FieldMapping()
+        # Client IPs, paths and user agents are counted exactly up to this many distinct keys each (in
+        # a partial, and in a merge's running result); past it that dimension goes to its sketch.
+        self.exact_keys = exact_keys
+        self.sketches: dict[str, KeySketch] = {}
         # The analysis window: records outside it stay valid (they are counted in every figure but
         # the time series) and their minutes are told apart when summarised. Both loops send a record
         # whose minute is outside to the slow path, which alone notes the exact extremes below.
@@ -357,6 +368,9 @@ class Aggregate(SlowPath):
             self.outside_latest_ms = other.outside_latest_ms
         self.lines += other.lines
         self.blank_lines += other.blank_lines
+        for name in KEY_DIMENSIONS:
+            if name in other.sketches:
+                self._sketch_dimension(name).merge(other.sketches[name])
         ips_get = self.ips.get  # get(), not [], so validated keys are not validated again
         for ip, count in other.ips.items():
             self.ips[ip] = ips_get(ip, 0) + count
@@ -379,6 +393,7 @@ class Aggregate(SlowPath):
         self.bytes_records += other.bytes_records
         self.latency.merge(other.latency)
         self.inputs.extend(other.inputs)
+        self.bound_keys()  # the running result stays within the bound too
         return self
 
     def _merge_field_mappings(self, entries: list[dict[str, Any]]) -> None:
@@ -390,89 +405,49 @@ class Aggregate(SlowPath):
             else:
                 same["partials"] = same.get("partials", 1) + entry.get("partials", 1)
 
+    def bound_keys(self) -> None:
+        """Move every key dimension holding more than ``exact_keys`` distinct keys into its sketch."""
+        self.flush_pending()
+        for name in KEY_DIMENSIONS:
+            counts = getattr(self, name)
+            if name in self.sketches or len(counts) > self.exact_keys:
+                self._sketch_dimension(name)
+
+    def _sketch_dimension(self, name: str) -> KeySketch:
+        """Fold the exact counters of one dimension into its sketch (made on first use) and clear them."""
+        counts = getattr(self, name)
+        errors: tuple[Any, Any] = (None, None)
+        if name == "ips":
+            errors = (self.ip_client_errors, self.ip_server_errors)
+        sketch = self.sketches.get(name)
+        if sketch is None:
+            sketch = self.sketches[name] = KeySketch(with_errors=name == "ips")
+        if counts or any(errors):
+            sketch.add_counts(_fold_missing(counts) if name != "ips" else counts, *errors)
+            counts.clear()
+            for table in errors:
+                if table is not None:
+                    table.clear()
+        return sketch
+
     def to_partial(self) -> dict[str, Any]:
-        """Return the versioned, JSON-serialisable partial (see ``PARTIAL_FORMAT``)."""
-        self.finish()
-        minutes: dict[str, dict[str, int]] = {}
-        for key, n in sorted(self.minute_status.items()):
-            minute, status = divmod(key, 1000)
-            minutes.setdefault(str(minute), {})[str(status)] = n
-        kinds: dict[tuple[int, str, str], int] = defaultdict(int)
-        for (status, method, origin), n in self.kinds.items():
-            kinds[status, MISSING if method is None else method, MISSING if origin is None else origin] += n
-        return {
-            "format": PARTIAL_FORMAT,
-            "version": PARTIAL_VERSION,
-            "mapping": asdict(self.mapping),
-            "field_mappings": self.field_mappings,
-            "window": None if self.window is None else self.window.to_dict(),
-            "outside_window": {"earliest_ms": self.outside_earliest_ms, "latest_ms": self.outside_latest_ms},
-            "inputs": self.inputs,
-            "lines": self.lines,
-            "blank_lines": self.blank_lines,
-            "invalid_reasons": dict(sorted(self.invalid_reasons.items())),
-            "invalid_sample": [entry.to_dict() for entry in self.invalid_sample],
-            "field_errors": dict(sorted(self.field_errors.items())),
-            "minutes": minutes,
-            "kinds": [[status, method, origin, n] for (status, method, origin), n in sorted(kinds.items())],
-            "ips": dict(self.ips),
-            "ip_client_errors": dict(self.ip_client_errors),
-            "ip_server_errors": dict(self.ip_server_errors),
-            "paths": _fold_missing(self.paths),
-            "user_agents": _fold_missing(self.user_agents),
-            "bytes": {"total": self.bytes_total, "records": self.bytes_records},
-            "latency_ms": self.latency.to_dict(),
-        }
+        """Return the JSON form of the partial (``logproc-merge --dump``; see ``partials.py``)."""
+        from logproc_analyzer.partials import partial_document
+
+        return partial_document(self)
+
+    def to_binary(self) -> bytes:
+        """Return the binary partial, the exchange format (see ``partials.py``)."""
+        from logproc_analyzer.partials import encode_partial
+
+        return encode_partial(self)
 
     @classmethod
     def from_partial(cls, data: Mapping[str, Any], *, where: str = "partial") -> Aggregate:
-        """Rebuild an aggregate from ``to_partial()`` output; ValueError naming ``where`` if it is not one."""
-        if not isinstance(data, Mapping) or data.get("format") != PARTIAL_FORMAT:
-            raise ValueError(f"{where}: not a {PARTIAL_FORMAT} document")
-        if data.get("version") not in READABLE_PARTIAL_VERSIONS:
-            raise ValueError(
-                f"{where}: partial version {data.get('version')!r} is not supported "
-                f"(this analyzer reads versions {', '.join(map(str, READABLE_PARTIAL_VERSIONS))})"
-            )
-        try:
-            aggregate = cls(FieldMapping(**data["mapping"]), Window.from_dict(data.get("window")))
-            aggregate.field_mappings = [dict(entry) for entry in data.get("field_mappings", [])]
-            outside = data.get("outside_window") or {}
-            for name in ("earliest_ms", "latest_ms"):
-                value = outside.get(name)
-                if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-                    raise ValueError(f"outside_window.{name} {value!r} is not an integer")
-            aggregate.outside_earliest_ms = outside.get("earliest_ms")
-            aggregate.outside_latest_ms = outside.get("latest_ms")
-            aggregate.inputs = list(data["inputs"])
-            aggregate.lines = int(data["lines"])
-            aggregate.blank_lines = int(data["blank_lines"])
-            aggregate.invalid_reasons.update(data["invalid_reasons"])
-            aggregate.invalid_sample = [
-                InvalidLine(e["source"], int(e["line"]), e["reason"], e["message"], e["text"])
-                for e in data["invalid_sample"]
-            ]
-            aggregate.field_errors.update(data["field_errors"])
-            for minute, statuses in data["minutes"].items():
-                for status, n in statuses.items():
-                    aggregate.minute_status[int(minute) * 1000 + int(status)] = int(n)
-            for status, method, origin, n in data["kinds"]:
-                aggregate.kinds[int(status), method, origin] = int(n)
-            for ip, n in data["ips"].items():
-                if parse_client_ip(ip) != ip:
-                    raise ValueError(f"client IP {ip!r} is not in canonical form")
-                aggregate.ips[ip] = int(n)
-            aggregate.ip_client_errors.update(data["ip_client_errors"])
-            aggregate.ip_server_errors.update(data["ip_server_errors"])
-            aggregate.paths.update(data["paths"])
-            aggregate.user_agents.update(data["user_agents"])
-            aggregate.bytes_total = int(data["bytes"]["total"])
-            aggregate.bytes_records = int(data["bytes"]["records"])
-            aggregate.latency = LatencyHistogram.from_dict(data["latency_ms"])
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ValueError(f"{where}: malformed partial ({type(exc).__name__}: {exc})") from None
-        return aggregate
+        """Rebuild an aggregate from a partial's JSON form; ValueError naming ``where`` if it is not one."""
+        from logproc_analyzer.partials import aggregate_from_document
 
+        return aggregate_from_document(data, where=where)
 
 
 def _window_text(window: Window | None) -> str:
