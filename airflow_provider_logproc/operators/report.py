@@ -77,6 +77,10 @@ class LogAnalysisReportOperator(BaseOperator):
     :param title: the report's title (templated).
     :param wasb_conn_id: the ``wasb`` connection.
     :param anomaly_notifiers: Airflow notifiers called when anomalies are found.
+    :param exact_keys: the merge counts client IPs, paths and user agents exactly up to this many distinct
+        keys each (None: the analyzer's default, 500 000); past it a dimension is sketched and its figures
+        are estimates. Partials are read one at a time, so this step's memory is bounded by this bound and
+        the largest partial, whatever the day's cardinality.
     :return: ``{"summary_uri": ..., "report_uri": ...}``; XCom key ``headline`` holds the counters.
     """
 
@@ -97,6 +101,7 @@ class LogAnalysisReportOperator(BaseOperator):
         title: str = "Log analysis {{ data_interval_start | ds }} ({{ params.topic }})",
         wasb_conn_id: str = "wasb_default",
         anomaly_notifiers: Sequence[Any] = (),
+        exact_keys: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -110,6 +115,7 @@ class LogAnalysisReportOperator(BaseOperator):
         self.title = title
         self.wasb_conn_id = wasb_conn_id
         self.anomaly_notifiers = list(anomaly_notifiers)
+        self.exact_keys = exact_keys
         # (partial URLs, {"summary_uri", "report_uri"}, lines analysed) once merged, for OpenLineage.
         self._lineage: tuple[list[str], dict[str, str], int | None] = ([], {}, None)
 
@@ -136,7 +142,7 @@ class LogAnalysisReportOperator(BaseOperator):
                 except ValueError as exc:
                     raise ValueError(f"{self.task_id}: {url} is not a partial analysis: {exc}") from None
 
-        summary = summarize(merge_aggregates(partials()))
+        summary = summarize(merge_aggregates(partials(), exact_keys=self.exact_keys))
         if self.pipeline_counts:
             summary["pipeline"] = self.pipeline_counts
         prefix = self.prefix.strip("/")

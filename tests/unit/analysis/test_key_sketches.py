@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Iterator
 
 import orjson
 import pytest
 
-from logproc_analyzer import analyze_lines, render_report, summarize
+from logproc_analyzer import Aggregate, analyze_lines, render_report, summarize
 from logproc_analyzer.analyze import merge_aggregates
 from logproc_analyzer.partials import decode_partial, encode_partial, read_partial_bytes
 from logproc_analyzer.sketches import HLL_LG_K
@@ -80,3 +81,24 @@ def test_a_merge_past_the_bound_switches_to_sketches() -> None:
     assert "ips" in merged.sketches and not merged.ips
     estimate = summarize(merged)["accuracy"]["estimates"]["distinct_ips"]
     assert estimate["lower_bound"] <= 1200 <= estimate["upper_bound"]
+
+
+def test_the_running_merge_never_holds_more_exact_keys_than_the_bound() -> None:
+    bound = 500
+    partials = [encode_partial(analyze_lines([_record(_ip(part * 300 + i), f"/{part}-{i}") for i in range(300)]))
+                for part in range(6)]
+    first = decode_partial(partials[0])
+    held = []
+
+    def one_at_a_time() -> Iterator[Aggregate]:
+        yield first
+        for blob in partials[1:]:
+            held.append((len(first.ips), len(first.paths)))  # the running result, before the next partial
+            yield decode_partial(blob)
+
+    merged = merge_aggregates(one_at_a_time(), exact_keys=bound)
+    assert merged is first
+    assert all(ips <= bound and paths <= bound for ips, paths in held)
+    summary = summarize(merged)
+    assert summary["totals"]["valid"] == 1800
+    assert {"distinct_ips", "distinct_paths"} <= set(summary["accuracy"]["estimates"])

@@ -1,0 +1,110 @@
+"""Benchmark: ``logproc-merge`` of many partials at high cardinality, exact and sketched (issue 20).
+
+Writes ``--partials`` binary partials, each with ``--distinct-ips`` client IPs of its own (so the merge
+holds partials x distinct-ips distinct IPs in all; a tenth of them with 4xx/5xx counts), 2 000 paths, 50
+user agents and a day of per-minute status counts, then times ``logproc-merge PARTIALS -d OUT`` (the
+summary and the report) in a subprocess, peak RSS from wait4, in three modes, runs interleaved:
+
+* exact:   partials written exact (bound raised past their size), merged with the bound raised past
+           the total: every figure exact, memory grows with the day's distinct keys.
+* bounded: the same exact partials, merged with the default bound (what the report step does):
+           the running result is sketched once it passes the bound; memory is the bound plus one partial.
+* sketch:  partials written with the default bound (sketched past it), merged with it.
+
+    .venv/bin/python bench/bench_merge.py --partials 16 --distinct-ips 1000000 --repeat 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from logproc_analyzer.aggregate import DEFAULT_EXACT_KEYS, Aggregate
+
+MODES = ("exact", "bounded", "sketch")
+_DAY_MINUTE = 29_399_040  # 2026-11-24T00:00Z in epoch minutes
+
+
+def write_partial(path: Path, index: int, distinct: int, exact_keys: int) -> None:
+    """Write one partial of ``distinct`` client IPs of its own (numbered after those of earlier partials)."""
+    aggregate = Aggregate(exact_keys=exact_keys)
+    first = index * distinct
+    aggregate.ips.update((f"{10 + (n >> 24 & 63)}.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}", 1 + n % 7)
+                         for n in range(first, first + distinct))
+    for n in range(first, first + distinct, 10):
+        aggregate.ip_client_errors[f"{10 + (n >> 24 & 63)}.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"] = 1
+    aggregate.paths.update((f"/item/{n}", 3) for n in range(2000))
+    aggregate.user_agents.update((f"agent/{n}", 7) for n in range(50))
+    requests = sum(aggregate.ips.values())
+    per_minute, rest = divmod(requests, 1440)
+    for minute in range(1440):
+        aggregate.minute_status[(_DAY_MINUTE + minute) * 1000 + 200] = per_minute + (1 if minute < rest else 0)
+    aggregate.kinds[200, "GET", "web"] = requests
+    aggregate.lines = requests
+    aggregate.inputs = [{"name": f"part-{index:05d}", "lines": requests}]
+    path.write_bytes(aggregate.to_binary())
+
+
+def run_merge(partials: list[Path], out: Path, exact_keys: int) -> tuple[float, float]:
+    """Run logproc-merge; return (seconds, peak RSS in MB)."""
+    merge = Path(sys.executable).parent / "logproc-merge"
+    started = time.perf_counter()
+    process = subprocess.Popen([str(merge), *map(str, partials), "-d", str(out), "--exact-keys", str(exact_keys)],
+                               stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"logproc-merge failed: {process.stderr.read() if process.stderr else ''}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--partials", type=int, default=16)
+    parser.add_argument("--distinct-ips", type=int, default=1_000_000, help="client IPs per partial")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--modes", default=",".join(MODES))
+    args = parser.parse_args()
+    modes = [mode for mode in args.modes.split(",") if mode]
+    total = args.partials * args.distinct_ips
+    with tempfile.TemporaryDirectory(prefix="bench-merge-") as tmp:
+        base = Path(tmp)
+        files: dict[str, list[Path]] = {"exact": [], "sketch": []}
+        started = time.perf_counter()
+        for index in range(args.partials):
+            for kind, bound in (("exact", total + 1), ("sketch", DEFAULT_EXACT_KEYS)):
+                if kind == "sketch" and "sketch" not in modes:
+                    continue
+                path = base / f"{kind}-{index:02d}.msgpack"
+                write_partial(path, index, args.distinct_ips, bound)
+                files[kind].append(path)
+        sizes = {kind: sum(p.stat().st_size for p in paths) / 1e6 for kind, paths in files.items() if paths}
+        print(f"wrote {args.partials} partials of {args.distinct_ips:,} distinct IPs each in "
+              f"{time.perf_counter() - started:.0f} s; MB in all: {sizes}", file=sys.stderr)
+        plan = {"exact": (files["exact"], total + 1), "bounded": (files["exact"], DEFAULT_EXACT_KEYS),
+                "sketch": (files["sketch"], DEFAULT_EXACT_KEYS)}
+        runs: dict[str, list[tuple[float, float]]] = {mode: [] for mode in modes}
+        for attempt in range(args.repeat):
+            for mode in modes:  # interleaved
+                paths, bound = plan[mode]
+                seconds, rss = run_merge(paths, base / f"out-{mode}", bound)
+                runs[mode].append((seconds, rss))
+                print(f"  run {attempt + 1} {mode}: {seconds:.2f} s, peak RSS {rss:.0f} MB, "
+                      f"load {os.getloadavg()[0]:.1f}", file=sys.stderr)
+    print(f"\nlogproc-merge of {args.partials} partials x {args.distinct_ips:,} distinct IPs ({total:,} in all), "
+          f"summary + report; median of {args.repeat} [range], largest peak RSS:")
+    for mode, results in runs.items():
+        seconds = [s for s, _ in results]
+        print(f"  {mode:8s} {statistics.median(seconds):7.2f} s [{min(seconds):.2f}-{max(seconds):.2f}]  "
+              f"peak RSS {max(r for _, r in results):6.0f} MB  (bound {plan[mode][1]:,} keys)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
