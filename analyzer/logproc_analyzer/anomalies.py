@@ -106,7 +106,9 @@ def ip_anomalies(
         total = sum(counts)
     errors_total = sum(client_errors.values()) + sum(server_errors.values())
     error_rate = errors_total / total if total else 0.0
-    for ip, n in requests.items():
+    # Only clients above both thresholds can be flagged: find them without a z-score for every client.
+    floor = max(IP_FACTOR * median, median + IP_Z * max(_MAD_SCALE * mad, math.sqrt(max(median, 1.0))))
+    for ip, n in [(ip, n) for ip, n in requests.items() if n >= floor]:
         z = _robust_z(n, median, mad)
         if n >= IP_FACTOR * median and z > IP_Z:
             found.append({

@@ -123,8 +123,11 @@ def _read_header(data: Mapping[str, Any], where: str) -> Aggregate:
 
 
 # ------------------------------------------------------------------ JSON form
-def partial_document(aggregate: Aggregate) -> dict[str, Any]:
-    """Return the partial's JSON form: readable, and read back by ``aggregate_from_document``."""
+def partial_document(aggregate: Aggregate, *, copy: bool = True) -> dict[str, Any]:
+    """Return the partial's JSON form: readable, and read back by ``aggregate_from_document``.
+
+    ``copy=False`` (for ``summarize``): the per-IP tables are the aggregate's own, not copies.
+    """
     aggregate.finish()
     aggregate.bound_keys()
     minutes: dict[str, dict[str, int]] = {}
@@ -135,9 +138,9 @@ def partial_document(aggregate: Aggregate) -> dict[str, Any]:
         **_header(aggregate),
         "minutes": minutes,
         "kinds": [list(row) for row in _kinds(aggregate)],
-        "ips": dict(aggregate.ips),
-        "ip_client_errors": dict(aggregate.ip_client_errors),
-        "ip_server_errors": dict(aggregate.ip_server_errors),
+        "ips": dict(aggregate.ips) if copy else aggregate.ips,
+        "ip_client_errors": dict(aggregate.ip_client_errors) if copy else aggregate.ip_client_errors,
+        "ip_server_errors": dict(aggregate.ip_server_errors) if copy else aggregate.ip_server_errors,
         "paths": _fold_missing(aggregate.paths),
         "user_agents": _fold_missing(aggregate.user_agents),
         "sketches": {name: {part: base64.b64encode(blob).decode("ascii")

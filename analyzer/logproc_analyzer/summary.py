@@ -7,6 +7,7 @@ wall-clock time), so re-running a past day reproduces the same summary.
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 from collections import defaultdict
 from typing import Any
 
@@ -36,7 +37,8 @@ def hour_iso(hour: int) -> str:
 
 def top(counter: dict[str, int], n: int) -> list[dict[str, Any]]:
     """Return the n largest counts, ties broken by key so the order is stable."""
-    ranked = sorted(counter.items(), key=lambda item: (-item[1], item[0]))[:n]
+    # n of possibly millions: a bounded heap, not a sort of them all (same order, ties by key).
+    ranked = heapq.nsmallest(n, counter.items(), key=lambda item: (-item[1], item[0]))
     return [{"key": key, "count": count} for key, count in ranked]
 
 
@@ -83,7 +85,9 @@ def _rate(part: int, whole: int) -> float:
 
 
 def summarize(aggregate: Aggregate, *, top_n: int = DEFAULT_TOP) -> dict[str, Any]:
-    partial = aggregate.to_partial()
+    from logproc_analyzer.partials import partial_document
+
+    partial = partial_document(aggregate, copy=False)
     valid = aggregate.valid
     lines = partial["lines"]
     invalid = sum(partial["invalid_reasons"].values())
