@@ -9,7 +9,8 @@ summary and the report) in a subprocess, peak RSS from wait4, in three modes, ru
            the total: every figure exact, memory grows with the day's distinct keys.
 * bounded: the same exact partials, merged with the default bound (what the report step does):
            the running result is sketched once it passes the bound; memory is the bound plus one partial.
-* sketch:  partials written with the default bound (sketched past it), merged with it.
+* sketch:  partials written with the bound (``--bound``, default the analyzer's; sketched past it),
+           merged with it.
 
     .venv/bin/python bench/bench_merge.py --partials 16 --distinct-ips 1000000 --repeat 5
 """
@@ -70,6 +71,8 @@ def main() -> int:
     parser.add_argument("--distinct-ips", type=int, default=1_000_000, help="client IPs per partial")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--bound", type=int, default=DEFAULT_EXACT_KEYS,
+                        help="the exact-keys bound of the bounded and sketch modes (default: the analyzer's)")
     args = parser.parse_args()
     modes = [mode for mode in args.modes.split(",") if mode]
     total = args.partials * args.distinct_ips
@@ -78,7 +81,7 @@ def main() -> int:
         files: dict[str, list[Path]] = {"exact": [], "sketch": []}
         started = time.perf_counter()
         for index in range(args.partials):
-            for kind, bound in (("exact", total + 1), ("sketch", DEFAULT_EXACT_KEYS)):
+            for kind, bound in (("exact", total + 1), ("sketch", args.bound)):
                 if kind == "sketch" and "sketch" not in modes:
                     continue
                 path = base / f"{kind}-{index:02d}.msgpack"
@@ -87,8 +90,8 @@ def main() -> int:
         sizes = {kind: sum(p.stat().st_size for p in paths) / 1e6 for kind, paths in files.items() if paths}
         print(f"wrote {args.partials} partials of {args.distinct_ips:,} distinct IPs each in "
               f"{time.perf_counter() - started:.0f} s; MB in all: {sizes}", file=sys.stderr)
-        plan = {"exact": (files["exact"], total + 1), "bounded": (files["exact"], DEFAULT_EXACT_KEYS),
-                "sketch": (files["sketch"], DEFAULT_EXACT_KEYS)}
+        plan = {"exact": (files["exact"], total + 1), "bounded": (files["exact"], args.bound),
+                "sketch": (files["sketch"], args.bound)}
         runs: dict[str, list[tuple[float, float]]] = {mode: [] for mode in modes}
         for attempt in range(args.repeat):
             for mode in modes:  # interleaved

@@ -101,3 +101,13 @@ def test_cli_writes_binary_and_dumps_json(tmp_path: Path, capsysbinary: pytest.C
     dumped = json.loads(capsysbinary.readouterr().out)
     assert dumped["version"] == 3 and dumped["lines"] + dumped["blank_lines"] == 202
     assert dumped["ips"]["::ffff:198.51.100.4"] > 0
+
+
+def test_the_fast_ipv6_check_agrees_with_ipaddress() -> None:
+    rng = random.Random(5)
+    for _ in range(20_000):
+        groups = [rng.choice([0, 0, 1, 0xFFFF, rng.randrange(65536)]) for _ in range(8)]
+        address = ipaddress.IPv6Address(b"".join(g.to_bytes(2, "big") for g in groups))
+        expected = f"::ffff:{address.ipv4_mapped}" if address.ipv4_mapped else str(address)
+        for text in (str(address), address.exploded, address.exploded.upper(), str(address).upper()):
+            assert parse_client_ip(text) == expected, text
