@@ -82,8 +82,9 @@ def run_analyzer(path: str, workers: int, shape: str, window: bool) -> dict[str,
         mapping, detection = choose_mapping([path])
         day = Window(DAY_START_MS, DAY_END_MS) if window else None
         bound = os.environ.get("LOGPROC_BENCH_EXACT_KEYS")  # --exact-keys, through the environment
+        bounded: dict[str, Any] = {"exact_keys": int(bound)} if bound else {}
         aggregate = analyze_paths([path], workers=workers, mapping=mapping, detection=detection, window=day,
-                                  **({"exact_keys": int(bound)} if bound else {}))
+                                  **bounded)
         try:  # analyse + merge to summary and report, as a Batch task and the report step do
             from logproc_analyzer import merge_aggregates, read_partial_bytes, render_report
         except ImportError:  # an analyzer from before the binary partial

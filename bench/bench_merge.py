@@ -61,7 +61,8 @@ def run_merge(partials: list[Path], out: Path, exact_keys: int) -> tuple[float, 
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"logproc-merge failed: {process.stderr.read() if process.stderr else ''}")
+        problem = process.stderr.read().decode(errors="replace") if process.stderr else ""
+        raise RuntimeError(f"logproc-merge failed: {problem}")
     return seconds, usage.ru_maxrss / 1024
 
 
@@ -103,8 +104,8 @@ def main() -> int:
     print(f"\nlogproc-merge of {args.partials} partials x {args.distinct_ips:,} distinct IPs ({total:,} in all), "
           f"summary + report; median of {args.repeat} [range], largest peak RSS:")
     for mode, results in runs.items():
-        seconds = [s for s, _ in results]
-        print(f"  {mode:8s} {statistics.median(seconds):7.2f} s [{min(seconds):.2f}-{max(seconds):.2f}]  "
+        times = [elapsed for elapsed, _ in results]
+        print(f"  {mode:8s} {statistics.median(times):7.2f} s [{min(times):.2f}-{max(times):.2f}]  "
               f"peak RSS {max(r for _, r in results):6.0f} MB  (bound {plan[mode][1]:,} keys)")
     return 0
 
