@@ -66,6 +66,32 @@ def run_merge(partials: list[Path], out: Path, exact_keys: int) -> tuple[float, 
     return seconds, usage.ru_maxrss / 1024
 
 
+def check_distinct(distinct: int, parts: int = 16) -> None:
+    """Sketch ``distinct`` client IPs in ``parts`` partials, merge them, check the estimate against its bounds."""
+    from logproc_analyzer.partials import decode_partial, encode_partial
+    from logproc_analyzer.sketches import KeySketch
+    from logproc_analyzer.summary import summarize
+
+    started = time.perf_counter()
+    blobs = []
+    for index in range(parts):
+        aggregate = Aggregate(exact_keys=0)
+        sketch = aggregate.sketches["ips"] = KeySketch(with_errors=True)
+        update = sketch.distinct.update
+        for n in range(index, distinct, parts):
+            update(f"{10 + (n >> 24 & 63)}.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}")
+        blobs.append(encode_partial(aggregate))
+    merged = Aggregate(exact_keys=0)
+    for blob in blobs:
+        merged.merge(decode_partial(blob))
+    estimate = summarize(merged)["accuracy"]["estimates"]["distinct_ips"]
+    inside = estimate["lower_bound"] <= distinct <= estimate["upper_bound"]
+    print(f"distinct IPs {distinct:,} in {parts} sketched partials: estimate {estimate['estimate']:,} "
+          f"({(estimate['estimate'] - distinct) / distinct:+.2%}), bounds [{estimate['lower_bound']:,}, "
+          f"{estimate['upper_bound']:,}] {'contain' if inside else 'MISS'} the true count "
+          f"({time.perf_counter() - started:.0f} s)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--partials", type=int, default=16)
@@ -74,7 +100,12 @@ def main() -> int:
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--bound", type=int, default=DEFAULT_EXACT_KEYS,
                         help="the exact-keys bound of the bounded and sketch modes (default: the analyzer's)")
+    parser.add_argument("--check-distinct", type=int, metavar="N",
+                        help="only check the HLL estimate of N distinct IPs over 16 merged partials")
     args = parser.parse_args()
+    if args.check_distinct:
+        check_distinct(args.check_distinct)
+        return 0
     modes = [mode for mode in args.modes.split(",") if mode]
     total = args.partials * args.distinct_ips
     with tempfile.TemporaryDirectory(prefix="bench-merge-") as tmp:
