@@ -52,6 +52,14 @@ def write_partial(path: Path, index: int, distinct: int, exact_keys: int) -> Non
     path.write_bytes(aggregate.to_binary())
 
 
+def write_partials(base: Path, partials: int, distinct: int, bound: int, modes: list[str]) -> None:
+    """Write the exact partials (bound past their total) and, for the sketch mode, the bounded ones."""
+    for index in range(partials):
+        write_partial(base / f"exact-{index:02d}.msgpack", index, distinct, partials * distinct + 1)
+        if "sketch" in modes:
+            write_partial(base / f"sketch-{index:02d}.msgpack", index, distinct, bound)
+
+
 def run_merge(partials: list[Path], out: Path, exact_keys: int) -> tuple[float, float]:
     """Run logproc-merge; return (seconds, peak RSS in MB)."""
     merge = Path(sys.executable).parent / "logproc-merge"
@@ -102,7 +110,11 @@ def main() -> int:
                         help="the exact-keys bound of the bounded and sketch modes (default: the analyzer's)")
     parser.add_argument("--check-distinct", type=int, metavar="N",
                         help="only check the HLL estimate of N distinct IPs over 16 merged partials")
+    parser.add_argument("--write", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.write:
+        write_partials(Path(args.write), args.partials, args.distinct_ips, args.bound, args.modes.split(","))
+        return 0
     if args.check_distinct:
         check_distinct(args.check_distinct)
         return 0
@@ -110,15 +122,13 @@ def main() -> int:
     total = args.partials * args.distinct_ips
     with tempfile.TemporaryDirectory(prefix="bench-merge-") as tmp:
         base = Path(tmp)
-        files: dict[str, list[Path]] = {"exact": [], "sketch": []}
+        # Written by a child process: a parent grown by 16 partials would pass its size on to the
+        # measured logproc-merge (Linux keeps ru_maxrss across fork and exec).
         started = time.perf_counter()
-        for index in range(args.partials):
-            for kind, bound in (("exact", total + 1), ("sketch", args.bound)):
-                if kind == "sketch" and "sketch" not in modes:
-                    continue
-                path = base / f"{kind}-{index:02d}.msgpack"
-                write_partial(path, index, args.distinct_ips, bound)
-                files[kind].append(path)
+        subprocess.run([sys.executable, __file__, "--write", tmp, "--partials", str(args.partials),
+                        "--distinct-ips", str(args.distinct_ips), "--bound", str(args.bound),
+                        "--modes", args.modes], check=True)
+        files = {kind: sorted(base.glob(f"{kind}-*.msgpack")) for kind in ("exact", "sketch")}
         sizes = {kind: sum(p.stat().st_size for p in paths) / 1e6 for kind, paths in files.items() if paths}
         print(f"wrote {args.partials} partials of {args.distinct_ips:,} distinct IPs each in "
               f"{time.perf_counter() - started:.0f} s; MB in all: {sizes}", file=sys.stderr)
