@@ -252,12 +252,12 @@ def add_analysis_steps(
         "ti.xcom_pull(task_ids='upload_parts', key='content_fingerprint')) }}",
         fan_out_inputs=_templated(upload_parts.output),
         task_template={
-            "command": [*analyzer_command(), "{input_file}", "--output", "{output_dir}/partial.json",
+            "command": [*analyzer_command(), "{input_file}", "--output", "{output_dir}/partial.msgpack",
                         # The window the records were read for: per-hour figures stay inside it, and
                         # records whose own clocks say otherwise are counted apart.
                         *(["--since", "{{ data_interval_start.isoformat() }}",
                            "--until", "{{ data_interval_end.isoformat() }}"] if analysis_window else [])],
-            "output_file_pattern": "partial.json",
+            "output_file_pattern": "partial.msgpack",
             "constraints": {"max_wall_clock_time": "PT1H", "max_task_retry_count": 1},
         },
         wasb_conn_id="wasb_default",

@@ -44,7 +44,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import random
 import statistics
 import subprocess
 import sys
@@ -56,9 +55,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from analyzer_corpus import DAY, ensure_file  # noqa: E402
+
 from logproc_local.duckdb_shapes import DUCKDB_SHAPES  # noqa: E402
 
-DAY = dt.date(2026, 11, 24)
 CONTENDERS = ("analyzer", "duckdb", "polars")
 EXTRA_CONTENDERS = ("base",)  # the analyzer of --analyzer-path
 KEY_SHAPES = tuple(DUCKDB_SHAPES)
@@ -81,8 +81,17 @@ def run_analyzer(path: str, workers: int, shape: str, window: bool) -> dict[str,
     else:
         mapping, detection = choose_mapping([path])
         day = Window(DAY_START_MS, DAY_END_MS) if window else None
-        summary = summarize(analyze_paths([path], workers=workers, mapping=mapping, detection=detection,
-                                          window=day))
+        bound = os.environ.get("LOGPROC_BENCH_EXACT_KEYS")  # --exact-keys, through the environment
+        bounded: dict[str, Any] = {"exact_keys": int(bound)} if bound else {}
+        aggregate = analyze_paths([path], workers=workers, mapping=mapping, detection=detection, window=day,
+                                  **bounded)
+        try:  # analyse + merge to summary and report, as a Batch task and the report step do
+            from logproc_analyzer import merge_aggregates, read_partial_bytes, render_report
+        except ImportError:  # an analyzer from before the binary partial
+            summary = summarize(aggregate)
+        else:
+            summary = summarize(merge_aggregates([read_partial_bytes(aggregate.to_binary())]))
+            render_report(summary)
     return {"valid": summary["totals"]["valid"], "status": summary["status"],
             "unique_ips": summary["unique_ips"], "bytes": summary["bytes"]["total"],
             "p99": summary["latency_ms"]["p99"]}
@@ -283,67 +292,6 @@ def measure(contender: str, path: Path, workers: int, shape: str, window: bool,
     return report
 
 
-def _reshape(fields: dict[str, Any], timestamp_ms: int, shape: str) -> bytes:
-    """One record with a shipper's key names (the timestamp as that shipper writes it)."""
-    import orjson
-
-    if shape == "ecs":
-        http: dict[str, Any] = {"request": {"method": fields["method"]},
-                                "response": {"status_code": fields["status"]}}
-        document: dict[str, Any] = {
-            "@timestamp": fields["timestamp"], "source": {"ip": fields["client_ip"]}, "http": http,
-            "url": {"path": fields["path"]}, "user_agent": {"original": fields["user_agent"]},
-            "service": {"name": fields["source"]}, "ecs": {"version": "8.11.0"}}
-        if fields.get("bytes") is not None:
-            http["response"]["body"] = {"bytes": fields["bytes"]}
-        if fields.get("latency_ms") is not None:
-            document["event"] = {"duration": round(fields["latency_ms"] * 1_000_000)}
-        return orjson.dumps(document)
-    moment = dt.datetime.fromtimestamp(timestamp_ms // 1000, tz=dt.UTC)
-    return orjson.dumps({
-        "time_iso8601": moment.isoformat(), "remote_addr": fields["client_ip"], "remote_user": "",
-        "request": f"{fields['method']} {fields['path']} HTTP/1.1", "status": str(fields["status"]),
-        "body_bytes_sent": str(fields.get("bytes") or 0), "request_time": f"{fields['latency_ms'] / 1000:.3f}",
-        "http_referer": "", "http_user_agent": fields["user_agent"], "request_method": fields["method"],
-        "request_uri": fields["path"], "host": "example.org"})
-
-
-def _skewed(fields: dict[str, Any], timestamp_ms: int, rng: random.Random) -> tuple[dict[str, Any], int]:
-    """The record hours before or after the day (late arrivals, device clocks), as an epoch-ms int."""
-    shift = rng.choice((-1, 1)) * rng.randrange(3_600_000, 30 * 3_600_000)
-    moved = timestamp_ms + shift
-    return {**fields, "timestamp": moved}, moved
-
-
-def ensure_file(data_dir: Path, records: int, bad_share: float, shape: str = "default",
-                outside_share: float = 0.0) -> Path:
-    import orjson
-
-    from logproc_local import sample_logs
-
-    suffix = ("" if shape == "default" else f"-{shape}") + (f"-out{outside_share}" if outside_share else "")
-    path = data_dir / f"day-{DAY.isoformat()}-{records}-bad{bad_share}{suffix}.jsonl"
-    if path.exists():
-        return path
-    data_dir.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".tmp")
-    started = time.perf_counter()
-    rng = random.Random(7)
-    with partial.open("wb") as out:
-        for record in sample_logs.generate(DAY, records, seed=1, bad_share=bad_share):
-            fields, timestamp_ms, value = record.fields, record.timestamp_ms, record.value
-            if fields is not None and outside_share and rng.random() < outside_share:
-                fields, timestamp_ms = _skewed(fields, timestamp_ms, rng)
-                value = orjson.dumps(fields)
-            if fields is not None and shape != "default":
-                value = _reshape(fields, timestamp_ms, shape)
-            out.write(value + b"\n")
-    partial.rename(path)
-    print(f"generated {path} ({path.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - started:.0f} s",
-          file=sys.stderr)
-    return path
-
-
 # --------------------------------------------------------------------------- reporting
 def summarize_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Median and range of the runs' times (CPU likewise), the largest memory of them."""
@@ -423,6 +371,11 @@ def main() -> int:
                         help="share of records moved 1-30 hours before or after the day")
     parser.add_argument("--window", action="store_true",
                         help="analyse the day as the window [day, day + 1) (the per-hour figures of the day)")
+    parser.add_argument("--distinct-ips", type=int, default=None,
+                        help="exactly this many distinct client IPs in the file (default: the sample's ~20k)")
+    parser.add_argument("--ipv6-share", type=float, default=0.0, help="share of those clients that are IPv6")
+    parser.add_argument("--exact-keys", type=int, default=None,
+                        help="the analyzer's bound on exact distinct keys per dimension (default: its own)")
     parser.add_argument("--analyzer-path", help="an analyzer/ directory to run as the contender 'base'")
     parser.add_argument("--bad-share", type=float, default=0.0,
                         help="share of broken records (default 0: polars' read_ndjson refuses a file with "
@@ -436,12 +389,15 @@ def main() -> int:
         child(args.child, args.file, args.workers, args.keys, args.window)
         return 0
 
+    if args.exact_keys is not None:
+        os.environ["LOGPROC_BENCH_EXACT_KEYS"] = str(args.exact_keys)
     contenders = [name.strip() for name in args.contenders.split(",") if name.strip()]
     print(f"{os.cpu_count()} CPUs here, {args.workers} per contender; Python {sys.version.split()[0]}",
           file=sys.stderr)
     results: dict[int, dict[str, dict[str, Any]]] = {}
     for records in args.records:
-        path = ensure_file(Path(args.data_dir), records, args.bad_share, args.keys, args.outside_share)
+        path = ensure_file(Path(args.data_dir), records, args.bad_share, args.keys, args.outside_share,
+                           args.distinct_ips, args.ipv6_share)
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in contenders}
         for attempt in range(args.repeat):
             for name in contenders:  # interleaved, so background noise spreads over all of them
@@ -451,8 +407,12 @@ def main() -> int:
                 runs[name].append(run)
         best = {name: summarize_runs(name_runs) for name, name_runs in runs.items()}
         results[records] = best
-        label = f"keys {args.keys}" + (f", {args.outside_share:.1%} outside the day" if args.outside_share else "") \
-            + (", window = the day" if args.window else "")
+        label = ", ".join(filter(None, [
+            f"keys {args.keys}",
+            f"{args.distinct_ips:,} distinct IPs" if args.distinct_ips else "",
+            f"{args.ipv6_share:.0%} IPv6" if args.ipv6_share else "",
+            f"{args.outside_share:.1%} outside the day" if args.outside_share else "",
+            "window = the day" if args.window else ""]))
         report(records, path.stat().st_size / 1e6, best, label)
     return check(results, no_check=args.no_check)
 

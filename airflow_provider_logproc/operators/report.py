@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator, BaseOperatorLink, XCom, conf
@@ -113,6 +113,10 @@ class LogAnalysisReportOperator(BaseOperator):
         ``[api] base_url`` is set, else ``report_link``, a read-only SAS URL valid for
         ``report_link_lifetime`` (never logged, never in XCom).
     :param report_link_lifetime: lifetime of that SAS link (at most 7 days).
+    :param exact_keys: the merge counts client IPs, paths and user agents exactly up to this many distinct
+        keys each (None: the analyzer's default, 500 000); past it a dimension is sketched and its figures
+        are estimates. Partials are read one at a time, so this step's memory is bounded by this bound and
+        the largest partial, whatever the day's cardinality.
     :return: ``{"summary_uri": ..., "report_uri": ...}``; XCom key ``headline`` holds the counters.
     """
 
@@ -135,6 +139,7 @@ class LogAnalysisReportOperator(BaseOperator):
         wasb_conn_id: str = "wasb_default",
         anomaly_notifiers: Sequence[Any] = (),
         report_link_lifetime: dt.timedelta = DEFAULT_REPORT_LINK_LIFETIME,
+        exact_keys: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -149,6 +154,7 @@ class LogAnalysisReportOperator(BaseOperator):
         self.wasb_conn_id = wasb_conn_id
         self.anomaly_notifiers = list(anomaly_notifiers)
         self.report_link_lifetime = report_link_lifetime
+        self.exact_keys = exact_keys
         # (partial URLs, {"summary_uri", "report_uri"}, lines analysed) once merged, for OpenLineage.
         self._lineage: tuple[list[str], dict[str, str], int | None] = ([], {}, None)
 
@@ -157,21 +163,25 @@ class LogAnalysisReportOperator(BaseOperator):
         from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
         from azure.storage.blob import ContentSettings
 
-        from logproc_analyzer import Aggregate, merge_aggregates, render_report, summarize
+        from logproc_analyzer import merge_aggregates, read_partial_bytes, render_report, summarize
 
         urls = [self.partials] if isinstance(self.partials, str) else list(self.partials or [])
         if not urls:
             raise ValueError(f"{self.task_id}: no partial analyses to merge (partials is empty)")
         service = WasbHook(wasb_conn_id=self.wasb_conn_id).get_conn()
-        aggregates = []
-        for url in sorted(urls):
-            container, name = blob_location(url)
-            data = service.get_blob_client(container, name).download_blob().readall()
-            try:
-                aggregates.append(Aggregate.from_partial(orjson.loads(data), where=url))
-            except (orjson.JSONDecodeError, ValueError) as exc:
-                raise ValueError(f"{self.task_id}: {url} is not a partial analysis: {exc}") from None
-        summary = summarize(merge_aggregates(aggregates))
+
+        def partials() -> Iterator[Any]:
+            # One partial at a time into the running merge, whose exact keys are bounded (past the
+            # bound a dimension is sketched): memory stays bounded whatever the day's cardinality.
+            for url in sorted(urls):
+                container, name = blob_location(url)
+                data = service.get_blob_client(container, name).download_blob().readall()
+                try:
+                    yield read_partial_bytes(data, where=url)
+                except ValueError as exc:
+                    raise ValueError(f"{self.task_id}: {url} is not a partial analysis: {exc}") from None
+
+        summary = summarize(merge_aggregates(partials(), exact_keys=self.exact_keys))
         if self.pipeline_counts:
             summary["pipeline"] = self.pipeline_counts
         prefix = self.prefix.strip("/")
@@ -208,7 +218,7 @@ class LogAnalysisReportOperator(BaseOperator):
             result[key] = blob.url
         counters = headline(summary)
         self.log.info("merged %d partials: %s; summary %s, report %s",
-                      len(aggregates), counters, result["summary_uri"], result["report_uri"])
+                      len(urls), counters, result["summary_uri"], result["report_uri"])
         context["ti"].xcom_push(key="headline", value=counters)
         page = report_page(result["report_uri"])
         if page:

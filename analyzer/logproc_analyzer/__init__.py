@@ -5,8 +5,8 @@ imports Airflow (a test enforces it).
 
 Typical use::
 
-    partial = analyze_paths(["part-0001.jsonl.gz"]).to_partial()       # on each Batch task
-    merged = merge_aggregates(Aggregate.from_partial(p) for p in partials)
+    partial = analyze_paths(["part-0001.jsonl.gz"]).to_binary()        # on each Batch task
+    merged = merge_aggregates(read_partial_bytes(p) for p in partials)
     summary = summarize(merged); html = render_report(summary)
 """
 
@@ -27,6 +27,7 @@ from logproc_analyzer.analyze import (
     read_partial_file,
 )
 from logproc_analyzer.fields import FieldError, FieldMapping, parse_timestamp_ms
+from logproc_analyzer.partials import read_partial_bytes
 from logproc_analyzer.report import render_report
 from logproc_analyzer.summary import SUMMARY_FORMAT, SUMMARY_VERSION, summarize
 
@@ -45,6 +46,7 @@ __all__ = [
     "analyze_paths",
     "merge_aggregates",
     "parse_timestamp_ms",
+    "read_partial_bytes",
     "read_partial_file",
     "render_report",
     "summarize",

@@ -21,9 +21,10 @@ from typing import IO, Any
 
 import orjson
 
-from logproc_analyzer.aggregate import Aggregate, loads_json_line
+from logproc_analyzer.aggregate import DEFAULT_EXACT_KEYS, Aggregate, loads_json_line
 from logproc_analyzer.detection import SAMPLE_RECORDS, detect_mapping, explicit_detection, record_of
 from logproc_analyzer.fields import FieldMapping, Window
+from logproc_analyzer.partials import read_partial_bytes
 from logproc_analyzer.worker_processes import usable_cpus
 
 CHUNK_BYTES = 4 << 20
@@ -267,6 +268,7 @@ def analyze_paths(
     invalid_output: str | os.PathLike[str] | None = None,
     window: Window | None = None,
     detection: dict[str, Any] | None = None,
+    exact_keys: int = DEFAULT_EXACT_KEYS,
 ) -> Aggregate:
     """Analyse local log files (JSON lines or CLF, plain or gzip) into one aggregate.
 
@@ -294,7 +296,7 @@ def analyze_paths(
             if part:
                 Path(part).unlink(missing_ok=True)
         raise
-    total = Aggregate(mapping, window)
+    total = Aggregate(mapping, window, exact_keys)
     total.field_mappings = [{"mapping": asdict(mapping),
                              "detection": detection or explicit_detection(mapping, {}), "partials": 1}]
     lines_before: dict[int, int] = {}
@@ -340,26 +342,35 @@ def analyze_lines(
     return aggregate.finish()
 
 
-def merge_aggregates(aggregates: Iterable[Aggregate]) -> Aggregate:
+def merge_aggregates(aggregates: Iterable[Aggregate], *, exact_keys: int | None = None) -> Aggregate:
+    """Merge aggregates in order, one at a time; ``exact_keys`` bounds the running result's exact keys."""
     merged: Aggregate | None = None
     for aggregate in aggregates:
         aggregate.finish()
-        merged = aggregate if merged is None else merged.merge(aggregate)
-    return merged if merged is not None else Aggregate()
+        if merged is None:
+            merged = aggregate
+            if exact_keys is not None:
+                merged.exact_keys = exact_keys
+            merged.bound_keys()
+        else:
+            merged.merge(aggregate)
+    return merged if merged is not None else Aggregate(exact_keys=exact_keys or DEFAULT_EXACT_KEYS)
 
 
 def read_partial_file(path: str | Path) -> Aggregate:
-    """Load a partial written by ``logproc-analyze``; InputError if missing, ValueError if not a partial."""
+    """Load a partial written by ``logproc-analyze`` (binary, or JSON of an earlier version); InputError if
+    missing or not a partial."""
     name = os.fspath(path)
     try:
         data = Path(name).read_bytes()
     except OSError as exc:
         raise InputError(name, f"cannot be read: {exc.strerror or exc}") from None
     try:
-        document = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise InputError(name, f"is not JSON: {exc}") from None
-    try:
-        return Aggregate.from_partial(document, where=name)
+        return read_partial_bytes(data, where=name)
     except ValueError as exc:
         raise InputError(name, str(exc).removeprefix(f"{name}: ")) from None
+
+
+def merge_partial_files(paths: Iterable[str | Path], *, exact_keys: int | None = None) -> Aggregate:
+    """Read and merge partial files one at a time: only the running result and one partial are in memory."""
+    return merge_aggregates((read_partial_file(path) for path in paths), exact_keys=exact_keys)

@@ -87,17 +87,28 @@ def ip_anomalies(
     requests: Mapping[str, int],
     client_errors: Mapping[str, int],
     server_errors: Mapping[str, int],
+    *,
+    baseline: float | None = None,
+    total: int | None = None,
 ) -> list[dict[str, Any]]:
+    """Find abnormal clients; ``baseline``/``total``: the typical client's requests and all requests, when
+    ``requests`` holds only the heavy hitters of a sketch (the spread is then the Poisson floor)."""
     found: list[dict[str, Any]] = []
-    if len(requests) < 3:
+    if len(requests) < 3 and baseline is None:
         return found
     counts = list(requests.values())
-    median = statistics.median(counts)
-    mad = statistics.median(abs(c - median) for c in counts)
-    total = sum(counts)
+    if baseline is None:
+        median = statistics.median(counts)
+        mad = statistics.median(abs(c - median) for c in counts)
+    else:
+        median, mad = baseline, 0.0
+    if total is None:
+        total = sum(counts)
     errors_total = sum(client_errors.values()) + sum(server_errors.values())
     error_rate = errors_total / total if total else 0.0
-    for ip, n in requests.items():
+    # Only clients above both thresholds can be flagged: find them without a z-score for every client.
+    floor = max(IP_FACTOR * median, median + IP_Z * max(_MAD_SCALE * mad, math.sqrt(max(median, 1.0))))
+    for ip, n in [(ip, n) for ip, n in requests.items() if n >= floor]:
         z = _robust_z(n, median, mad)
         if n >= IP_FACTOR * median and z > IP_Z:
             found.append({

@@ -1,7 +1,8 @@
 """Console scripts for Batch command lines.
 
-``logproc-analyze INPUT... --output partial.json``  analyse log files into a partial.
-``logproc-merge PARTIAL... --output-dir DIR``         merge partials into summary.json and report.html.
+``logproc-analyze INPUT... --output partial.msgpack``  analyse log files into a (binary) partial.
+``logproc-merge PARTIAL... --output-dir DIR``           merge partials into summary.json and report.html.
+``logproc-merge PARTIAL... --dump``                     print the (merged) partial's JSON form.
 
 Exit status: 0 when every input was used (bad lines inside an input are counted, not fatal); 1 when an
 input is missing, unreadable or (for merge) not a partial, or an output cannot be written, with a
@@ -19,13 +20,13 @@ from pathlib import Path
 
 import orjson
 
+from logproc_analyzer.aggregate import DEFAULT_EXACT_KEYS
 from logproc_analyzer.analyze import (
     InputError,
     analyze_paths,
     choose_mapping,
     default_workers,
-    merge_aggregates,
-    read_partial_file,
+    merge_partial_files,
 )
 from logproc_analyzer.fields import FieldMapping, Window
 from logproc_analyzer.report import render_report
@@ -64,7 +65,11 @@ def analyze_main(argv: Sequence[str] | None = None) -> int:
                     "into a mergeable partial.",
     )
     parser.add_argument("inputs", nargs="+", help="local log files")
-    parser.add_argument("-o", "--output", required=True, help="partial JSON to write ('-' for stdout)")
+    parser.add_argument("-o", "--output", required=True,
+                        help="binary partial to write ('-' for stdout); read it with logproc-merge --dump")
+    parser.add_argument("--exact-keys", type=int, default=DEFAULT_EXACT_KEYS, metavar="N",
+                        help="count client IPs, paths and user agents exactly up to N distinct keys each; "
+                             f"past it, sketch that dimension (default {DEFAULT_EXACT_KEYS})")
     parser.add_argument("--field", action="append", default=[], metavar="FIELD=KEY",
                         help="JSON key of a field, e.g. --field timestamp=@timestamp or "
                              "--field client_ip=source.ip (a dotted key is also looked up in nested "
@@ -91,6 +96,8 @@ def analyze_main(argv: Sequence[str] | None = None) -> int:
         window = Window.parse(args.since, args.until)
     except ValueError as exc:
         parser.error(str(exc))
+    if args.exact_keys < 0:
+        parser.error("--exact-keys must be at least 0")
     try:
         if args.invalid_output:
             Path(args.invalid_output).parent.mkdir(parents=True, exist_ok=True)
@@ -106,10 +113,11 @@ def analyze_main(argv: Sequence[str] | None = None) -> int:
         if "performance_note" in detection:
             print(f"{parser.prog}: note: {detection['performance_note']}", file=sys.stderr)
         aggregate = analyze_paths(args.inputs, mapping=mapping, workers=args.workers,
-                                  invalid_output=args.invalid_output, window=window, detection=detection)
+                                  invalid_output=args.invalid_output, window=window, detection=detection,
+                                  exact_keys=args.exact_keys)
     except InputError as exc:
         return _fail(parser.prog, f"input {exc.path}: {exc.problem}")
-    document = _dump(aggregate.to_partial())
+    document = aggregate.to_binary()
     if args.output == "-":
         sys.stdout.buffer.write(document)
     else:
@@ -129,21 +137,31 @@ def merge_main(argv: Sequence[str] | None = None) -> int:
         prog="logproc-merge",
         description="Merge analysis partials into summary.json and a self-contained report.html.",
     )
-    parser.add_argument("partials", nargs="+", help="partial JSON files written by logproc-analyze")
-    parser.add_argument("-d", "--output-dir", required=True, help="where summary.json and report.html go")
+    parser.add_argument("partials", nargs="+",
+                        help="partials written by logproc-analyze (binary, or JSON of earlier versions)")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("-d", "--output-dir", help="where summary.json and report.html go")
+    target.add_argument("--dump", action="store_true",
+                        help="print the JSON form of the partials' merge (of the one partial, if one) to stdout")
+    parser.add_argument("--exact-keys", type=int, default=DEFAULT_EXACT_KEYS, metavar="N",
+                        help="bound on the merge's exact keys per dimension; past it, the dimension is "
+                             f"sketched, so memory stays bounded (default {DEFAULT_EXACT_KEYS})")
     parser.add_argument("--top", type=int, default=DEFAULT_TOP, help="length of the top lists")
     parser.add_argument("--title", default="Log analysis", help="report title")
     args = parser.parse_args(argv)
     if args.top < 1:
         parser.error("--top must be at least 1")
-    try:
-        aggregates = [read_partial_file(path) for path in args.partials]
+    if args.exact_keys < 0:
+        parser.error("--exact-keys must be at least 0")
+    try:  # one partial at a time: memory is the running result (bounded) and one partial
+        merged = merge_partial_files(args.partials, exact_keys=args.exact_keys)
     except InputError as exc:
         return _fail(parser.prog, f"partial {exc.path}: {exc.problem}")
-    try:
-        merged = merge_aggregates(aggregates)
     except ValueError as exc:  # partials of different windows
         return _fail(parser.prog, f"partials {', '.join(args.partials)}: {exc}")
+    if args.dump:
+        sys.stdout.buffer.write(_dump(merged.to_partial()))
+        return 0
     summary = summarize(merged, top_n=args.top)
     out = Path(args.output_dir)
     try:
@@ -152,7 +170,7 @@ def merge_main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         return _fail(parser.prog, f"cannot write to {out}: {exc.strerror or exc}")
     anomalies = len(summary["anomalies"]["hours"]) + len(summary["anomalies"]["ips"])
-    print(f"{parser.prog}: {len(aggregates)} partials, {summary['totals']['valid']} valid records, "
+    print(f"{parser.prog}: {len(args.partials)} partials, {summary['totals']['valid']} valid records, "
           f"{anomalies} anomalies -> {out / 'summary.json'}, {out / 'report.html'}", file=sys.stderr)
     return 0
 

@@ -218,6 +218,31 @@ def _mapping_block(entries: Sequence[dict[str, Any]]) -> str:
     return "".join(parts)
 
 
+def _estimates(summary: dict[str, Any]) -> dict[str, Any]:
+    return dict((summary.get("accuracy") or {}).get("estimates") or {})
+
+
+def _accuracy_block(accuracy: dict[str, Any] | None) -> str:
+    """Say which figures are exact and which are estimates (with their bounds)."""
+    if not accuracy:
+        return ""
+    rows = []
+    for name, estimate in sorted((accuracy.get("estimates") or {}).items()):
+        if "estimate" in estimate:
+            bound = f"{estimate['estimate']} (between {estimate['lower_bound']} and {estimate['upper_bound']})"
+        elif "max_error" in estimate:
+            bound = f"each count within its range; none missed above {estimate['max_error']}"
+        else:
+            bound = "-"
+        rows.append((name, bound, estimate.get("method", "")))
+    if not rows:
+        return (f"<p class='muted'>All figures are exact (client IPs, paths and user agents below "
+                f"{_e(accuracy['exact_keys'])} distinct keys each).</p>")
+    table = _table(["figure", "estimate and bound", "method"], rows, [False, False, False])
+    return ("<h2>Estimated figures</h2>" + table
+            + f"<p class='muted'>{_e(accuracy.get('note', ''))}</p>")
+
+
 def render_report(summary: dict[str, Any], *, title: str = "Log analysis") -> str:
     totals = summary["totals"]
     errors = summary["errors"]
@@ -235,7 +260,8 @@ def render_report(summary: dict[str, Any], *, title: str = "Log analysis") -> st
 
     cards = [
         ("lines", totals["lines"]), ("valid records", totals["valid"]), ("invalid lines", totals["invalid"]),
-        ("unique IPs", summary["unique_ips"]), ("4xx", errors["client_errors"]),
+        ("unique IPs" + (" (est.)" if "distinct_ips" in _estimates(summary) else ""), summary["unique_ips"]),
+        ("4xx", errors["client_errors"]),
         ("4xx rate", f"{errors['client_error_rate']:.2%}"), ("5xx", errors["server_errors"]),
         ("5xx rate", f"{errors['server_error_rate']:.2%}"), ("bytes", summary["bytes"]["total"]),
         ("p50 latency", f"{_fmt(latency['p50'])} ms"), ("p99 latency", f"{_fmt(latency['p99'])} ms"),
@@ -251,7 +277,9 @@ def render_report(summary: dict[str, Any], *, title: str = "Log analysis") -> st
     tops = "".join(
         f"<div><h2>Top {_e(label)}</h2>"
         + _table([label[:-1] if label.endswith("s") else label, "requests"],
-                 [(row["key"], row["count"]) for row in top[key]], [False, True])
+                 [(row["key"], row["count"] if "lower_bound" not in row
+                   else f"{row['count']} ({row['lower_bound']}-{row['upper_bound']})") for row in top[key]],
+                 [False, True])
         + "</div>"
         for key, label in (("ips", "client IPs"), ("paths", "paths"), ("user_agents", "user agents"))
     )
@@ -288,6 +316,7 @@ def render_report(summary: dict[str, Any], *, title: str = "Log analysis") -> st
 <p class="muted">{_e(latency["method"])}</p></div>
 </div>
 <div class="grid">{tops}</div>
+{_accuracy_block(summary.get("accuracy"))}
 <h2>Requests per hour</h2>{hours_table}
 <h2>Invalid lines</h2>{reasons}
 <p class="muted">Sample (first {len(invalid["sample"])} by input and line):</p>{sample}

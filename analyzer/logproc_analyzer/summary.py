@@ -7,18 +7,22 @@ wall-clock time), so re-running a past day reproduces the same summary.
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 from collections import defaultdict
 from typing import Any
 
-from logproc_analyzer.aggregate import MISSING, Aggregate
+from logproc_analyzer.aggregate import KEY_DIMENSIONS, MISSING, Aggregate
 from logproc_analyzer.anomalies import hour_anomalies, ip_anomalies
 from logproc_analyzer.fields import ms_iso
 from logproc_analyzer.sketch import RELATIVE_ACCURACY
+from logproc_analyzer.sketches import KeySketch
 
 SUMMARY_FORMAT = "logproc-analysis-summary"
 # 2: "window" (records outside the analysis window, kept out of per_hour/per_minute/period) and
 # "field_mappings" (which keys were read, and how they were chosen).
-SUMMARY_VERSION = 2
+# 3: "accuracy" (which figures are exact, which estimates and their bounds); top entries of a sketched
+# dimension carry lower_bound/upper_bound.
+SUMMARY_VERSION = 3
 DEFAULT_TOP = 10
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
 
@@ -33,8 +37,47 @@ def hour_iso(hour: int) -> str:
 
 def top(counter: dict[str, int], n: int) -> list[dict[str, Any]]:
     """Return the n largest counts, ties broken by key so the order is stable."""
-    ranked = sorted(counter.items(), key=lambda item: (-item[1], item[0]))[:n]
+    # n of possibly millions: a bounded heap, not a sort of them all (same order, ties by key).
+    ranked = heapq.nsmallest(n, counter.items(), key=lambda item: (-item[1], item[0]))
     return [{"key": key, "count": count} for key, count in ranked]
+
+
+def sketched_top(sketch: KeySketch, n: int) -> list[dict[str, Any]]:
+    """Return the n heaviest keys of a sketched dimension, each with the bounds of its true count."""
+    return [{"key": key, "count": estimate, "lower_bound": low, "upper_bound": high}
+            for key, estimate, low, high in sketch.top(n)]
+
+
+def sketched_ip_anomalies(sketch: KeySketch) -> list[dict[str, Any]]:
+    """Find client anomalies among the heavy hitters, the mean client (requests / distinct) as the baseline."""
+    requests = {key: estimate for key, estimate, _low, _high in sketch.top(None)}
+    client_errors, server_errors = sketch.error_counts()
+    distinct = max(sketch.distinct_estimate()["estimate"], 1)
+    return ip_anomalies(requests, client_errors, server_errors, baseline=sketch.total / distinct,
+                        total=sketch.total)
+
+
+def accuracy(aggregate: Aggregate) -> dict[str, Any]:
+    """Say which figures are exact and which are estimates, with their bounds."""
+    estimates: dict[str, Any] = {}
+    for name, sketch in sorted(aggregate.sketches.items()):
+        estimates[f"distinct_{name}"] = sketch.distinct_estimate()
+        estimates[f"top.{name}"] = {
+            "max_error": sketch.max_error(),
+            "method": "frequent items (Apache DataSketches): each count is an estimate whose true value lies "
+                      "within [lower_bound, upper_bound]; no key whose true count exceeds max_error is missed",
+        }
+    if "ips" in aggregate.sketches:
+        estimates["anomalies.ips"] = {"method": "among the heavy-hitter clients only, against the mean client"}
+    return {
+        "exact_keys": aggregate.exact_keys,
+        "exact": not estimates,
+        "estimates": estimates,
+        "note": (f"client IPs, paths and user agents are counted exactly up to {aggregate.exact_keys} "
+                 "distinct keys each; past that bound a dimension is sketched and its figures are "
+                 "estimates. Totals, status, per-hour, per-minute and bytes are always exact; latency "
+                 f"quantiles are within {RELATIVE_ACCURACY:.1%} relative error"),
+    }
 
 
 def _rate(part: int, whole: int) -> float:
@@ -42,7 +85,9 @@ def _rate(part: int, whole: int) -> float:
 
 
 def summarize(aggregate: Aggregate, *, top_n: int = DEFAULT_TOP) -> dict[str, Any]:
-    partial = aggregate.to_partial()
+    from logproc_analyzer.partials import partial_document
+
+    partial = partial_document(aggregate, copy=False)
     valid = aggregate.valid
     lines = partial["lines"]
     invalid = sum(partial["invalid_reasons"].values())
@@ -161,12 +206,11 @@ def summarize(aggregate: Aggregate, *, top_n: int = DEFAULT_TOP) -> dict[str, An
         "sources": dict(sorted(sources.items())),
         "per_hour": hours,
         "per_minute": minutes_block,
-        "unique_ips": len(partial["ips"]),
-        "top": {
-            "ips": top(partial["ips"], top_n),
-            "paths": top(partial["paths"], top_n),
-            "user_agents": top(partial["user_agents"], top_n),
-        },
+        "unique_ips": (len(partial["ips"]) if "ips" not in aggregate.sketches
+                       else aggregate.sketches["ips"].distinct_estimate()["estimate"]),
+        "top": {name: (top(partial[name], top_n) if name not in aggregate.sketches
+                       else sketched_top(aggregate.sketches[name], top_n)) for name in KEY_DIMENSIONS},
+        "accuracy": accuracy(aggregate),
         "bytes": {
             "total": byte_stats["total"],
             "records": byte_stats["records"],
@@ -184,7 +228,8 @@ def summarize(aggregate: Aggregate, *, top_n: int = DEFAULT_TOP) -> dict[str, An
         },
         "anomalies": {
             "hours": hour_anomalies(hours),
-            "ips": ip_anomalies(partial["ips"], partial["ip_client_errors"], partial["ip_server_errors"]),
+            "ips": (ip_anomalies(partial["ips"], partial["ip_client_errors"], partial["ip_server_errors"])
+                    if "ips" not in aggregate.sketches else sketched_ip_anomalies(aggregate.sketches["ips"])),
         },
         "missing_value": MISSING,
     }

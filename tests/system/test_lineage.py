@@ -66,7 +66,7 @@ def test_a_daily_run_emits_lineage_from_the_parts_to_the_report(kafka_broker, az
     analyze = complete["logproc_daily.analyze"]
     assert {(d["namespace"], d["name"]) for d in analyze["inputs"]} == {
         ("wasbs://logs@devstoreaccount1", f"{day_path}/part-{index:05d}.jsonl") for index in range(2)}
-    assert {d["name"].rsplit("/", 1)[-1] for d in analyze["outputs"]} == {"partial.json"}
+    assert {d["name"].rsplit("/", 1)[-1] for d in analyze["outputs"]} == {"partial.msgpack"}
     assert all(d["namespace"] == "wasbs://results@devstoreaccount1" for d in analyze["outputs"])
 
     report = complete["logproc_daily.report"]

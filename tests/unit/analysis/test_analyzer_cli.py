@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from logproc_analyzer import analyze_paths, summarize
+from logproc_analyzer.analyze import read_partial_file
 from logproc_analyzer.cli import analyze_main, merge_main
 from logproc_local import sample_logs
 
@@ -77,7 +78,7 @@ def test_unusable_inputs_exit_non_zero_with_a_clear_message(tmp_path: Path, caps
     not_json = tmp_path / "not-json.json"
     not_json.write_text("hello")
     assert merge_main([str(not_json), "-d", str(tmp_path / "out")]) == 1
-    assert f"partial {not_json}: is not JSON" in capsys.readouterr().err
+    assert f"partial {not_json}: neither a binary partial nor JSON" in capsys.readouterr().err
 
     other = tmp_path / "other.json"
     other.write_text('{"format": "something-else"}')
@@ -92,7 +93,7 @@ def test_malformed_lines_never_fail_the_cli(tmp_path: Path) -> None:
     junk = tmp_path / "junk.log"
     junk.write_bytes(b"\x00\xff\n{]\n\n" + bytes(range(11, 256)) + b"\n")
     assert analyze_main([str(junk), "-o", str(tmp_path / "p.json")]) == 0
-    partial = orjson.loads((tmp_path / "p.json").read_bytes())
+    partial = read_partial_file(tmp_path / "p.json").to_partial()
     assert sum(partial["invalid_reasons"].values()) == 3
 
 
@@ -102,7 +103,7 @@ def test_field_mapping_on_the_command_line(tmp_path: Path) -> None:
     out = tmp_path / "p.json"
     assert analyze_main([str(log), "-o", str(out), "--field", "timestamp=ts", "--field", "client_ip=ip",
                          "--field", "status=code"]) == 0
-    assert orjson.loads(out.read_bytes())["ips"] == {"192.0.2.1": 1}
+    assert read_partial_file(out).to_partial()["ips"] == {"192.0.2.1": 1}
     with pytest.raises(SystemExit) as caught:
         analyze_main([str(log), "-o", str(out), "--field", "colour=red"])
     assert caught.value.code == 2

@@ -14,7 +14,7 @@ import pytest
 from logproc_analyzer import aggregate as aggregate_module
 from logproc_analyzer.__main__ import main as module_main
 from logproc_analyzer.aggregate import Aggregate
-from logproc_analyzer.analyze import analyze_lines, analyze_paths, choose_mapping, merge_aggregates
+from logproc_analyzer.analyze import analyze_lines, analyze_paths, choose_mapping, merge_aggregates, read_partial_file
 from logproc_analyzer.cli import analyze_main, merge_main
 from logproc_analyzer.detection import detect_mapping
 from logproc_analyzer.fields import FieldMapping, Window, field_value
@@ -312,8 +312,8 @@ def test_an_unknown_shape_names_what_was_looked_for_and_the_keys_seen(
     assert "keys were when, peer.addr, status" in err
     assert analyze_main([str(log), "-o", str(partial), "--field", "timestamp=when",
                          "--field", "client_ip=peer.addr"]) == 0
-    assert orjson.loads(partial.read_bytes())["lines"] == 1
-    assert Aggregate.from_partial(orjson.loads(partial.read_bytes())).valid == 1
+    assert read_partial_file(partial).to_partial()["lines"] == 1
+    assert read_partial_file(partial).valid == 1
 
 
 def test_the_mapping_is_recorded_in_partial_summary_and_report(tmp_path: Path) -> None:
@@ -323,7 +323,7 @@ def test_the_mapping_is_recorded_in_partial_summary_and_report(tmp_path: Path) -
     log.write_bytes(gzip.compress(b"".join(orjson.dumps(NGINX) + b"\n" for _ in range(5))))
     partial = tmp_path / "p.json"
     assert analyze_main([str(log), "-o", str(partial)]) == 0
-    document = orjson.loads(partial.read_bytes())
+    document = read_partial_file(partial).to_partial()
     assert document["mapping"]["client_ip"] == "remote_addr"
     (entry,) = document["field_mappings"]
     assert entry["detection"]["fields"]["latency_ms"] == {"key": "request_time", "how": "detected",
@@ -341,7 +341,7 @@ def test_no_detect_keeps_the_default_names(tmp_path: Path) -> None:
     log.write_bytes(orjson.dumps(NGINX) + b"\n")
     partial = tmp_path / "p.json"
     assert analyze_main([str(log), "-o", str(partial), "--no-detect"]) == 0
-    document = orjson.loads(partial.read_bytes())
+    document = read_partial_file(partial).to_partial()
     assert document["invalid_reasons"] == {"missing_timestamp": 1}
     assert document["field_mappings"][0]["detection"]["method"] == "default"
 
