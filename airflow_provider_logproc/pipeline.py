@@ -18,6 +18,7 @@ from typing import Any
 
 from airflow.providers.common.compat.sdk import task
 
+from airflow_provider_logproc.kafka.groups import parts_per_group
 from airflow_provider_logproc.notifications.file import LogprocFileNotifier
 from airflow_provider_logproc.version_compat import push_xcoms
 
@@ -154,9 +155,13 @@ def batch_job_id(topic: str, start: Any, end: Any, run_id: str, content_fingerpr
 
 
 def first_xcom(ti: Any, task_ids: list[str], key: str) -> Any:
-    """Return what the first of ``task_ids`` that pushed ``key`` pushed (branches: consume or restore_from_archive)."""
-    for task_id in task_ids:
-        value = ti.xcom_pull(task_ids=task_id, key=key)
+    """Return what the first of ``task_ids`` that pushed ``key`` pushed (branches: consume or restore_from_archive).
+
+    An item ``"task_id:other_key"`` pulls that task's ``other_key`` instead.
+    """
+    for item in task_ids:
+        task_id, _, own_key = item.partition(":")
+        value = ti.xcom_pull(task_ids=task_id, key=own_key or key)
         if value is not None:
             return value
     return None
@@ -174,6 +179,7 @@ PIPELINE_MACROS = {
     "logproc_batch_job_id": batch_job_id,
     "logproc_first_xcom": first_xcom,
     "logproc_previous_window_prefixes": previous_window_prefixes,
+    "logproc_parts_per_group": parts_per_group,
 }
 
 # Jinja snippets for the names every task derives from the run's window.
@@ -185,13 +191,21 @@ RUN_KEY = "{{ run_id | replace(':', '_') | replace('+', '_') }}"
 
 @task.branch(task_id="choose_source")
 def choose_source(params: dict[str, Any] | None = None, **context: Any) -> str:
-    """Consume from Kafka while it still holds the window; else restore the run's archived window."""
+    """Consume from Kafka while it still holds the window (one task, or mapped over partition groups); else restore.
+
+    The partition groups are planned here, once per run (XCom ``partition_groups``), from the
+    ``consume_groups`` param and the window's size: one group is the single ``consume`` task.
+    """
     from airflow_provider_logproc.archive import archive_exists, kafka_holds_window
+    from airflow_provider_logproc.kafka.groups import plan_partition_groups
 
     assert params is not None
     start, end = context["data_interval_start"], context["data_interval_end"]
     if kafka_holds_window(params["topic"], start, end):
-        return "consume"
+        groups = plan_partition_groups([params["topic"]], start, end, int(params.get("consume_groups") or 0))
+        context["ti"].xcom_push(key="partition_groups", value=groups)
+        logging.getLogger(__name__).info("consume in %d group(s): %s", len(groups), groups)
+        return "consume" if len(groups) == 1 else "plan_consume_groups"
     archive_blob = f"{params['topic']}/{window_path(start, end)}/raw.ion"
     if archive_exists(params["archive_container"], archive_blob):
         return "restore_from_archive"
@@ -214,8 +228,20 @@ def restore_from_archive(params: dict[str, Any] | None = None, **context: Any) -
     return uri
 
 
-def pipeline_counts(*source_task_ids: str) -> dict[str, str]:
-    """Templates of the earlier steps' counters, so the report accounts for every record read."""
+def pipeline_counts(*source_task_ids: str, collected: str | None = None) -> dict[str, str]:
+    """Templates of the earlier steps' counters, so the report accounts for every record read.
+
+    ``collected``: the task that adds up a mapped consume's counters, when the run may take that branch.
+    """
+    if collected:
+        source_task_ids = (*source_task_ids, collected)
+        to_json = ["to_json", f"{collected}:analysed_count"]
+        return {
+            **pipeline_counts(*source_task_ids),
+            "invalid_records": f"{{{{ logproc_first_xcom(ti, ['to_json', '{collected}'], 'invalid_count') }}}}",
+            "invalid_records_file": f"{{{{ logproc_first_xcom(ti, ['to_json', '{collected}'], 'invalid_uri') }}}}",
+            "records_analysed": f"{{{{ logproc_first_xcom(ti, {to_json}, 'record_count') }}}}",
+        }
     return {
         "consumed_records": f"{{{{ logproc_first_xcom(ti, {list(source_task_ids)}, 'record_count') }}}}",
         "undecodable_records": f"{{{{ logproc_first_xcom(ti, {list(source_task_ids)}, 'dead_letter_count') }}}}",
@@ -229,9 +255,13 @@ def pipeline_counts(*source_task_ids: str) -> dict[str, str]:
 def add_analysis_steps(
     jsonl_source: Any, blob_prefix: str, pipeline_counts: dict[str, str] | None = None,
     baseline_prefixes: str | None = None, report_outlets: list[Any] | None = None,
-    analysis_window: bool = False,
+    analysis_window: bool = False, collected: Any = None,
 ) -> tuple[Any, Any, Any]:
-    """JSON lines → Blob parts → Batch fan-out of the analyzer → merged summary and report."""
+    """JSON lines → Blob parts → Batch fan-out of the analyzer → merged summary and report.
+
+    ``collected``: a mapped consume's ``collect_parts`` task; the Batch job then takes the parts of
+    whichever branch ran.
+    """
     from airflow_provider_logproc.operators.batch import AzureBatchJobOperator
     from airflow_provider_logproc.operators.blob import BlobUploadOperator
     from airflow_provider_logproc.operators.report import LogAnalysisReportOperator
@@ -245,12 +275,14 @@ def add_analysis_steps(
         content_type="application/x-ndjson",
         create_container=True,
     )
+    uploads = ["upload_parts", *([collected.operator.task_id] if collected is not None else [])]
     analyze = AzureBatchJobOperator(
         task_id="analyze",
         pool_id="{{ params.pool_id }}",
         job_id="{{ logproc_batch_job_id(params.topic, data_interval_start, data_interval_end, run_id, "
-        "ti.xcom_pull(task_ids='upload_parts', key='content_fingerprint')) }}",
-        fan_out_inputs=_templated(upload_parts.output),
+        f"logproc_first_xcom(ti, {uploads}, 'content_fingerprint')) }}}}",
+        fan_out_inputs=_templated(upload_parts.output if collected is None
+                                  else f"{{{{ logproc_first_xcom(ti, {uploads}, 'return_value') }}}}"),
         task_template={
             "command": [*analyzer_command(), "{input_file}", "--output", "{output_dir}/partial.msgpack",
                         # The window the records were read for: per-hour figures stay inside it, and
@@ -266,6 +298,8 @@ def add_analysis_steps(
         # One taskcounts request per poll, whatever the number of tasks. Polls start a second apart
         # and back off to this as the job runs on (see AzureBatchJobTrigger).
         poll_interval=30,
+        # Either branch's uploads (the other is skipped) when a mapped consume may run.
+        trigger_rule="none_failed_min_one_success" if collected is not None else "all_success",
     )
     report = LogAnalysisReportOperator(
         task_id="report",
@@ -278,7 +312,7 @@ def add_analysis_steps(
         outlets=report_outlets or [],
     )
 
-    upload_parts >> analyze >> report
+    [upload_parts, *([collected] if collected is not None else [])] >> analyze >> report
     return upload_parts, analyze, report
 
 
@@ -303,6 +337,7 @@ def build_daily_pipeline() -> None:
     """Create the daily pipeline's tasks in the DAG being defined."""
     warn_if_staging_is_not_shared()
     from airflow_provider_logproc.operators.blob import BlobUploadOperator
+    from airflow_provider_logproc.pipeline_mapped import COLLECT_TASK, add_mapped_consume
     from airflow_provider_logproc.sensors.kafka import KafkaWindowCompleteSensor
 
     window_dir = f"{staging_base()}/{{{{ dag.dag_id }}}}/{TOPIC}/{WINDOW_PATH}"
@@ -317,7 +352,8 @@ def build_daily_pipeline() -> None:
         timeout=2 * 3600,
     )
     source = choose_source()
-    consume = _consume_step("consume", f"{window_dir}/raw.ion", max_lateness="{{ params.max_lateness_minutes * 60 }}")
+    max_lateness = "{{ params.max_lateness_minutes * 60 }}"
+    consume = _consume_step("consume", f"{window_dir}/raw.ion", max_lateness=max_lateness)
     archive_raw = BlobUploadOperator(
         task_id="archive_raw",
         source=_templated(consume.output),
@@ -329,6 +365,7 @@ def build_daily_pipeline() -> None:
                   for key, name in ARCHIVE_COUNTERS.items()},
     )
     restored = restore_from_archive()
+    plan_groups, collected = add_mapped_consume(window_dir, TOPIC, WINDOW_PATH, max_lateness)
     to_json = _to_json_step(
         "{{ ti.xcom_pull(task_ids='consume') or ti.xcom_pull(task_ids='restore_from_archive') }}",
         f"{window_dir}/raw.jsonl",
@@ -340,12 +377,13 @@ def build_daily_pipeline() -> None:
         # The last week's windows: an empty or far smaller window is an anomaly, not a quiet success.
         baseline_prefixes="{{ logproc_previous_window_prefixes(params.topic, data_interval_start, "
                           "data_interval_end, 7) }}",
-        pipeline_counts=pipeline_counts("consume", "restore_from_archive"),
+        pipeline_counts=pipeline_counts("consume", "restore_from_archive", collected=COLLECT_TASK),
         report_outlets=[report_asset()],
         analysis_window=True,
+        collected=collected,
     )
 
-    wait_for_window >> source >> [consume, restored]
+    wait_for_window >> source >> [consume, restored, plan_groups]
     consume >> archive_raw
     [consume, restored] >> to_json >> upload_parts
 

@@ -10,6 +10,10 @@ trigger timetable, whose runs have zero-length intervals — there would be no w
 
 Configure with environment variables (read when the file is parsed) or override params per run:
 ``LOGPROC_TOPIC``, ``LOGPROC_POOL_ID``, ``LOGPROC_SCHEDULE`` (a cron expression or preset).
+
+Multi-worker deployments (Celery, Kubernetes): stage in object storage (``LOGPROC_STAGING_BASE=
+abfs://wasb_default@<container>/logproc``); a large day is consumed by ``consume_groups`` mapped tasks,
+one per partition group, each converting and uploading its own part.
 """
 
 from __future__ import annotations
@@ -47,6 +51,9 @@ with DAG(
         "results_container": Param("results", type="string", description="summary.json, report.html"),
         "pool_id": Param(os.environ.get("LOGPROC_POOL_ID", "local-pool"), type="string"),
         "parts": Param(4, type="integer", minimum=1, maximum=1000, description="Batch tasks per day"),
+        "consume_groups": Param(0, type="integer", minimum=0, maximum=256,
+                                description="consume tasks (partition groups) per day, mapped over workers; "
+                                            "1 = one task; 0 = auto: one for a small day, else min(partitions, 4)"),
         "max_lateness_minutes": Param(0, type="integer", minimum=0,
                                       description="wait this long past the window for late records"),
         "idle_timeout_minutes": Param(10, type="number", minimum=0,

@@ -88,11 +88,14 @@ class KafkaBatchConsumeOperator(BaseOperator):
         CPU-bound and holds the GIL). Default: one per partition, up to twice the CPUs, when the window
         holds at least 100,000 offsets, else 1 (read in the task's process). The output bytes are
         the same either way.
+    :param partitions: window mode: read only these partitions (numbers of the one topic, or
+        ``[topic, partition]`` pairs; templated): one group of a consume mapped over partition groups
+        (see :mod:`airflow_provider_logproc.kafka.groups`). Default: every partition.
     """
 
     template_fields: Sequence[str] = (
         "topics", "since", "until", "max_lateness", "output_uri", "staging_base", "group_id", "kafka_config_id",
-        "max_records", "max_duration",
+        "max_records", "max_duration", "partitions",
     )
     ui_color = "#e8f1f8"
 
@@ -117,6 +120,7 @@ class KafkaBatchConsumeOperator(BaseOperator):
         poll_timeout: float = 1.0,
         stall_timeout: float = 60.0,
         workers: int | None = None,
+        partitions: Sequence[int] | Sequence[Sequence[Any]] | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -147,6 +151,9 @@ class KafkaBatchConsumeOperator(BaseOperator):
         if workers is not None and workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self.workers = workers
+        if partitions is not None and group_id is not None:
+            raise ValueError("partitions selects part of a window: it cannot be combined with group_id")
+        self.partitions = partitions
         # What execute read and wrote, for OpenLineage (bootstrap, output, records, dead letters).
         self._lineage: dict[str, Any] | None = None
 
@@ -250,7 +257,7 @@ class KafkaBatchConsumeOperator(BaseOperator):
         window = self._window(context)
         # Once per task: whether the C loop or its Python twin runs (the same in worker processes).
         self.log.info("encoding loop: %s", encoder.window_loop())
-        plans = plan_window(consumer, self.topic_list, window)
+        plans = self._selected(plan_window(consumer, self.topic_list, window))
         for plan in plans:
             self.log.info("%s[%d]: offsets %d..%d to read (low %d, high %d)", plan.topic, plan.partition,
                           plan.start, plan.high - 1, plan.low, plan.high)
@@ -269,6 +276,18 @@ class KafkaBatchConsumeOperator(BaseOperator):
                                     progress=Progress("window read", logger=self.log), logger=self.log)
             self._publish_dead_letters(dead_letters, dead_letter_path, sum(s.count for s in stats))
         return stats
+
+    def _selected(self, plans: list[Any]) -> list[Any]:
+        """Keep the plans of the ``partitions`` this task reads (all when not given); unknown ones are an error."""
+        from airflow_provider_logproc.kafka.groups import PartitionGroupError, parse_partitions
+
+        chosen = parse_partitions(self.partitions, self.topic_list)
+        if chosen is None:
+            return plans
+        missing = chosen - {(plan.topic, plan.partition) for plan in plans}
+        if missing:
+            raise PartitionGroupError(f"partitions {sorted(missing)} are not partitions of {self.topic_list}")
+        return [plan for plan in plans if (plan.topic, plan.partition) in chosen]
 
     def _read_group(self, consumer: Consumer, output: ObjectStoragePath, encoder: Any,
                     dead_letters: DeadLetters, limits: ReadLimits,

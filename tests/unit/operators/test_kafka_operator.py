@@ -15,7 +15,7 @@ END = dt.datetime(2024, 3, 3, tzinfo=dt.UTC)
 
 def test_template_fields_cover_what_users_template():
     assert {"topics", "since", "until", "max_lateness", "output_uri", "staging_base", "group_id",
-            "max_records", "max_duration"} <= set(KafkaBatchConsumeOperator.template_fields)
+            "max_records", "max_duration", "partitions"} <= set(KafkaBatchConsumeOperator.template_fields)
 
 
 @pytest.mark.parametrize(
@@ -26,6 +26,7 @@ def test_template_fields_cover_what_users_template():
         ({"max_bad_share": 1.5}, r"max_bad_share must be within \[0, 1\]"),
         ({"on_retention_gap": "ignore"}, "on_retention_gap must be 'fail' or 'warn'"),
         ({"ion_encoding": "json"}, "ion_encoding must be one of"),
+        ({"partitions": [0], "group_id": "g"}, "cannot be combined with group_id"),
     ],
 )
 def test_bad_arguments_fail_when_the_dag_is_parsed(kwargs, message):
@@ -73,3 +74,14 @@ def test_group_limits_from_templates():
         KafkaBatchConsumeOperator(task_id="c", topics="t", max_records="0")._max_records()
     with pytest.raises(ValueError, match="topics must be"):
         _ = KafkaBatchConsumeOperator(task_id="c", topics=[]).topic_list
+
+
+def test_partitions_select_the_plans_of_one_group_and_name_unknown_ones():
+    from airflow_provider_logproc.kafka.groups import PartitionGroupError
+
+    plans = [SimpleNamespace(topic="t", partition=p) for p in range(4)]
+    operator = KafkaBatchConsumeOperator(task_id="c", topics="t", partitions=[["t", 1], ["t", 2]])
+    assert [p.partition for p in operator._selected(plans)] == [1, 2]
+    assert KafkaBatchConsumeOperator(task_id="c", topics="t")._selected(plans) == plans
+    with pytest.raises(PartitionGroupError, match=r"\[\('t', 7\)\] are not partitions of \['t'\]"):
+        KafkaBatchConsumeOperator(task_id="c", topics="t", partitions=[1, 7])._selected(plans)

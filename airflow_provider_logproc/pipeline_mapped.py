@@ -1,0 +1,131 @@
+"""The daily pipeline's mapped consume: a day read by several tasks, one per partition group.
+
+``choose_source`` decides (``consume_groups`` param, see :mod:`airflow_provider_logproc.kafka.groups`)
+between the single ``consume`` task and this branch::
+
+    plan_consume_groups → consume_part[i] → to_json_part[i] → upload_part[i] → collect_parts → analyze
+                                          ↘ archive_part[i]
+
+Each ``consume_part`` reads exactly the window of its partitions into its own Ion part (the same
+read as the single task's, restricted to those partitions), so the parts stay on the workers that
+wrote them until each is converted and uploaded by its own mapped tasks; ``collect_parts`` only
+gathers the blob URLs for the Batch job, adds up the counters, and joins the small kept-aside
+files into one of each for the report. Names are derived from the window and the part index: a
+rerun of the day with the same groups rewrites the same objects with the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from airflow.providers.common.compat.sdk import task
+
+PLAN_TASK = "plan_consume_groups"
+CONSUME_TASK = "consume_part"
+TO_JSON_TASK = "to_json_part"
+UPLOAD_TASK = "upload_part"
+COLLECT_TASK = "collect_parts"
+# The part index in a mapped task's templates: part-000, part-001, ...
+PART = "{{ '%03d' % ti.map_index }}"
+
+
+@task(task_id=PLAN_TASK)
+def plan_consume_groups(**context: Any) -> list[Any]:
+    """Return the partition groups ``choose_source`` planned (one mapped consume task each)."""
+    groups = context["ti"].xcom_pull(task_ids="choose_source", key="partition_groups", map_indexes=-1)
+    if not groups:
+        raise ValueError("choose_source planned no partition groups for this run: clear choose_source too")
+    return list(groups)
+
+
+def _pull_parts(ti: Any, task_id: str, key: str, count: int) -> list[Any]:
+    """Pull ``key`` of each of the ``count`` mapped instances of ``task_id``, in part order."""
+    return [ti.xcom_pull(task_ids=task_id, key=key, map_indexes=index) for index in range(count)]
+
+
+def _join_files(uris: list[Any], target: str) -> str | None:
+    """Copy the kept-aside files ``uris`` (None: the part had none) into ``target``, in part order."""
+    from airflow_provider_logproc import staging
+
+    present = [str(uri) for uri in uris if uri not in (None, "", "None")]
+    if not present:
+        staging.remove_if_exists(target)  # also clears an earlier run's
+        return None
+    with staging.atomic_write(target) as out:
+        for uri in present:
+            with staging.as_path(uri).open("rb") as source:
+                while chunk := source.read(1 << 20):
+                    out.write(chunk)
+    return target
+
+
+@task(task_id=COLLECT_TASK)
+def collect_parts(uploaded: Any, kept_aside_dir: str, **context: Any) -> list[str]:
+    """Gather the parts' blob URLs for the Batch job; add up their counters; join their kept-aside files."""
+    from airflow_provider_logproc.version_compat import push_xcoms
+
+    ti = context["ti"]
+    per_part = [list(urls) for urls in uploaded]
+    count = len(per_part)
+    consumed = _pull_parts(ti, CONSUME_TASK, "record_count", count)
+    dead = _pull_parts(ti, CONSUME_TASK, "dead_letter_count", count)
+    analysed = _pull_parts(ti, TO_JSON_TASK, "record_count", count)
+    invalid = _pull_parts(ti, TO_JSON_TASK, "invalid_count", count)
+    fingerprints = _pull_parts(ti, UPLOAD_TASK, "content_fingerprint", count)
+    base = kept_aside_dir.rstrip("/")
+    push_xcoms(
+        ti,
+        record_count=sum(int(n or 0) for n in consumed),
+        dead_letter_count=sum(int(n or 0) for n in dead),
+        dead_letter_uri=_join_files(_pull_parts(ti, CONSUME_TASK, "dead_letter_uri", count),
+                                    f"{base}/raw.dead-letter.jsonl"),
+        analysed_count=sum(int(n or 0) for n in analysed),
+        invalid_count=sum(int(n or 0) for n in invalid),
+        invalid_uri=_join_files(_pull_parts(ti, TO_JSON_TASK, "invalid_uri", count), f"{base}/raw.invalid.jsonl"),
+        # One Batch job per window and content: the parts' fingerprints, in part order.
+        content_fingerprint=hashlib.sha256("\n".join(map(str, fingerprints)).encode()).hexdigest(),
+    )
+    return [url for urls in per_part for url in urls]
+
+
+def add_mapped_consume(window_dir: str, topic: str, window_path: str, max_lateness: str) -> tuple[Any, Any]:
+    """Add the mapped branch (see the module doc); return its first task and ``collect_parts``."""
+    from airflow_provider_logproc.operators.blob import BlobUploadOperator
+    from airflow_provider_logproc.operators.ion import IonToJsonOperator
+    from airflow_provider_logproc.operators.kafka import KafkaBatchConsumeOperator
+    from airflow_provider_logproc.pipeline import ARCHIVE_COUNTERS
+
+    part_dir = f"{window_dir}/groups"
+    plan = plan_consume_groups()
+    consume = KafkaBatchConsumeOperator.partial(
+        task_id=CONSUME_TASK, topics=topic, output_uri=f"{part_dir}/part-{PART}.ion", max_bad_share=0.05,
+        max_lateness=max_lateness,
+    ).expand(partitions=plan)
+    BlobUploadOperator.partial(
+        task_id="archive_part",
+        container="{{ params.archive_container }}",
+        blob_name=f"{topic}/{window_path}/raw-groups/part-{PART}.ion",
+        content_type="application/ion",
+        create_container=True,
+        metadata={name: f"{{{{ ti.xcom_pull(task_ids='{CONSUME_TASK}', key='{key}', map_indexes=ti.map_index) }}}}"
+                  for key, name in ARCHIVE_COUNTERS.items()},
+    ).expand(source=consume.output)
+    to_json = IonToJsonOperator.partial(
+        task_id=TO_JSON_TASK, output_uri=f"{part_dir}/part-{PART}.jsonl", validate_records=True,
+    ).expand(source_uri=consume.output)
+    upload = BlobUploadOperator.partial(
+        task_id=UPLOAD_TASK,
+        container="{{ params.logs_container }}",
+        prefix=f"{topic}/{window_path}/group-{PART}",
+        # About params.parts Batch tasks for the day in all, whatever the number of groups.
+        parts=f"{{{{ logproc_parts_per_group(params.parts, ti.xcom_pull(task_ids='{PLAN_TASK}', map_indexes=-1) "
+              "| length) }}",
+        content_type="application/x-ndjson",
+        create_container=True,
+    ).expand(source=to_json.output)
+    collected = collect_parts(upload.output, part_dir)
+    return plan, collected
+
+
+__all__ = ["add_mapped_consume", "collect_parts", "plan_consume_groups"]

@@ -1,0 +1,91 @@
+"""The daily DAG with its consume mapped over partition groups, on the local stack (issue 17, item 2).
+
+The same day, read by one task and by three mapped tasks, gives the same report counts; the mapped
+run's parts stay separate up to the Batch job; a rerun rewrites the same objects with the same bytes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from logproc_local import sample_logs
+from tests.system import test_daily_pipeline as daily
+from tests.system.test_daily_pipeline import BAD_SHARE, DAY, expected_counts, results, run_day
+
+pytestmark = pytest.mark.system
+
+PARTITIONS = 4
+# The daily pipeline tests' fixtures: the local stack, the analyzer command on the local pool.
+stack = daily.stack
+monkeypatch_module = daily.monkeypatch_module
+
+
+def comparable(summary: dict) -> dict:
+    """The summary without what describes the inputs one by one (the parts differ: 3 of a day, or a group's).
+
+    Also without the staging URIs of the kept-aside files (they name the branch's folder).
+    """
+    pipeline = {key: value for key, value in summary["pipeline"].items() if not key.endswith("_file")}
+    return {**{key: value for key, value in summary.items() if key not in ("inputs", "field_mappings")},
+            "pipeline": pipeline, "input_lines": sum(part["lines"] for part in summary["inputs"])}
+
+
+def test_mapped_consume_gives_the_single_tasks_counts_and_reruns_byte_identical(stack, kafka_topic,
+                                                                               blob_service_client):
+    topic = kafka_topic(partitions=PARTITIONS)
+    produced = {day: list(sample_logs.generate(day, 1_200, seed=5, bad_share=BAD_SHARE))
+                for day in (DAY, DAY + dt.timedelta(days=1))}
+    for records in produced.values():
+        sample_logs.produce(records, topic, {"bootstrap.servers": stack["kafka"].bootstrap_servers},
+                            partitions=PARTITIONS)
+    want = expected_counts(produced[DAY])
+
+    single = run_day(topic, DAY, consume_groups=1)
+    states = {ti.task_id: ti.state for ti in single.get_task_instances()}
+    assert states["consume"] == "success" and states["plan_consume_groups"] == "skipped"
+    one_task, _ = results(blob_service_client, topic, DAY)
+
+    mapped = run_day(topic, DAY, consume_groups=3)
+    tis = mapped.get_task_instances()
+    assert {ti.task_id: ti.state for ti in tis if ti.map_index < 0}["consume"] == "skipped"
+    parts = sorted((ti.task_id, ti.map_index, ti.state) for ti in tis if ti.map_index >= 0)
+    assert parts == sorted((task_id, index, "success") for index in range(3)
+                           for task_id in ("consume_part", "archive_part", "to_json_part", "upload_part"))
+    in_parts, digests = results(blob_service_client, topic, DAY)
+
+    # The report's counts are the single task's, every record accounted for.
+    assert comparable(in_parts) == comparable(one_task)
+    assert in_parts["totals"]["valid"] == want["valid"]
+    assert in_parts["pipeline"]["undecodable_records"] == want["undecodable"]
+    assert in_parts["pipeline"]["invalid_records"] == want["invalid"]
+    assert in_parts["accounting"]["adds_up"] and in_parts["accounting"]["window_records"] == len(produced[DAY])
+    # Each group uploaded its own parts (nothing concatenated); 3 groups x ceil(3 parts / 3 groups).
+    prefix = f"logs/{topic}/{DAY:%Y/%m/%d}"
+    assert {name for name in digests if name.startswith(f"{prefix}/group-")} == {
+        f"{prefix}/group-{index:03d}/{name}" for index in range(3) for name in ("part-00000.jsonl", "manifest.json")}
+    assert {f"archive/{topic}/{DAY:%Y/%m/%d}/raw-groups/part-{index:03d}.ion" for index in range(3)} <= set(digests)
+
+    # The same day mapped again: the same objects, byte for byte.
+    run_day(topic, DAY, consume_groups=3)
+    again, digests_again = results(blob_service_client, topic, DAY)
+    assert digests_again == digests
+    assert again == in_parts
+
+
+def test_auto_groups_keep_a_small_day_in_one_task_and_map_a_large_one(stack, kafka_topic, blob_service_client,
+                                                                      monkeypatch):
+    topic = kafka_topic(partitions=PARTITIONS)
+    records = list(sample_logs.generate(DAY, 600, seed=6, bad_share=BAD_SHARE))
+    sample_logs.produce(records, topic, {"bootstrap.servers": stack["kafka"].bootstrap_servers},
+                        partitions=PARTITIONS)
+
+    small = run_day(topic, DAY)  # consume_groups=0: auto; 600 records is a small day
+    assert {ti.task_id: ti.state for ti in small.get_task_instances() if ti.map_index < 0}["consume"] == "success"
+    monkeypatch.setenv("LOGPROC_MAPPED_CONSUME_MIN_RECORDS", "100")
+    monkeypatch.setenv("LOGPROC_CONSUME_GROUPS", "2")
+    large = run_day(topic, DAY)
+    assert sorted(ti.map_index for ti in large.get_task_instances() if ti.task_id == "consume_part") == [0, 1]
+    summary, _ = results(blob_service_client, topic, DAY)
+    assert summary["totals"]["valid"] == expected_counts(records)["valid"]
