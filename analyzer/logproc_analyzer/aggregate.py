@@ -33,14 +33,15 @@ from logproc_analyzer.decoding import (
     InvalidRecord,
     IpCounter,
     Normalized,
-    _decode_nothing,
-    _Slow,
+    TakeSlowPath,
+    decode_nothing,
+    fold_missing,
     invalid_line_json,
     loads_json_line,
     mapped_keys,
     record_decoder,
 )
-from logproc_analyzer.fields import EPOCH_MS_THRESHOLD, FieldMapping, Window
+from logproc_analyzer.fields import EPOCH_MS_THRESHOLD, FieldMapping, Window, window_text
 from logproc_analyzer.native import optional_extension
 from logproc_analyzer.sketch import LatencyHistogram
 from logproc_analyzer.sketches import KeySketch
@@ -84,15 +85,6 @@ _LINES_PER_CHUNK = 65_536  # lines of an iterable handed to the C loop at a time
 _INT_MIN = -(1 << 63)
 _INT_MAX = (1 << 64) - 1
 _INFINITY = float("inf")
-
-
-def _fold_missing(counter: Mapping[Any, int]) -> dict[str, int]:
-    folded: dict[str, int] = {}
-    for key, count in counter.items():
-        name = MISSING if key is None else key
-        folded[name] = folded.get(name, 0) + count
-    return folded
-
 
 
 class Aggregate(SlowPath):
@@ -211,7 +203,7 @@ class Aggregate(SlowPath):
     def _ingest_python(self, lines: Iterable[bytes], *, source: str, first_line: int = 1) -> None:
         """Run the same loop in Python: where the C one is not built, and the reference it is tested against."""
         decoder = record_decoder(self.mapping)
-        decode = decoder.decode if decoder is not None else _decode_nothing
+        decode = decoder.decode if decoder is not None else decode_nothing
         prefix_get = self._iso_prefix.get
         seconds_ok = self._iso_seconds
         tail_get = self._iso_tail.get
@@ -259,9 +251,9 @@ class Aggregate(SlowPath):
                 elif ts.__class__ is int and 0 <= ts <= int_max:
                     minute = ts // 60000 if ts >= ms_threshold else ts // 60
                 else:
-                    raise _Slow
+                    raise TakeSlowPath
                 if windowed and not low <= minute < high:
-                    raise _Slow  # outside the window: the slow path notes its exact time
+                    raise TakeSlowPath  # outside the window: the slow path notes its exact time
                 if (
                     status.__class__ is not int
                     or not 100 <= status <= 599
@@ -273,7 +265,7 @@ class Aggregate(SlowPath):
                             or (latency.__class__ is int and int_min <= latency <= int_max))
                     or not (size is None or (size.__class__ is int and 0 <= size <= int_max))
                 ):
-                    raise _Slow
+                    raise TakeSlowPath
                 # Last, as it is the first count: an unseen IP is validated by IpCounter.__missing__,
                 # which raises (nothing counted yet) for anything but a canonical address.
                 ips[ip] += 1
@@ -356,7 +348,7 @@ class Aggregate(SlowPath):
         """Add another (finished) aggregate into this one; returns self."""
         if self.window != other.window:
             raise ValueError(f"cannot merge analyses of different windows: "
-                             f"{_window_text(self.window)} and {_window_text(other.window)}")
+                             f"{window_text(self.window)} and {window_text(other.window)}")
         self.flush_pending()  # both sides' C-loop counts first: merge adds the dictionaries
         other.flush_pending()
         self._merge_field_mappings(other.field_mappings)
@@ -423,7 +415,7 @@ class Aggregate(SlowPath):
         if sketch is None:
             sketch = self.sketches[name] = KeySketch(with_errors=name == "ips")
         if counts or any(errors):
-            sketch.add_counts(_fold_missing(counts) if name != "ips" else counts, *errors)
+            sketch.add_counts(fold_missing(counts) if name != "ips" else counts, *errors)
             counts.clear()
             for table in errors:
                 if table is not None:
@@ -448,10 +440,3 @@ class Aggregate(SlowPath):
         from logproc_analyzer.partials import aggregate_from_document
 
         return aggregate_from_document(data, where=where)
-
-
-def _window_text(window: Window | None) -> str:
-    if window is None:
-        return "no window"
-    described = window.to_dict()
-    return f"[{described['since'] or '-inf'}, {described['until'] or '+inf'})"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -24,6 +25,9 @@ __all__ = [
     "InvalidRecord",
     "IpCounter",
     "Normalized",
+    "TakeSlowPath",
+    "decode_nothing",
+    "fold_missing",
     "invalid_line_json",
     "loads_json_line",
     "mapped_keys",
@@ -80,7 +84,7 @@ def invalid_line_json(source: str, line: int, reason: str, message: str, raw: by
     return orjson.dumps(entry) + b"\n"
 
 
-class _Slow(Exception):
+class TakeSlowPath(Exception):
     """Raised inside the fast path to hand a line to the slow path.
 
     Always a new instance: re-raising one shared instance would chain every raise's traceback onto
@@ -91,7 +95,7 @@ class _Slow(Exception):
 class IpCounter(dict[str, int]):
     """Requests per client IP; the first sight of a key validates it as a canonical IP address.
 
-    ``counter[ip] += 1`` raises FieldError for anything that is not an IPv4/IPv6 address and _Slow for
+    ``counter[ip] += 1`` raises FieldError for anything that is not an IPv4/IPv6 address and TakeSlowPath for
     an address not in canonical form (the slow path maps it to its canonical text), so the fast path
     pays for validation only once per distinct address.
     """
@@ -100,7 +104,7 @@ class IpCounter(dict[str, int]):
 
     def __missing__(self, key: str) -> int:
         if parse_client_ip(key) != key:
-            raise _Slow
+            raise TakeSlowPath
         return 0
 
 
@@ -209,8 +213,9 @@ def mapped_keys(mapping: FieldMapping) -> tuple[bytes, ...]:
         mapping.user_agent, mapping.source, mapping.bytes, mapping.latency_ms))
 
 
-def _decode_nothing(line: bytes) -> Any:
-    raise _Slow
+def decode_nothing(line: bytes) -> Any:
+    """Decode no line: every line takes the slow path (no field can be decoded by msgspec)."""
+    raise TakeSlowPath
 
 
 def _reject_constant(name: str) -> Any:
@@ -228,3 +233,12 @@ def loads_json_line(line: bytes) -> Any:
         if "infinity" not in str(exc):
             raise
     return json.loads(line, parse_constant=_reject_constant)  # raises ValueError, as orjson does
+
+
+def fold_missing(counter: Mapping[Any, int]) -> dict[str, int]:
+    """Return ``counter`` with the missing-value key (None) counted under ``MISSING``."""
+    folded: dict[str, int] = {}
+    for key, count in counter.items():
+        name = MISSING if key is None else key
+        folded[name] = folded.get(name, 0) + count
+    return folded

@@ -378,3 +378,11 @@ def ms_iso(ms: int) -> str:
     """UTC ISO 8601 text of epoch milliseconds, to the millisecond."""
     moment = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(milliseconds=ms)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def window_text(window: Window | None) -> str:
+    """Describe ``window`` for a message: ``[since, until)``, open ends as infinities."""
+    if window is None:
+        return "no window"
+    described = window.to_dict()
+    return f"[{described['since'] or '-inf'}, {described['until'] or '+inf'})"

@@ -36,8 +36,8 @@ from logproc_analyzer.aggregate import (
     READABLE_PARTIAL_VERSIONS,
     Aggregate,
     InvalidLine,
-    _fold_missing,
 )
+from logproc_analyzer.decoding import fold_missing
 from logproc_analyzer.fields import FieldMapping, Window, parse_client_ip
 from logproc_analyzer.sketch import LatencyHistogram
 from logproc_analyzer.sketches import KeySketch
@@ -141,8 +141,8 @@ def partial_document(aggregate: Aggregate, *, copy: bool = True) -> dict[str, An
         "ips": dict(aggregate.ips) if copy else aggregate.ips,
         "ip_client_errors": dict(aggregate.ip_client_errors) if copy else aggregate.ip_client_errors,
         "ip_server_errors": dict(aggregate.ip_server_errors) if copy else aggregate.ip_server_errors,
-        "paths": _fold_missing(aggregate.paths),
-        "user_agents": _fold_missing(aggregate.user_agents),
+        "paths": fold_missing(aggregate.paths),
+        "user_agents": fold_missing(aggregate.user_agents),
         "sketches": {name: {part: base64.b64encode(blob).decode("ascii")
                             for part, blob in sketch.to_bytes().items()}
                      for name, sketch in sorted(aggregate.sketches.items())},
@@ -225,7 +225,7 @@ def _unpack_ips(packed: Mapping[str, Any], where: str) -> dict[str, int]:
 
 
 def _texts(counts: Mapping[Any, int]) -> dict[str, list[Any]]:
-    folded = _fold_missing(counts)
+    folded = fold_missing(counts)
     return {"keys": list(folded), "counts": list(folded.values())}
 
 
