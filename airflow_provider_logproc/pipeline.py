@@ -189,6 +189,22 @@ TOPIC = "{{ params.topic }}"
 RUN_KEY = "{{ run_id | replace(':', '_') | replace('+', '_') }}"
 
 
+def archive_options(blob_name: str, xcom_pull_args: str) -> dict[str, Any]:
+    """Return the upload options of a raw Ion archive: its blob, and the consume step's counters as metadata.
+
+    ``xcom_pull_args`` selects the consume task whose counters go into the blob's metadata, e.g.
+    ``"task_ids='consume'"`` (a mapped part adds ``map_indexes=ti.map_index``).
+    """
+    return {
+        "container": "{{ params.archive_container }}",
+        "blob_name": blob_name,
+        "content_type": "application/ion",
+        "create_container": True,
+        "metadata": {name: f"{{{{ ti.xcom_pull({xcom_pull_args}, key='{key}') }}}}"
+                     for key, name in ARCHIVE_COUNTERS.items()},
+    }
+
+
 @task.branch(task_id="choose_source")
 def choose_source(params: dict[str, Any] | None = None, **context: Any) -> str:
     """Consume from Kafka while it still holds the window (one task, or mapped over partition groups); else restore.
@@ -357,12 +373,7 @@ def build_daily_pipeline() -> None:
     archive_raw = BlobUploadOperator(
         task_id="archive_raw",
         source=_templated(consume.output),
-        container="{{ params.archive_container }}",
-        blob_name=f"{TOPIC}/{WINDOW_PATH}/raw.ion",
-        content_type="application/ion",
-        create_container=True,
-        metadata={name: f"{{{{ ti.xcom_pull(task_ids='consume', key='{key}') }}}}"
-                  for key, name in ARCHIVE_COUNTERS.items()},
+        **archive_options(f"{TOPIC}/{WINDOW_PATH}/raw.ion", "task_ids='consume'"),
     )
     restored = restore_from_archive()
     plan_groups, collected = add_mapped_consume(window_dir, TOPIC, WINDOW_PATH, max_lateness)

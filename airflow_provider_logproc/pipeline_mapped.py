@@ -94,7 +94,7 @@ def add_mapped_consume(window_dir: str, topic: str, window_path: str, max_latene
     from airflow_provider_logproc.operators.blob import BlobUploadOperator
     from airflow_provider_logproc.operators.ion import IonToJsonOperator
     from airflow_provider_logproc.operators.kafka import KafkaBatchConsumeOperator
-    from airflow_provider_logproc.pipeline import ARCHIVE_COUNTERS
+    from airflow_provider_logproc.pipeline import archive_options
 
     part_dir = f"{window_dir}/groups"
     plan = plan_consume_groups()
@@ -104,12 +104,8 @@ def add_mapped_consume(window_dir: str, topic: str, window_path: str, max_latene
     ).expand(partitions=plan)
     BlobUploadOperator.partial(
         task_id="archive_part",
-        container="{{ params.archive_container }}",
-        blob_name=f"{topic}/{window_path}/raw-groups/part-{PART}.ion",
-        content_type="application/ion",
-        create_container=True,
-        metadata={name: f"{{{{ ti.xcom_pull(task_ids='{CONSUME_TASK}', key='{key}', map_indexes=ti.map_index) }}}}"
-                  for key, name in ARCHIVE_COUNTERS.items()},
+        **archive_options(f"{topic}/{window_path}/raw-groups/part-{PART}.ion",
+                          f"task_ids='{CONSUME_TASK}', map_indexes=ti.map_index"),
     ).expand(source=consume.output)
     to_json = IonToJsonOperator.partial(
         task_id=TO_JSON_TASK, output_uri=f"{part_dir}/part-{PART}.jsonl", validate_records=True,
