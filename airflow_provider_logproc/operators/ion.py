@@ -108,8 +108,9 @@ class IonToJsonOperator(BaseOperator):
         options: dict[str, Any] = {"unwrap_value": self.unwrap_value, "timezone": self.timezone,
                    "keep_annotations": self.keep_annotations, "validate_records": self.validate_records}
         with staging.atomic_write(output) as out, staging.atomic_write(invalid_path) as invalid:
-            if source.protocol in ("file", "local") and self.output_format == "jsonl":
-                result = convert_ion_file_to_json(source.path, out.write, invalid.write, workers=self.workers,
+            local_source = staging.local_file(source)
+            if local_source is not None and self.output_format == "jsonl":
+                result = convert_ion_file_to_json(str(local_source), out.write, invalid.write, workers=self.workers,
                                                   source_name=str(source), logger=self.log, **options)
             else:
                 with source.open("rb") as handle:
