@@ -23,10 +23,10 @@ against noida-db even the bare loop's RSS grows with the partition size (the bro
 beyond the requested maximum bytes and librdkafka holds the answer); compare each operator figure
 with the bare loop's at the same size. The ``-traced`` modes (one process, tracemalloc on, slower)
 also report the peak of Python's own allocations, which leaves librdkafka's buffers out: the
-reading loop's own share. Each child also reports its CPU time (user + system, its worker processes
-included), which a busy shared machine moves less than the wall time. ``--other-python`` compares
-with another checkout (its venv's interpreter): a mode ending in ``@other`` runs there, in the same
-rounds against the same broker.
+reading loop's own share. Each child also reports the CPU time (user + system, its worker processes
+included) of the timed section only, which a busy shared machine moves less than the wall time.
+``--other-python`` compares with another checkout (its venv's interpreter): a mode ending in
+``@other`` runs there, in the same rounds against the same broker.
 
     .venv/bin/python bench/bench_consume.py --records 1000000 --repeat 5 [--pin-broker]
     .venv/bin/python bench/bench_consume.py --modes bare,ion-text-1,ion-text-1@other \
@@ -93,10 +93,10 @@ def produce(bootstrap: str, topic: str, count: int) -> None:
 # --- children ------------------------------------------------------------------------------------
 
 
-def child_bare(bootstrap: str, topic: str, output: str) -> tuple[int, float]:
+def child_bare(bootstrap: str, topic: str, output: str) -> tuple[int, float, float]:
     from confluent_kafka import Consumer, TopicPartition
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), cpu_seconds()
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bare-{uuid.uuid4().hex}",
                          "enable.auto.commit": False, **LOCAL_BROKER_CONSUMER_CONFIG})
     highs = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(PARTITIONS)}
@@ -121,7 +121,7 @@ def child_bare(bootstrap: str, topic: str, output: str) -> tuple[int, float]:
                 if message.offset() + 1 >= highs[message.partition()]:
                     remaining.discard(message.partition())
     consumer.close()
-    return count, time.perf_counter() - started
+    return count, time.perf_counter() - started, cpu_seconds() - cpu_started
 
 
 class _TaskInstance:
@@ -132,7 +132,8 @@ class _TaskInstance:
         self.xcom[key] = value
 
 
-def child_operator(bootstrap: str, topic: str, output: str, encoding: str, workers: int | None) -> tuple[int, float]:
+def child_operator(bootstrap: str, topic: str, output: str, encoding: str,
+                   workers: int | None) -> tuple[int, float, float]:
     from airflow_provider_logproc.operators.kafka import KafkaBatchConsumeOperator
 
     warm_up_airflow()
@@ -145,9 +146,11 @@ def child_operator(bootstrap: str, topic: str, output: str, encoding: str, worke
                                          until=since + dt.timedelta(days=1), output_uri=f"file://{output}",
                                          ion_encoding=encoding, workers=workers)
     ti = _TaskInstance()
-    started = time.perf_counter()  # the Airflow import is not timed; connection lookup and fsync are
+    # The Airflow import is neither timed nor counted in CPU time (a worker has it loaded already);
+    # the connection lookup and the fsync are.
+    started, cpu_started = time.perf_counter(), cpu_seconds()
     operator.execute({"ti": ti})  # type: ignore[typeddict-item]
-    return int(ti.xcom["record_count"]), time.perf_counter() - started
+    return int(ti.xcom["record_count"]), time.perf_counter() - started, cpu_seconds() - cpu_started
 
 
 _out_file: Any = None
@@ -158,7 +161,7 @@ def write_value(message: Any) -> None:
     _out_file.write(b"\n")
 
 
-def child_official(bootstrap: str, topic: str, output: str, count: int) -> tuple[int, float]:
+def child_official(bootstrap: str, topic: str, output: str, count: int) -> tuple[int, float, float]:
     global _out_file
     from airflow.providers.apache.kafka.operators.consume import ConsumeFromTopicOperator
 
@@ -170,12 +173,12 @@ def child_official(bootstrap: str, topic: str, output: str, count: int) -> tuple
                                         apply_function=write_value, max_messages=count, max_batch_size=10_000,
                                         poll_timeout=5, commit_cadence="never")
     warm_up_airflow()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), cpu_seconds()
     with open(output, "wb") as _out_file:
         operator.execute({})
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu_started
     with open(output, "rb") as produced:
-        return sum(1 for _ in produced), seconds
+        return sum(1 for _ in produced), seconds, cpu
 
 
 def peak_rss_mb() -> float:
@@ -261,19 +264,17 @@ def child_main(mode: str, args: dict[str, Any]) -> None:
 
         mode = mode.removesuffix("-traced")
         tracemalloc.start()
-    cpu_before = cpu_seconds()
     if mode == "bare":
-        count, seconds = child_bare(args["bootstrap"], args["topic"], args["output"])
+        count, seconds, cpu = child_bare(args["bootstrap"], args["topic"], args["output"])
     elif mode.startswith("ion-"):
         # ion-text, ion-binary: default workers; ion-text-1: one process (workers=1)
         parts = mode.split("-")
         workers = int(parts[2]) if len(parts) > 2 else None
-        count, seconds = child_operator(args["bootstrap"], args["topic"], args["output"], parts[1], workers)
+        count, seconds, cpu = child_operator(args["bootstrap"], args["topic"], args["output"], parts[1], workers)
     elif mode == "official":
-        count, seconds = child_official(args["bootstrap"], args["topic"], args["output"], args["count"])
+        count, seconds, cpu = child_official(args["bootstrap"], args["topic"], args["output"], args["count"])
     else:
         raise SystemExit(f"unknown child mode {mode}")
-    cpu = cpu_seconds() - cpu_before
     rss_mb = peak_rss_mb()
     traced_mb = tracemalloc.get_traced_memory()[1] / 2**20 if traced else None
     print(json.dumps({"mode": mode, "records": count, "seconds": seconds, "cpu_seconds": cpu, "rss_mb": rss_mb,

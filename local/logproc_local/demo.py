@@ -72,10 +72,13 @@ def airflow_environment(home: Path, stack: LocalStack, staging: Path, dags_folde
     }
 
 
-def run_day(env: dict[str, str], day: dt.date, log_dir: Path) -> float:
-    """``airflow dags test`` for the window [day, day+1): its logical date is the window's end."""
+def run_day(env: dict[str, str], day: dt.date, log_dir: Path, consume_groups: int = 0) -> float:
+    """``airflow dags test`` for the window [day, day+1): its logical date is the window's end.
+
+    ``consume_groups``: the DAG param (0: auto, which keeps a demo-sized day in one task).
+    """
     logical_date = (day + dt.timedelta(days=1)).isoformat()
-    conf = orjson.dumps({"idle_timeout_minutes": 0.05, "parts": 3}).decode()
+    conf = orjson.dumps({"idle_timeout_minutes": 0.05, "parts": 3, "consume_groups": consume_groups}).decode()
     log_file = log_dir / f"dags-test-{day}.log"
     started = time.monotonic()
     with open(log_file, "wb") as log:
@@ -157,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backfill", action="store_true",
                         help="Airflow 2 only: run the days with one `airflow dags backfill` instead of an "
                              "`airflow dags test` per day")
+    parser.add_argument("--consume-groups", type=int, default=0,
+                        help="the DAG param consume_groups: 0 (auto), 1 (one consume task) or the number of "
+                             "mapped consume tasks (at most the topic's 3 partitions)")
     args = parser.parse_args(argv)
     if args.backfill:
         from airflow_provider_logproc.version_compat import AIRFLOW_V_3_0_PLUS
@@ -192,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.backfill:
             print(f"backfill of {days[0]} to {days[-1]} ran in {run_backfill(env, days, base):.0f}s")
         for day in days:
-            seconds = 0.0 if args.backfill else run_day(env, day, base)
+            seconds = 0.0 if args.backfill else run_day(env, day, base, args.consume_groups)
             results = fetch_results(stack, day, args.report_dir / day.isoformat())
             ran = "backfilled" if args.backfill else f"pipeline ran in {seconds:.0f}s"
             print(f"{day}: {ran}; {headline(results['summary'])}")

@@ -12,6 +12,8 @@ wheels built from this checkout, and checks what a user would see:
 - **unit**: the unit tests (which include the DAG-parse tests), against the installed wheels;
 - **dags test**: ``python -m logproc_local.demo`` for one day, i.e. ``airflow dags test logproc_daily``
   with every operator against the broker, Azurite and the local Batch service;
+- **mapped**: the same day with the consume mapped over 3 partition groups (dynamic task mapping)
+  gives the single task's counts;
 - **backfill** (Airflow 2): ``airflow dags backfill`` of the same day gives the same summary.json;
 - **summary**: that day's summary.json equals the first version's.
 
@@ -211,6 +213,28 @@ def run_dags_test(version: str, bin_dir: Path, scratch: Path, env: dict[str, str
     return next((line.split(": ", 1)[1] for line in output.splitlines() if "pipeline ran in" in line), "")
 
 
+def comparable_counts(summary: dict[str, Any]) -> dict[str, Any]:
+    """Drop what describes the inputs one by one (a mapped run has a group's parts) and the kept-aside
+    files' URIs (they name the mapped branch's folder): the counts are what must agree."""
+    pipeline = {key: value for key, value in summary["pipeline"].items() if not key.endswith("_file")}
+    return {**{key: value for key, value in summary.items() if key not in ("inputs", "field_mappings")},
+            "pipeline": pipeline}
+
+
+def run_mapped(version: str, bin_dir: Path, scratch: Path, env: dict[str, str], log: Path, records: int,
+               result: VersionResult) -> str:
+    """Run the same day with the consume mapped over 3 partition groups: the counts must be one task's."""
+    run([str(bin_dir / "python"), "-m", "logproc_local.demo", "--days", "1", "--first-day", DEMO_DAY,
+         "--records", str(records), "--consume-groups", "3", "--dir", str(scratch / "demo-mapped"),
+         "--report-dir", str(scratch / "mapped-report")], cwd=scratch, env=env, log=log)
+    summary = comparable_summary(scratch / "mapped-report" / DEMO_DAY / "summary.json", scratch)
+    assert len(summary["inputs"]) == 3, f"expected the 3 groups' parts as inputs, got {summary['inputs']}"
+    assert result.summary is not None, "needs the dags test step's summary"
+    assert comparable_counts(summary) == comparable_counts(result.summary), \
+        "the mapped consume's summary.json counts differ from the single task's"
+    return "3 mapped consume tasks, same counts as one"
+
+
 def run_backfill(version: str, bin_dir: Path, scratch: Path, env: dict[str, str], log: Path, records: int,
                  result: VersionResult) -> str:
     """Airflow 2's ``airflow dags backfill`` of the same day: the same summary as ``dags test`` gives."""
@@ -249,6 +273,7 @@ def check_version(version: str, wheels: list[Path], work: Path, *, unit_tests: b
     if unit_tests:
         checks.append(("unit", run_unit_tests))
     checks.append(("dags test", run_dags_test))
+    checks.append(("mapped", run_mapped))
     if version.startswith("2."):
         checks.append(("backfill", run_backfill))
     for name, check in checks:
@@ -314,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
             result.failed = result.failed or f"summary: differs from Airflow {reference_version}'s in {differing}"
             print(f"Airflow {result.version}: FAILED: {result.failed}", flush=True)
 
-    steps = ["install", "providers", "import", "parse", "unit", "dags test", "backfill"]
+    steps = ["install", "providers", "import", "parse", "unit", "dags test", "mapped", "backfill"]
     table = render_table(results, steps)
     (work / "matrix.md").write_text(table + "\n")
     print(table)
