@@ -91,6 +91,7 @@ def collect_parts(uploaded: Any, kept_aside_dir: str, **context: Any) -> list[st
 
 def add_mapped_consume(window_dir: str, topic: str, window_path: str, max_lateness: str) -> tuple[Any, Any]:
     """Add the mapped branch (see the module doc); return its first task and ``collect_parts``."""
+    from airflow_provider_logproc.archive import GROUP_COUNT_METADATA
     from airflow_provider_logproc.operators.blob import BlobUploadOperator
     from airflow_provider_logproc.operators.ion import IonToJsonOperator
     from airflow_provider_logproc.operators.kafka import KafkaBatchConsumeOperator
@@ -102,11 +103,12 @@ def add_mapped_consume(window_dir: str, topic: str, window_path: str, max_latene
         task_id=CONSUME_TASK, topics=topic, output_uri=f"{part_dir}/part-{PART}.ion", max_bad_share=0.05,
         max_lateness=max_lateness,
     ).expand(partitions=plan)
-    BlobUploadOperator.partial(
-        task_id="archive_part",
-        **archive_options(f"{topic}/{window_path}/raw-groups/part-{PART}.ion",
-                          f"task_ids='{CONSUME_TASK}', map_indexes=ti.map_index"),
-    ).expand(source=consume.output)
+    archive_part = archive_options(f"{topic}/{window_path}/raw-groups/part-{PART}.ion",
+                                   f"task_ids='{CONSUME_TASK}', map_indexes=ti.map_index")
+    # How many parts this run wrote, so a restore tells them from a run's with more groups (stale).
+    archive_part["metadata"][GROUP_COUNT_METADATA] = (
+        f"{{{{ ti.xcom_pull(task_ids='{PLAN_TASK}', map_indexes=-1) | length }}}}")
+    BlobUploadOperator.partial(task_id="archive_part", **archive_part).expand(source=consume.output)
     to_json = IonToJsonOperator.partial(
         task_id=TO_JSON_TASK, output_uri=f"{part_dir}/part-{PART}.jsonl", validate_records=True,
     ).expand(source_uri=consume.output)

@@ -89,3 +89,40 @@ def test_auto_groups_keep_a_small_day_in_one_task_and_map_a_large_one(stack, kaf
     assert sorted(ti.map_index for ti in large.get_task_instances() if ti.task_id == "consume_part") == [0, 1]
     summary, _ = results(blob_service_client, topic, DAY)
     assert summary["totals"]["valid"] == expected_counts(records)["valid"]
+
+
+def test_a_day_archived_in_parts_is_restored_past_retention_without_the_stale_parts(stack, kafka_topic,
+                                                                                    blob_service_client):
+    from collections import Counter
+
+    from confluent_kafka import TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    topic = kafka_topic(partitions=PARTITIONS)
+    produced = {day: list(sample_logs.generate(day, 800, seed=8, bad_share=BAD_SHARE))
+                for day in (DAY, DAY + dt.timedelta(days=1))}
+    for records in produced.values():
+        sample_logs.produce(records, topic, {"bootstrap.servers": stack["kafka"].bootstrap_servers},
+                            partitions=PARTITIONS)
+    # Four groups, then two: parts 002 and 003 of the first run stay in the archive, stale.
+    run_day(topic, DAY, consume_groups=4)
+    run_day(topic, DAY, consume_groups=2)
+    mapped, _ = results(blob_service_client, topic, DAY)
+    archived = {blob.name for blob in blob_service_client.get_container_client("archive").list_blobs(
+        name_starts_with=f"{topic}/{DAY:%Y/%m/%d}/raw-groups/")}
+    assert len(archived) == 4
+
+    # Retention removes the day (each partition's start moved past its records of DAY).
+    per_partition = Counter(sample_logs._stable_partition(r.key, PARTITIONS) for r in produced[DAY])
+    admin = AdminClient({"bootstrap.servers": stack["kafka"].bootstrap_servers})
+    for future in admin.delete_records([TopicPartition(topic, p, n) for p, n in per_partition.items()]).values():
+        future.result(timeout=15)
+
+    restored_run = run_day(topic, DAY, consume_groups=2)
+    states = {ti.task_id: ti.state for ti in restored_run.get_task_instances() if ti.map_index < 0}
+    assert states["restore_from_archive"] == "success" and states["consume"] == "skipped"
+    restored, _ = results(blob_service_client, topic, DAY)
+    # The two current parts, joined: the mapped run's counts, none of the stale parts' records twice.
+    assert comparable(restored) == comparable(mapped)
+    assert restored["totals"]["valid"] == expected_counts(produced[DAY])["valid"]
+    assert restored["pipeline"]["undecodable_records"] == expected_counts(produced[DAY])["undecodable"]
