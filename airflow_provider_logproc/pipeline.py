@@ -167,6 +167,10 @@ def first_xcom(ti: Any, task_ids: list[str], key: str) -> Any:
     return None
 
 
+# Up to 5% of a window's records may be undecodable (kept aside and counted); more fails the run.
+# A day consumed in parts is held to it as a whole, by collect_parts, not part by part.
+MAX_BAD_SHARE = 0.05
+
 # XCom key of the consume step → metadata name on the archived window.
 ARCHIVE_COUNTERS = {
     "record_count": "consumed_records",
@@ -348,9 +352,8 @@ def _consume_step(task_id: str, output_uri: str, **mode: Any) -> Any:
     """Add the step that reads the topic into Ion (``mode``: the window's or the group's arguments)."""
     from airflow_provider_logproc.operators.kafka import KafkaBatchConsumeOperator
 
-    # Up to 5% undecodable records are kept aside and counted; more fails the step.
-    return KafkaBatchConsumeOperator(task_id=task_id, topics=TOPIC, output_uri=output_uri, max_bad_share=0.05,
-                                     **mode)
+    return KafkaBatchConsumeOperator(task_id=task_id, topics=TOPIC, output_uri=output_uri,
+                                     max_bad_share=MAX_BAD_SHARE, **mode)
 
 
 def _to_json_step(source_uri: Any, output_uri: str, **kwargs: Any) -> Any:

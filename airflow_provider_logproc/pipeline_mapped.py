@@ -60,6 +60,18 @@ def _join_files(uris: list[Any], target: str) -> str | None:
     return target
 
 
+def check_day_bad_share(good: int, undecodable: int, dead_letter_uri: str | None) -> None:
+    """Fail as the single consume task would when the day's parts hold too many undecodable records."""
+    from airflow_provider_logproc.operators.kafka import DeadLetterThresholdError
+    from airflow_provider_logproc.pipeline import MAX_BAD_SHARE
+
+    total = good + undecodable
+    if total and undecodable / total > MAX_BAD_SHARE:
+        raise DeadLetterThresholdError(
+            f"{undecodable} of {total} records ({undecodable / total:.2%}) of the day's parts could not be "
+            f"deserialized, more than max_bad_share={MAX_BAD_SHARE:.2%}; they are in {dead_letter_uri}")
+
+
 @task(task_id=COLLECT_TASK)
 def collect_parts(uploaded: Any, kept_aside_dir: str, **context: Any) -> list[str]:
     """Gather the parts' blob URLs for the Batch job; add up their counters; join their kept-aside files."""
@@ -74,12 +86,14 @@ def collect_parts(uploaded: Any, kept_aside_dir: str, **context: Any) -> list[st
     invalid = _pull_parts(ti, TO_JSON_TASK, "invalid_count", count)
     fingerprints = _pull_parts(ti, UPLOAD_TASK, "content_fingerprint", count)
     base = kept_aside_dir.rstrip("/")
+    dead_letter_uri = _join_files(_pull_parts(ti, CONSUME_TASK, "dead_letter_uri", count),
+                                  f"{base}/raw.dead-letter.jsonl")
+    check_day_bad_share(sum(int(n or 0) for n in consumed), sum(int(n or 0) for n in dead), dead_letter_uri)
     push_xcoms(
         ti,
         record_count=sum(int(n or 0) for n in consumed),
         dead_letter_count=sum(int(n or 0) for n in dead),
-        dead_letter_uri=_join_files(_pull_parts(ti, CONSUME_TASK, "dead_letter_uri", count),
-                                    f"{base}/raw.dead-letter.jsonl"),
+        dead_letter_uri=dead_letter_uri,
         analysed_count=sum(int(n or 0) for n in analysed),
         invalid_count=sum(int(n or 0) for n in invalid),
         invalid_uri=_join_files(_pull_parts(ti, TO_JSON_TASK, "invalid_uri", count), f"{base}/raw.invalid.jsonl"),
@@ -100,7 +114,9 @@ def add_mapped_consume(window_dir: str, topic: str, window_path: str, max_latene
     part_dir = f"{window_dir}/groups"
     plan = plan_consume_groups()
     consume = KafkaBatchConsumeOperator.partial(
-        task_id=CONSUME_TASK, topics=topic, output_uri=f"{part_dir}/part-{PART}.ion", max_bad_share=0.05,
+        # The share of undecodable records is the day's, checked over all parts by collect_parts: a part
+        # holding one misbehaving producer's partition must not fail a day the single task would pass.
+        task_id=CONSUME_TASK, topics=topic, output_uri=f"{part_dir}/part-{PART}.ion", max_bad_share=1.0,
         max_lateness=max_lateness,
     ).expand(partitions=plan)
     archive_part = archive_options(f"{topic}/{window_path}/raw-groups/part-{PART}.ion",
@@ -126,4 +142,4 @@ def add_mapped_consume(window_dir: str, topic: str, window_path: str, max_latene
     return plan, collected
 
 
-__all__ = ["add_mapped_consume", "collect_parts", "plan_consume_groups"]
+__all__ = ["add_mapped_consume", "check_day_bad_share", "collect_parts", "plan_consume_groups"]
