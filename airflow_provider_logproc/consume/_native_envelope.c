@@ -210,6 +210,11 @@ json_container(Json *j, unsigned char close)
             if (j->p >= j->end || *j->p != '"')
                 return 0;
             j->p++;
+            /* A key that may read "$<digits>" (literally or escaped): amazon-ion's reader takes such
+             * a field name for a symbol ID even in double quotes ("$0" -> no name, "$10" -> an error),
+             * so the Python deserializer writes it as a quoted symbol ('$10') instead. */
+            if (j->p < j->end && (*j->p == '$' || *j->p == '\\'))
+                return 0;
             if (!json_string(j))
                 return 0;
             skip_ws(j);
@@ -276,7 +281,8 @@ json_value(Json *j)
     }
 }
 
-/* 1: orjson accepts the text. 0: not sure (ask orjson).
+/* 1: orjson accepts the text, and it reads back as the same value as Ion text. 0: not sure (ask the
+ * Python deserializer: orjson, and the field names amazon-ion would misread).
  *
  * Why not msgspec.json.Decoder(msgspec.Raw), already a dependency (issue 18, bench/bench_json_check.py):
  * called from Python it is no faster (0.91x this check's speed, median of 7 alternating rounds, on
@@ -295,7 +301,8 @@ surely_json(const char *text, Py_ssize_t length)
 }
 
 PyDoc_STRVAR(surely_json_doc,
-"surely_json(data: bytes) -> bool\n\nTrue only for a text orjson.loads accepts; False when not sure.");
+"surely_json(data: bytes) -> bool\n\nTrue only for a text orjson.loads accepts whose object keys cannot read as\n"
+"Ion symbol IDs; False when not sure.");
 
 static PyObject *
 py_surely_json(PyObject *module, PyObject *data)

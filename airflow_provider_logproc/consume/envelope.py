@@ -10,9 +10,10 @@ Two encoders write the same Ion data model:
 * ``text`` — Ion text written directly for the fixed envelope shape. Every JSON text orjson accepts
   is also Ion text with the same structure (objects → structs, arrays → lists, the same string
   escapes, surrogate pairs included), so a validated JSON value is embedded as it is and stays a
-  struct/list/number/string in Ion. Many times faster to write than binary; JSON numbers with a
-  fraction become Ion decimals and integers keep all their digits (exact), numbers with an
-  exponent become Ion floats.
+  struct/list/number/string in Ion — but for object keys reading ``$`` and digits, which amazon-ion
+  would take for symbol IDs: those are written as quoted symbols (:func:`ion_field_names`). Many
+  times faster to write than binary; JSON numbers with a fraction become Ion decimals and integers
+  keep all their digits (exact), numbers with an exponent become Ion floats.
 
 A value or key that cannot be deserialized raises :class:`UndecodableRecord` (the caller keeps
 it aside in a dead-letter file).
@@ -31,7 +32,8 @@ This module is the one place the layout is written down; the consume step's enco
 * fields in this order (:data:`ENVELOPE_FIELDS`), no spaces: ``topic`` (a JSON string: orjson's
   text), ``partition`` and ``offset`` (decimal integers), ``timestamp`` (Ion UTC timestamp with
   milliseconds, ``YYYY-MM-DDTHH:MM:SS.mmmZ``), ``key`` (``null``, a string, or a blob), ``value``
-  (``null``, the record's JSON text as it is, a string, or a blob), ``headers`` (``[]`` or a list of
+  (``null``, the record's JSON text as it is but for keys like ``"$1"``, written ``'$1'``, a string,
+  or a blob), ``headers`` (``[]`` or a list of
   ``{key:"name",value:{{base64}}}``);
 * the version: the layout carries no version field of its own (a field would change the bytes of
   every file, and the archived windows of earlier runs must keep reading). It is the Ion text
@@ -157,7 +159,34 @@ def _json_text(raw: bytes, field: str) -> bytes:
         orjson.loads(raw)
     except orjson.JSONDecodeError as error:
         raise UndecodableRecord(field, f"not JSON ({error})") from None
-    return raw
+    return ion_field_names(raw) if b"$" in raw or b"\\u" in raw else raw
+
+
+# A JSON string and, when it is an object key, the colon after it. Outside strings valid JSON has
+# no quote, so scanning from the start meets every string at its opening quote.
+_JSON_STRING_AND_COLON = re.compile(rb'"(?:[^"\\]|\\.)*"(\s*:)?')
+_SYMBOL_ID_TEXT = re.compile(r"\$[0-9]+")
+
+
+def ion_field_names(json_text: bytes) -> bytes:
+    """Return valid JSON ``json_text`` as Ion text whose field names read back as they were.
+
+    amazon-ion's reader (ion-c) takes a field name whose text is ``$`` and digits for a symbol ID,
+    even double-quoted or escaped: ``{"$0":1}`` reads as a field without a name, ``{"$10":1}`` fails
+    the whole file (IERR_INVALID_SYMBOL). Such keys (positional parameters of SQL logs, say) are
+    written as quoted symbols, ``{'$10':1}``, which it reads as the text ``$10``. Everything else
+    stays byte for byte.
+    """
+
+    def quoted(match: re.Match[bytes]) -> bytes:
+        if match.group(1) is None:
+            return match.group(0)
+        name = orjson.loads(match.group(0)[: match.start(1) - match.start(0)])
+        if not _SYMBOL_ID_TEXT.fullmatch(name):
+            return match.group(0)
+        return b"'" + name.encode() + b"'" + match.group(1)
+
+    return _JSON_STRING_AND_COLON.sub(quoted, json_text)
 
 
 def _blob_text(raw: bytes, field: str) -> bytes:
@@ -184,7 +213,7 @@ def _json_value_text(raw: bytes | None) -> bytes:
         orjson.loads(raw)
     except orjson.JSONDecodeError as error:
         raise UndecodableRecord("value", f"not JSON ({error})") from None
-    return raw
+    return ion_field_names(raw) if b"$" in raw or b"\\u" in raw else raw
 
 
 _SECOND_AND_MILLIS: list[bytes] = []

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 from amazon.ion import simpleion
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_logproc.consume.encoders import BinaryEnvelopeEncoder, TextEnvelopeEncoder, make_encoder
@@ -57,6 +57,8 @@ def encode(encoder: Any, records: list[tuple[bytes | None, bytes | None]], heade
 
 @settings(max_examples=150, deadline=None)
 @given(st.lists(json_values, min_size=1, max_size=5))
+@example([{"$0": None}])  # found by this test: amazon-ion read the key as symbol ID 0
+@example([{"$10": 1, "a": {"$1": ["$2"]}}])
 def test_json_values_round_trip_through_both_encodings(values):
     raw = [orjson.dumps(value) for value in values]
     for encoder in (TextEnvelopeEncoder("string", "json"), BinaryEnvelopeEncoder("string", "json")):
@@ -138,3 +140,16 @@ def test_unknown_names_are_refused():
         check_encoding("json")
     with pytest.raises(ValueError, match="ion_encoding"):
         make_encoder("xml", "string", "json")
+
+
+def test_keys_that_read_as_ion_symbol_ids_survive_the_text_envelope_and_the_json_step():
+    from airflow_provider_logproc.consume.ion_json import convert_ion_to_json
+
+    # Positional parameters of SQL logs, say; one written with an escape.
+    raw = [b'{"query":"select $1","params":{"$1":"x","$10":2,"$0":null}}', b'{"\\u00241":"y","$a":1}']
+    ion = encode(TextEnvelopeEncoder("string", "json"), [(b"k", value) for value in raw])
+    assert b"'$10':2" in ion and b'"$a":1' in ion  # only keys of $ and digits are quoted symbols
+    out = io.BytesIO()
+    result = convert_ion_to_json(io.BytesIO(ion), out.write, io.BytesIO().write, source_name="test.ion")
+    assert result.record_count == 2
+    assert [orjson.loads(line) for line in out.getvalue().splitlines()] == [orjson.loads(value) for value in raw]

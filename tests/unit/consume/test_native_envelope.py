@@ -75,6 +75,13 @@ json_values = st.recursive(
 
 
 @needs_native
+def test_the_c_check_leaves_keys_that_may_read_as_ion_symbol_ids_to_python() -> None:
+    assert native is not None
+    assert not native.surely_json(b'{"$1":1}') and not native.surely_json(b'{"a":{"\\u00241":1}}')
+    assert native.surely_json(b'{"a":"$1","b":["$2"]}')  # values are strings whatever they read
+
+
+@needs_native
 @settings(max_examples=400, deadline=None)
 @given(json_values, st.booleans(), st.sampled_from([(",", ":"), (", ", ": "), (" ,\t", " :\n")]),
        st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=3))
@@ -121,8 +128,9 @@ class FakeMessage:
 
 DAY_MS = 1_764_000_000_000 - 1_764_000_000_000 % 86_400_000
 WINDOW = TimeWindow(DAY_MS, DAY_MS + 86_400_000, DAY_MS + 86_460_000)  # since, until, stop (1 min late)
-VALUES = [RECORD, b"null", b"{bad", b'"\\ud800"', b"1e999", b"1e5", b"[1,2]", b'"caf\xc3\xa9"', b"\xff", None, b""]
-KEYS = [None, b"host-1", b"host-2", b"\xff\xfe", b'{"k":1}', b"not json", b""]
+VALUES = [RECORD, b"null", b"{bad", b'"\\ud800"', b"1e999", b"1e5", b"[1,2]", b'"caf\xc3\xa9"', b"\xff", None, b"",
+          b'{"$1":"a","b":{"\\u00240":"$2"}}']
+KEYS = [None, b"host-1", b"host-2", b"\xff\xfe", b'{"k":1}', b"not json", b"", b'{"$3":1}']
 TIMESTAMPS = [-1, DAY_MS - 1, DAY_MS, DAY_MS + 59_999, DAY_MS + 60_000, DAY_MS + 86_399_999, DAY_MS + 86_400_000,
               DAY_MS + 86_460_000]
 
