@@ -87,6 +87,19 @@ _INT_MAX = (1 << 64) - 1
 _INFINITY = float("inf")
 
 
+def add_counts(target: dict[Any, int], addend: Mapping[Any, int]) -> None:
+    """``target[key] += count`` for every key of ``addend``. Into an empty target (the first partial of a
+    merge) by ``update``, ~35x faster than the loop at 500k keys and the same dict, key order included;
+    ``update`` never calls ``__missing__``, so IpCounter does not validate merged keys again (nor does
+    ``get`` in the loop). Summing the shared keys aside and then updating measured slower than the loop."""
+    if not target:
+        target.update(addend)
+        return
+    get = target.get
+    for key, value in addend.items():
+        target[key] = get(key, 0) + value
+
+
 class Aggregate(SlowPath):
     """Exact, mergeable counters over analysed log lines."""
 
@@ -363,10 +376,8 @@ class Aggregate(SlowPath):
         for name in KEY_DIMENSIONS:
             if name in other.sketches:
                 self._sketch_dimension(name).merge(other.sketches[name])
-        ips_get = self.ips.get  # get(), not [], so validated keys are not validated again
-        for ip, count in other.ips.items():
-            self.ips[ip] = ips_get(ip, 0) + count
         for target, addend in (
+            (self.ips, other.ips),
             (self.invalid_reasons, other.invalid_reasons),
             (self.field_errors, other.field_errors),
             (self.minute_status, other.minute_status),
@@ -376,8 +387,7 @@ class Aggregate(SlowPath):
             (self.paths, other.paths),
             (self.user_agents, other.user_agents),
         ):
-            for key, value in addend.items():
-                target[key] += value  # type: ignore[index]
+            add_counts(target, addend)
         self.invalid_sample = sorted(
             self.invalid_sample + other.invalid_sample, key=lambda entry: (entry.source, entry.line)
         )[:INVALID_SAMPLE_SIZE]
