@@ -781,16 +781,32 @@ flush_counts(CountsObject *self, Counters *c)
     if (!self->pending)
         return 0;
     TextTable *texts = &self->texts;
+    /* Into a dictionary empty before this flush (a part's first, which at many distinct clients holds
+     * nearly all of them) each text goes once, as the table holds each once: set it without first
+     * looking it up, half the dictionary probes. */
+    PyObject *dicts[5] = {c->ips, c->ip_4xx, c->ip_5xx, c->paths, c->agents};
+    int fresh[5];
+    for (int k = 0; k < 5; k++)
+        fresh[k] = PyDict_Size(dicts[k]) == 0;
     for (size_t i = 0; i < texts->capacity; i++) {
         TextSlot *slot = &texts->slots[i];
         if (slot->text == NULL)
             continue;
-        if ((slot->ip_requests && add_to(c->ips, slot->text, slot->ip_requests) < 0)
-            || (slot->ip_4xx && add_to(c->ip_4xx, slot->text, slot->ip_4xx) < 0)
-            || (slot->ip_5xx && add_to(c->ip_5xx, slot->text, slot->ip_5xx) < 0)
-            || (slot->paths && add_to(c->paths, slot->text, slot->paths) < 0)
-            || (slot->agents && add_to(c->agents, slot->text, slot->agents) < 0))
-            return -1;
+        const unsigned int counts[5] = {slot->ip_requests, slot->ip_4xx, slot->ip_5xx, slot->paths, slot->agents};
+        for (int k = 0; k < 5; k++) {
+            if (counts[k] == 0)
+                continue;
+            if (!fresh[k]) {
+                if (add_to(dicts[k], slot->text, counts[k]) < 0)
+                    return -1;
+                continue;
+            }
+            PyObject *value = PyLong_FromUnsignedLong(counts[k]);
+            int rc = value == NULL ? -1 : PyDict_SetItem(dicts[k], slot->text, value);
+            Py_XDECREF(value);
+            if (rc < 0)
+                return -1;
+        }
         slot->ip_requests = slot->ip_4xx = slot->ip_5xx = slot->paths = slot->agents = 0;
     }
     if ((self->none_paths && add_to(c->paths, Py_None, self->none_paths) < 0)
