@@ -124,11 +124,14 @@ def median_and_mad(counts: np.ndarray) -> tuple[int | float, int | float]:
 
 
 def _exact_sum(values: np.ndarray) -> int:
-    """Return the sum of unsigned counts as a Python int (no wrap-around: high and low halves summed apart)."""
-    if not len(values):
-        return 0
-    wide = values.astype(_WIDE, copy=False)
-    return int((wide >> np.uint64(32)).sum()) * (1 << 32) + int((wide & np.uint64(_NARROW_MAX)).sum())
+    """Return the sum of unsigned counts as a Python int, without a copy of the array and without wrapping."""
+    if values.dtype == _NARROW:  # fewer than 2**32 values of 32 bits: the 64-bit sum cannot wrap
+        return int(values.sum(dtype=np.uint64))
+    total = 0
+    for start in range(0, len(values), _CHUNK):  # 64-bit values: their high and low halves apart
+        chunk = values[start:start + _CHUNK]
+        total += (int((chunk >> np.uint64(32)).sum()) << 32) + int((chunk & np.uint64(_NARROW_MAX)).sum())
+    return total
 
 
 class PackedIpCounts:
@@ -240,10 +243,17 @@ class PackedIpCounts:
 
     def at_least(self, floor: float) -> Iterator[tuple[str, int]]:
         """(text, count) of the clients whose count is at least ``floor``."""
-        for keys, counts, text_of in ((self.v4, self.v4_counts, lambda key: _v4_text(int(key))),
-                                      (self.v6, self.v6_counts, lambda key: v6_text(bytes(key).ljust(16, b"\0")))):
-            for index in np.flatnonzero(counts >= floor).tolist():
-                yield text_of(keys[index]), int(counts[index])
+        # A chunk at a time: at a low floor (the top-N of a day where most clients tie) millions qualify.
+        for start in range(0, len(self.v4), _CHUNK):
+            counts = self.v4_counts[start:start + _CHUNK]
+            chosen = counts >= floor
+            yield from zip(map(_v4_text, self.v4[start:start + _CHUNK][chosen].tolist()), counts[chosen].tolist(),
+                           strict=True)
+        for start in range(0, len(self.v6), _CHUNK):
+            counts = self.v6_counts[start:start + _CHUNK]
+            chosen = counts >= floor
+            yield from zip((v6_text(key.ljust(16, b"\0")) for key in self.v6[start:start + _CHUNK][chosen].tolist()),
+                           counts[chosen].tolist(), strict=True)
         yield from ((ip, n) for ip, n in self.other.items() if n >= floor)
 
     def get(self, ip: str, default: int = 0) -> int:
