@@ -134,7 +134,7 @@ def _exact_sum(values: np.ndarray) -> int:
     return total
 
 
-class PackedIpCounts:
+class PackedIpCounts(Mapping[str, int]):
     """Counts by client IP in sorted arrays; reads like the ``dict[str, int]`` it replaces (see the module)."""
 
     __slots__ = ("other", "v4", "v4_counts", "v6", "v6_counts")
@@ -208,7 +208,16 @@ class PackedIpCounts:
     def __bool__(self) -> bool:
         return len(self) > 0
 
-    def items(self) -> Iterator[tuple[str, int]]:
+    def __getitem__(self, ip: str) -> int:
+        found = self.get(ip, -1)
+        if found < 0:
+            raise KeyError(ip)
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        return (ip for ip, _count in self.items())
+
+    def items(self) -> Iterator[tuple[str, int]]:  # type: ignore[override]
         """(canonical text, count) of every client: IPv4 then IPv6 by address, then the other texts."""
         for start in range(0, len(self.v4), _CHUNK):
             keys = self.v4[start:start + _CHUNK].tolist()
@@ -256,15 +265,18 @@ class PackedIpCounts:
                            counts[chosen].tolist(), strict=True)
         yield from ((ip, n) for ip, n in self.other.items() if n >= floor)
 
-    def get(self, ip: str, default: int = 0) -> int:
+    def get(self, ip: str, default: int = 0) -> int:  # type: ignore[override]
         """Return the count of one client (by its canonical text), or ``default``."""
         if ip in self.other:
             return self.other[ip]
         key: Any
-        if ":" not in ip:
-            keys, counts, key = self.v4, self.v4_counts, np.uint32(int.from_bytes(socket.inet_aton(ip), "big"))
-        else:
-            keys, counts, key = self.v6, self.v6_counts, np.bytes_(socket.inet_pton(_AF6, ip))
+        try:
+            if ":" not in ip:
+                keys, counts, key = self.v4, self.v4_counts, np.uint32(int.from_bytes(socket.inet_aton(ip), "big"))
+            else:
+                keys, counts, key = self.v6, self.v6_counts, np.bytes_(socket.inet_pton(_AF6, ip))
+        except (OSError, TypeError, ValueError):  # not an address: not a key
+            return default
         position = int(np.searchsorted(keys, key))
         if position < len(keys) and keys[position] == key:
             return int(counts[position])

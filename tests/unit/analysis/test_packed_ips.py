@@ -123,3 +123,12 @@ def test_counts_widen_past_32_bits_and_lookups_agree() -> None:
     with pytest.raises(ValueError, match="negative"):
         PackedIpCounts.from_document({"v4": b"\n\0\0\1", "v4_counts": [-1], "v6": b"", "v6_counts": [],
                                       "text": [], "text_counts": []})
+
+
+def test_a_packed_table_reads_as_a_mapping() -> None:
+    counts = {"10.0.0.1": 3, "2001:db8::1": 2, "fe80::1%eth0": 1}
+    table = PackedIpCounts.from_counts(counts)
+    assert dict(table) == counts and table == counts
+    assert "10.0.0.1" in table and "10.0.0.9" not in table and "not an ip" not in table
+    with pytest.raises(KeyError):
+        table["10.0.0.9"]
