@@ -36,10 +36,11 @@ def write_partial(path: Path, index: int, distinct: int, exact_keys: int) -> Non
     """Write one partial of ``distinct`` client IPs of its own (numbered after those of earlier partials)."""
     aggregate = Aggregate(exact_keys=exact_keys)
     first = index * distinct
-    aggregate.ips.update((f"{10 + (n >> 24 & 63)}.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}", 1 + n % 7)
-                         for n in range(first, first + distinct))
+    ips, client_errors, _server_errors = aggregate.client_dicts()
+    ips.update((f"{10 + (n >> 24 & 63)}.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}", 1 + n % 7)
+               for n in range(first, first + distinct))
     for n in range(first, first + distinct, 10):
-        aggregate.ip_client_errors[f"{10 + (n >> 24 & 63)}.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"] = 1
+        client_errors[f"{10 + (n >> 24 & 63)}.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"] = 1
     aggregate.paths.update((f"/item/{n}", 3) for n in range(2000))
     aggregate.user_agents.update((f"agent/{n}", 7) for n in range(50))
     requests = sum(aggregate.ips.values())

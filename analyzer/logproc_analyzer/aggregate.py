@@ -43,6 +43,7 @@ from logproc_analyzer.decoding import (
 )
 from logproc_analyzer.fields import EPOCH_MS_THRESHOLD, FieldMapping, Window, window_text
 from logproc_analyzer.native import optional_extension
+from logproc_analyzer.packed_ips import PackedIpCounts
 from logproc_analyzer.sketch import LatencyHistogram
 from logproc_analyzer.sketches import KeySketch
 from logproc_analyzer.slow_path import INVALID_SAMPLE_SIZE, INVALID_TEXT_LIMIT, SlowPath
@@ -78,6 +79,10 @@ READABLE_PARTIAL_VERSIONS = (1, 2, 3)
 # merge's running result; past it, the dimension is sketched (``sketches.py``).
 DEFAULT_EXACT_KEYS = 500_000
 KEY_DIMENSIONS = ("ips", "paths", "user_agents")
+# The tables keyed by client IP; an exact merge holds them packed past this many clients (the default
+# bound sketches them first, so only an exact merge with the bound raised reaches it).
+CLIENT_TABLES = ("ips", "ip_client_errors", "ip_server_errors")
+PACKED_CLIENTS_FROM = 1_000_000
 _LATENCY_PENDING_LIMIT = 65_536
 _LINES_PER_CHUNK = 65_536  # lines of an iterable handed to the C loop at a time
 # orjson reads integers up to 2**64 - 1 (and down to -2**63) exactly and larger ones as floats;
@@ -85,6 +90,19 @@ _LINES_PER_CHUNK = 65_536  # lines of an iterable handed to the C loop at a time
 _INT_MIN = -(1 << 63)
 _INT_MAX = (1 << 64) - 1
 _INFINITY = float("inf")
+
+
+def add_counts(target: dict[Any, int], addend: Mapping[Any, int]) -> None:
+    """``target[key] += count`` for every key of ``addend``. Into an empty target (the first partial of a
+    merge) by ``update``, ~35x faster than the loop at 500k keys and the same dict, key order included;
+    ``update`` never calls ``__missing__``, so IpCounter does not validate merged keys again (nor does
+    ``get`` in the loop). Summing the shared keys aside and then updating measured slower than the loop."""
+    if not target:
+        target.update(addend)
+        return
+    get = target.get
+    for key, value in addend.items():
+        target[key] = get(key, 0) + value
 
 
 class Aggregate(SlowPath):
@@ -116,9 +134,10 @@ class Aggregate(SlowPath):
         self.minute_status: defaultdict[int, int] = defaultdict(int)
         # (status, method, source) -> requests: the status, method and source histograms.
         self.kinds: defaultdict[tuple[int, str | None, str | None], int] = defaultdict(int)
-        self.ips = IpCounter()
-        self.ip_client_errors: defaultdict[str, int] = defaultdict(int)
-        self.ip_server_errors: defaultdict[str, int] = defaultdict(int)
+        # Dicts while analysing; an exact merge past PACKED_CLIENTS_FROM clients packs them (see merge).
+        self.ips: IpCounter | PackedIpCounts = IpCounter()
+        self.ip_client_errors: defaultdict[str, int] | PackedIpCounts = defaultdict(int)
+        self.ip_server_errors: defaultdict[str, int] | PackedIpCounts = defaultdict(int)
         self.paths: defaultdict[str | None, int] = defaultdict(int)
         self.user_agents: defaultdict[str | None, int] = defaultdict(int)
         self.bytes_total = 0
@@ -207,9 +226,7 @@ class Aggregate(SlowPath):
         prefix_get = self._iso_prefix.get
         seconds_ok = self._iso_seconds
         tail_get = self._iso_tail.get
-        ips = self.ips
-        ip_4xx = self.ip_client_errors
-        ip_5xx = self.ip_server_errors
+        ips, ip_4xx, ip_5xx = self.client_dicts()
         minute_status = self.minute_status
         kinds = self.kinds
         paths = self.paths
@@ -363,21 +380,25 @@ class Aggregate(SlowPath):
         for name in KEY_DIMENSIONS:
             if name in other.sketches:
                 self._sketch_dimension(name).merge(other.sketches[name])
-        ips_get = self.ips.get  # get(), not [], so validated keys are not validated again
-        for ip, count in other.ips.items():
-            self.ips[ip] = ips_get(ip, 0) + count
+        if self._packs_clients(other):
+            for name in CLIENT_TABLES:
+                mine = getattr(self, name)
+                if not isinstance(mine, PackedIpCounts):
+                    mine = PackedIpCounts.from_counts(mine)
+                    setattr(self, name, mine)
+                mine.add(getattr(other, name))
+        else:
+            for client_table, client_addend in zip(self.client_dicts(), other.client_dicts(), strict=True):
+                add_counts(client_table, client_addend)
         for target, addend in (
             (self.invalid_reasons, other.invalid_reasons),
             (self.field_errors, other.field_errors),
             (self.minute_status, other.minute_status),
             (self.kinds, other.kinds),
-            (self.ip_client_errors, other.ip_client_errors),
-            (self.ip_server_errors, other.ip_server_errors),
             (self.paths, other.paths),
             (self.user_agents, other.user_agents),
         ):
-            for key, value in addend.items():
-                target[key] += value  # type: ignore[index]
+            add_counts(target, addend)
         self.invalid_sample = sorted(
             self.invalid_sample + other.invalid_sample, key=lambda entry: (entry.source, entry.line)
         )[:INVALID_SAMPLE_SIZE]
@@ -387,6 +408,22 @@ class Aggregate(SlowPath):
         self.inputs.extend(other.inputs)
         self.bound_keys()  # the running result stays within the bound too
         return self
+
+    def client_dicts(self) -> tuple[IpCounter, defaultdict[str, int], defaultdict[str, int]]:
+        """Return the per-client tables (requests, 4xx, 5xx) as the dicts an analysis counts into; TypeError
+        once a merge has packed them (such a result is only read, merged further or summarised)."""
+        tables = self.ips, self.ip_client_errors, self.ip_server_errors
+        if isinstance(tables[0], IpCounter) and isinstance(tables[1], dict) and isinstance(tables[2], dict):
+            return tables  # type: ignore[return-value]
+        raise TypeError("this aggregate holds packed client tables (a large exact merge): it takes no more lines")
+
+    def _packs_clients(self, other: Aggregate) -> bool:
+        """Whether this merge holds the per-client tables packed (``packed_ips.py``): once either side does, or
+        when the result may stay exact (its bound allows) past ``PACKED_CLIENTS_FROM`` clients. Below that,
+        or when the bound will sketch them anyway, dicts (whose order the sketches are fed in) as before."""
+        if isinstance(self.ips, PackedIpCounts) or isinstance(other.ips, PackedIpCounts):
+            return True
+        return self.exact_keys >= PACKED_CLIENTS_FROM and len(self.ips) + len(other.ips) > PACKED_CLIENTS_FROM
 
     def _merge_field_mappings(self, entries: list[dict[str, Any]]) -> None:
         """Keep one entry per distinct mapping, counting the partials that used it."""

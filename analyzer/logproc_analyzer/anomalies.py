@@ -24,6 +24,8 @@ import statistics
 from collections.abc import Mapping
 from typing import Any
 
+from logproc_analyzer.packed_ips import PackedIpCounts, median_and_mad
+
 Z_THRESHOLD = 5.0
 RATE_FACTOR = 2.0
 MIN_EVENTS = 10
@@ -84,9 +86,9 @@ def hour_anomalies(hours: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def ip_anomalies(
-    requests: Mapping[str, int],
-    client_errors: Mapping[str, int],
-    server_errors: Mapping[str, int],
+    requests: Mapping[str, int] | PackedIpCounts,
+    client_errors: Mapping[str, int] | PackedIpCounts,
+    server_errors: Mapping[str, int] | PackedIpCounts,
     *,
     baseline: float | None = None,
     total: int | None = None,
@@ -96,6 +98,10 @@ def ip_anomalies(
     found: list[dict[str, Any]] = []
     if len(requests) < 3 and baseline is None:
         return found
+    if isinstance(requests, PackedIpCounts) or isinstance(client_errors, PackedIpCounts) or isinstance(
+            server_errors, PackedIpCounts):  # an exact merge past a million clients: the same figures
+        packed = requests if isinstance(requests, PackedIpCounts) else PackedIpCounts.from_counts(requests)
+        return _packed_ip_anomalies(packed, client_errors, server_errors)
     counts = list(requests.values())
     if baseline is None:
         median = statistics.median(counts)
@@ -104,11 +110,51 @@ def ip_anomalies(
         median, mad = baseline, 0.0
     if total is None:
         total = sum(counts)
-    errors_total = sum(client_errors.values()) + sum(server_errors.values())
-    error_rate = errors_total / total if total else 0.0
+    errors_total = _table_total(client_errors) + _table_total(server_errors)
+    heavy = [(ip, n) for ip, n in requests.items() if n >= _request_floor(median, mad)]
+    return _ip_findings(heavy, requests, client_errors, server_errors, median, mad, total, errors_total)
+
+
+def _table_total(table: Mapping[str, int] | PackedIpCounts) -> int:
+    return table.total() if isinstance(table, PackedIpCounts) else sum(table.values())
+
+
+def _request_floor(median: float, mad: float) -> float:
     # Only clients above both thresholds can be flagged: find them without a z-score for every client.
-    floor = max(IP_FACTOR * median, median + IP_Z * max(_MAD_SCALE * mad, math.sqrt(max(median, 1.0))))
-    for ip, n in [(ip, n) for ip, n in requests.items() if n >= floor]:
+    return max(IP_FACTOR * median, median + IP_Z * max(_MAD_SCALE * mad, math.sqrt(max(median, 1.0))))
+
+
+def _packed_ip_anomalies(requests: PackedIpCounts, client_errors: Mapping[str, int] | PackedIpCounts,
+                         server_errors: Mapping[str, int] | PackedIpCounts) -> list[dict[str, Any]]:
+    """``ip_anomalies`` of packed tables: the median and MAD in integer arithmetic (``median_and_mad``), texts
+    only for the clients above the floor and those with errors enough to count."""
+    total = requests.total()
+    median, mad = median_and_mad(requests.all_counts())
+    errors: PackedIpCounts | dict[str, int] = {}
+    for table in (client_errors, server_errors):
+        if isinstance(errors, dict) and isinstance(table, PackedIpCounts):
+            packed = PackedIpCounts()
+            packed.add(errors)
+            errors = packed
+        if isinstance(errors, PackedIpCounts):
+            errors.add(table)
+        else:
+            for ip, n in table.items():
+                errors[ip] = errors.get(ip, 0) + n
+    enough = dict(errors.at_least(MIN_EVENTS)) if isinstance(errors, PackedIpCounts) else {
+        ip: n for ip, n in errors.items() if n >= MIN_EVENTS}
+    errors_total = _table_total(client_errors) + _table_total(server_errors)
+    heavy = list(requests.at_least(_request_floor(median, mad)))
+    return _ip_findings(heavy, requests, {ip: client_errors.get(ip, 0) for ip in enough},
+                        {ip: server_errors.get(ip, 0) for ip in enough}, median, mad, total, errors_total)
+
+
+def _ip_findings(heavy: list[tuple[str, int]], requests: Mapping[str, int] | PackedIpCounts,
+                 client_errors: Mapping[str, int], server_errors: Mapping[str, int], median: float, mad: float,
+                 total: int, errors_total: int) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    error_rate = errors_total / total if total else 0.0
+    for ip, n in heavy:
         z = _robust_z(n, median, mad)
         if n >= IP_FACTOR * median and z > IP_Z:
             found.append({

@@ -18,7 +18,6 @@ versions 1 and 2 (before this format) and 3 are still read, so old partials stay
 from __future__ import annotations
 
 import base64
-import ipaddress
 import socket
 from collections import defaultdict
 from collections.abc import Mapping
@@ -29,6 +28,7 @@ import msgspec
 import orjson
 
 from logproc_analyzer.aggregate import (
+    CLIENT_TABLES,
     KEY_DIMENSIONS,
     MISSING,
     PARTIAL_FORMAT,
@@ -39,6 +39,7 @@ from logproc_analyzer.aggregate import (
 )
 from logproc_analyzer.decoding import fold_missing
 from logproc_analyzer.fields import FieldMapping, Window, parse_client_ip
+from logproc_analyzer.packed_ips import PackedIpCounts, v6_text
 from logproc_analyzer.sketch import LatencyHistogram
 from logproc_analyzer.sketches import KeySketch
 
@@ -138,15 +139,22 @@ def partial_document(aggregate: Aggregate, *, copy: bool = True) -> dict[str, An
         **_header(aggregate),
         "minutes": minutes,
         "kinds": [list(row) for row in _kinds(aggregate)],
-        "ips": dict(aggregate.ips) if copy else aggregate.ips,
-        "ip_client_errors": dict(aggregate.ip_client_errors) if copy else aggregate.ip_client_errors,
-        "ip_server_errors": dict(aggregate.ip_server_errors) if copy else aggregate.ip_server_errors,
+        # Packed tables (an exact merge past a million clients) stay packed for the summary (copy=False).
+        "ips": _ip_table(aggregate.ips, copy),
+        "ip_client_errors": _ip_table(aggregate.ip_client_errors, copy),
+        "ip_server_errors": _ip_table(aggregate.ip_server_errors, copy),
         "paths": fold_missing(aggregate.paths),
         "user_agents": fold_missing(aggregate.user_agents),
         "sketches": {name: {part: base64.b64encode(blob).decode("ascii")
                             for part, blob in sketch.to_bytes().items()}
                      for name, sketch in sorted(aggregate.sketches.items())},
     }
+
+
+def _ip_table(table: Any, copy: bool) -> Any:
+    if isinstance(table, PackedIpCounts):
+        return table.to_dict() if copy else table
+    return dict(table) if copy else table
 
 
 def aggregate_from_document(data: Mapping[str, Any], *, where: str = "partial") -> Aggregate:
@@ -158,12 +166,13 @@ def aggregate_from_document(data: Mapping[str, Any], *, where: str = "partial") 
                 aggregate.minute_status[int(minute) * 1000 + int(status)] = int(n)
         for status, method, origin, n in data["kinds"]:
             aggregate.kinds[int(status), method, origin] = int(n)
+        ips, client_errors, server_errors = aggregate.client_dicts()
         for ip, n in data["ips"].items():
             if parse_client_ip(ip) != ip:
                 raise ValueError(f"client IP {ip!r} is not in canonical form")
-            aggregate.ips[ip] = int(n)
-        aggregate.ip_client_errors.update(data["ip_client_errors"])
-        aggregate.ip_server_errors.update(data["ip_server_errors"])
+            ips[ip] = int(n)
+        client_errors.update(data["ip_client_errors"])
+        server_errors.update(data["ip_server_errors"])
         aggregate.paths.update(data["paths"])
         aggregate.user_agents.update(data["user_agents"])
         for name, parts in (data.get("sketches") or {}).items():
@@ -181,8 +190,10 @@ def aggregate_from_document(data: Mapping[str, Any], *, where: str = "partial") 
 
 
 # ------------------------------------------------------------------ binary form
-def _pack_ips(counts: Mapping[str, int]) -> dict[str, Any]:
+def _pack_ips(counts: Mapping[str, int] | PackedIpCounts) -> dict[str, Any]:
     """Pack client IPs: IPv4 as 4 bytes, IPv6 as 16 (network order), anything else as text; counts alike."""
+    if isinstance(counts, PackedIpCounts):
+        return counts.to_document()
     v4: list[str] = []
     v6: list[str] = []
     other: list[str] = []
@@ -201,14 +212,6 @@ def _pack_ips(counts: Mapping[str, int]) -> dict[str, Any]:
     }
 
 
-def _v6_text(packed: bytes) -> str:
-    """Return the canonical text of 16 address bytes, as ``fields.parse_client_ip`` writes it."""
-    text = socket.inet_ntop(_AF6, packed)
-    if "." in text:  # inet_ntop writes some embedded-IPv4 forms that Python's canonical text does not
-        return parse_client_ip(str(ipaddress.IPv6Address(packed)))
-    return text
-
-
 def _unpack_ips(packed: Mapping[str, Any], where: str) -> dict[str, int]:
     v4, v6 = packed["v4"], packed["v6"]
     if len(v4) != 4 * len(packed["v4_counts"]) or len(v6) != 16 * len(packed["v6_counts"]) or len(
@@ -216,7 +219,7 @@ def _unpack_ips(packed: Mapping[str, Any], where: str) -> dict[str, int]:
         raise ValueError("client IP table and its counts differ in length")
     ntoa = socket.inet_ntoa
     table = dict(zip([ntoa(v4[i:i + 4]) for i in range(0, len(v4), 4)], packed["v4_counts"], strict=True))
-    table.update(zip([_v6_text(v6[i:i + 16]) for i in range(0, len(v6), 16)], packed["v6_counts"], strict=True))
+    table.update(zip([v6_text(v6[i:i + 16]) for i in range(0, len(v6), 16)], packed["v6_counts"], strict=True))
     for ip, n in zip(packed["text"], packed["text_counts"], strict=True):
         if parse_client_ip(ip) != ip:
             raise ValueError(f"client IP {ip!r} is not in canonical form")
@@ -253,8 +256,11 @@ def encode_partial(aggregate: Aggregate) -> bytes:
     return _ENCODER.encode(document)
 
 
-def decode_partial(data: bytes, *, where: str = "partial") -> Aggregate:
-    """Rebuild an aggregate from a binary partial; ValueError naming ``where`` if it is not one."""
+def decode_partial(data: bytes, *, where: str = "partial", packed_ips: bool = False) -> Aggregate:
+    """Rebuild an aggregate from a binary partial; ValueError naming ``where`` if it is not one.
+
+    ``packed_ips``: read the client tables into ``PackedIpCounts`` (no text per client), for an exact
+    merge past a million clients."""
     try:
         document = _DECODER.decode(data)
     except msgspec.DecodeError as exc:
@@ -268,9 +274,13 @@ def decode_partial(data: bytes, *, where: str = "partial") -> Aggregate:
         texts = document["texts"]
         for status, method, origin, n in document["kinds"]:
             aggregate.kinds[int(status), texts[method], texts[origin]] += int(n)
-        aggregate.ips.update(_unpack_ips(document["ips"], where))
-        aggregate.ip_client_errors.update(_unpack_ips(document["ip_client_errors"], where))
-        aggregate.ip_server_errors.update(_unpack_ips(document["ip_server_errors"], where))
+        if packed_ips:
+            aggregate.ips = PackedIpCounts.from_document(document["ips"])
+            aggregate.ip_client_errors = PackedIpCounts.from_document(document["ip_client_errors"])
+            aggregate.ip_server_errors = PackedIpCounts.from_document(document["ip_server_errors"])
+        else:
+            for table, name in zip(aggregate.client_dicts(), CLIENT_TABLES, strict=True):
+                table.update(_unpack_ips(document[name], where))
         for name in ("paths", "user_agents"):
             table = document[name]
             getattr(aggregate, name).update(zip(table["keys"], table["counts"], strict=True))
@@ -292,10 +302,11 @@ def is_binary_partial(data: bytes) -> bool:
     return bool(data) and (0x80 <= data[0] <= 0x8F or data[0] in (0xDE, 0xDF))
 
 
-def read_partial_bytes(data: bytes, *, where: str = "partial") -> Aggregate:
-    """Read a partial of either form; ValueError naming ``where`` if it is neither."""
+def read_partial_bytes(data: bytes, *, where: str = "partial", packed_ips: bool = False) -> Aggregate:
+    """Read a partial of either form; ValueError naming ``where`` if it is neither. ``packed_ips``: see
+    ``decode_partial`` (a JSON partial is read into dicts)."""
     if is_binary_partial(data):
-        return decode_partial(data, where=where)
+        return decode_partial(data, where=where, packed_ips=packed_ips)
     try:
         document = orjson.loads(data)
     except orjson.JSONDecodeError as exc:

@@ -9,11 +9,13 @@ from __future__ import annotations
 import datetime as dt
 import heapq
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any
 
 from logproc_analyzer.aggregate import KEY_DIMENSIONS, MISSING, Aggregate
 from logproc_analyzer.anomalies import hour_anomalies, ip_anomalies
 from logproc_analyzer.fields import ms_iso
+from logproc_analyzer.packed_ips import PackedIpCounts
 from logproc_analyzer.sketch import RELATIVE_ACCURACY
 from logproc_analyzer.sketches import KeySketch
 
@@ -35,8 +37,10 @@ def hour_iso(hour: int) -> str:
     return dt.datetime.fromtimestamp(hour * 3600, tz=dt.UTC).strftime("%Y-%m-%dT%H:00Z")
 
 
-def top(counter: dict[str, int], n: int) -> list[dict[str, Any]]:
+def top(counter: Mapping[str, int] | PackedIpCounts, n: int) -> list[dict[str, Any]]:
     """Return the n largest counts, ties broken by key so the order is stable."""
+    if isinstance(counter, PackedIpCounts):
+        return [{"key": key, "count": count} for key, count in counter.top(n)]
     # n of possibly millions: a bounded heap, not a sort of them all (same order, ties by key).
     ranked = heapq.nsmallest(n, counter.items(), key=lambda item: (-item[1], item[0]))
     return [{"key": key, "count": count} for key, count in ranked]

@@ -109,7 +109,8 @@ def test_analyzer_wheel_installs_without_airflow(wheels: dict[str, Path]) -> Non
     wheel = wheels["logproc_analyzer"]
     assert top_level_packages(wheel) == {"logproc_analyzer"}
     requires = metadata(wheel).get_all("Requires-Dist") or []
-    assert sorted(r.split(">")[0].split("=")[0] for r in requires) == ["datasketches", "msgspec", "orjson"], requires
+    requirement_names = sorted(r.split(">")[0].split("=")[0] for r in requires)
+    assert requirement_names == ["datasketches", "msgspec", "numpy", "orjson"], requires
     scripts = entry_points(wheel)
     assert "logproc-analyze = logproc_analyzer.cli:analyze_main" in scripts
     assert "logproc-merge = logproc_analyzer.cli:merge_main" in scripts

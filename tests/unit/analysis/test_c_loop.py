@@ -174,3 +174,53 @@ def test_an_iterable_of_lines_is_read_in_slices_like_a_list(monkeypatch: pytest.
     as_list.ingest_lines(lines, source="in", first_line=10)
     assert aggregate.to_partial() == as_list.to_partial()
     assert [entry.line for entry in aggregate.invalid_sample] == [entry.line for entry in as_list.invalid_sample]
+
+
+# Texts near the canonical forms: the C check must never accept one that parse_client_ip rewrites or refuses.
+NEAR_IPS = ["1.2.3.4", "0.0.0.0", "255.255.255.255", "256.1.1.1", "01.2.3.4", "1.2.3.04", "1.2.3", "1.2.3.4.5",
+            "1..3.4", "1.2.3.4 ", " 1.2.3.4", "\uff11.2.3.4", "::", "::1", "2001:db8::1", "2001:DB8::1", "2001:0db8::1",
+            "2001:db8:0:0:0:0:0:1", "2001:db8::0:1", "::ffff:1.2.3.4", "::ffff:102:304", "fe80::1%eth0",
+            "1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7::", "1::2::3", ":::", "1:2:3:4:5:6:7:8:9", "::1\x00", "gggg::1"]
+
+
+def _canonical_by_python(text: str) -> bool:
+    from logproc_analyzer.fields import FieldError, parse_client_ip
+
+    try:
+        return parse_client_ip(text) == text
+    except FieldError:
+        return False
+
+
+@native
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(st.sampled_from(NEAR_IPS), st.ip_addresses().map(str),
+                 st.ip_addresses(v=6).map(lambda a: a.exploded),
+                 st.text(alphabet="0123456789abcdefABCDEF:.%", max_size=45)))
+def test_the_c_ip_check_accepts_only_what_parse_client_ip_keeps(text: str) -> None:
+    assert aggregate_module.native_ingest is not None
+    if aggregate_module.native_ingest.canonical_ip(text):
+        assert _canonical_by_python(text), text
+
+
+@native
+def test_the_c_ip_check_decides_the_common_addresses() -> None:
+    assert aggregate_module.native_ingest is not None
+    for text in ("192.0.2.1", "10.0.0.255", "2001:db8::1", "fe80::a:b:c:d", "::1"):
+        assert aggregate_module.native_ingest.canonical_ip(text), text
+    for text in NEAR_IPS:  # whatever it leaves undecided, Python decides: both answers agree where it decides
+        if aggregate_module.native_ingest.canonical_ip(text):
+            assert _canonical_by_python(text), text
+
+
+@native
+def test_many_ipv4_and_ipv6_clients_count_the_same_on_both_loops(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(23)
+    lines = []
+    for i in range(6_000):
+        ip = rng.choice([f"10.{i % 7}.{i % 251}.{i % 253}", f"2001:db8::{i:x}", f"2001:DB8::{i:x}",
+                         f"2001:db8:0:0:0:0:0:{i % 9}", f"::ffff:10.0.0.{i % 256}", f"010.0.0.{i % 9}",
+                         "not-an-ip", f"fe80::{i % 5}%eth0"])
+        lines.append(f'{{"timestamp":"2026-11-24T10:{i % 60:02d}:00Z","client_ip":"{ip}",'
+                     f'"status":{rng.choice([200, 404, 503])}}}'.encode())
+    assert _c_partial(lines) == _python_partial(lines, monkeypatch)
