@@ -85,6 +85,46 @@ def window() -> tuple[dt.datetime, dt.datetime]:
 # --- child: one task ------------------------------------------------------------------------------
 
 
+class BareRead:
+    """The client's own share: confluent-kafka alone reading the task's partitions (values to a file).
+
+    Same connection config as the operator's (the local broker's extra), the same partitions, from
+    ``offsets_for_times(since)`` to the high watermark, ``consume(num_messages=10000)``.
+    """
+
+    def __init__(self, topic: str, partitions: list[list[Any]] | None, output: Path) -> None:
+        self.topic, self.partitions, self.output = topic, partitions, output
+
+    def execute(self, context: Any) -> None:
+        from confluent_kafka import Consumer, TopicPartition
+
+        from airflow_provider_logproc.kafka.config import connection_config
+
+        since, _until = window()
+        consumer = Consumer({**connection_config("kafka_default"), "enable.auto.commit": False})
+        numbers = [p for _t, p in self.partitions] if self.partitions else list(range(PARTITIONS))
+        starts = consumer.offsets_for_times([TopicPartition(self.topic, p, int(since.timestamp() * 1000))
+                                             for p in numbers], timeout=10)
+        highs = {p: consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)[1] for p in numbers}
+        consumer.assign([tp for tp in starts if tp.offset >= 0])
+        remaining = {tp.partition for tp in starts if 0 <= tp.offset < highs[tp.partition]}
+        count = 0
+        with open(self.output, "wb") as out:
+            while remaining:
+                # Any: fetched records always have a value and an offset (the stubs say Optional).
+                messages: list[Any] = consumer.consume(num_messages=10_000, timeout=1)
+                for message in messages:
+                    if message.error():
+                        raise RuntimeError(message.error())
+                    out.write(message.value() + b"\n")
+                    count += 1
+                    if message.offset() >= highs[message.partition()] - 1:
+                        remaining.discard(message.partition())
+        consumer.close()
+        context["ti"].xcom_push("record_count", count)
+        context["ti"].xcom_push("dead_letter_count", 0)
+
+
 def child_main(args: dict[str, Any]) -> None:
     """Build the task's operator, say ready, wait for the go, run ``execute``; print what it measured."""
     started_up = time.monotonic()
@@ -95,7 +135,10 @@ def child_main(args: dict[str, Any]) -> None:
 
     warm_up_airflow()
     since, until = window()
-    if args["partitions"] is None:
+    operator: Any
+    if args.get("bare_output"):
+        operator = BareRead(args["topic"], args["partitions"], Path(args["bare_output"]))
+    elif args["partitions"] is None:
         # pipeline._consume_step("consume", f"{window_dir}/raw.ion", max_lateness=max_lateness)
         operator = KafkaBatchConsumeOperator(task_id="consume", topics=args["topic"], output_uri=args["output_uri"],
                                              max_bad_share=0.05, max_lateness=MAX_LATENESS)
@@ -116,7 +159,13 @@ def child_main(args: dict[str, Any]) -> None:
     start = time.monotonic()  # CLOCK_MONOTONIC: one clock for every process of the machine
     operator.execute(context)
     end = time.monotonic()
-    print(json.dumps({"start": start, "end": end, "cpu_seconds": cpu_seconds() - cpu_before,
+    if args.get("bare_output"):
+        written = Path(args["bare_output"]).stat().st_size
+    else:
+        from airflow_provider_logproc import staging
+
+        written = staging.as_path(args["output_uri"]).stat().st_size  # the task's part: what its worker stages
+    print(json.dumps({"bytes": written, "start": start, "end": end, "cpu_seconds": cpu_seconds() - cpu_before,
                       "rss_mb": peak_rss_mb(), "startup_rss_mb": startup_rss_mb, "startup_s": startup,
                       "records": int(ti.xcom["record_count"]), "dead_letters": int(ti.xcom["dead_letter_count"])}),
           flush=True)
@@ -160,6 +209,7 @@ def run_mode(tasks: list[dict[str, Any]], env: dict[str, str]) -> dict[str, Any]
         # What reading added to a task's peak (the largest of the mode's tasks).
         "growth_mb": max(r["rss_mb"] - r["startup_rss_mb"] for r in results),
         "records": sum(r["records"] for r in results),
+        "bytes": max(r["bytes"] for r in results),  # the largest part one task staged
         "dead_letters": sum(r["dead_letters"] for r in results),
         "tasks": results,
     }
@@ -172,37 +222,42 @@ def describe(values: list[float], unit: str, digits: int = 2) -> str:
 def summarize(rounds: list[dict[str, dict[str, Any]]], records: int, staging_label: str) -> None:
     modes = list(rounds[0])
     print(f"\nconsume stage, {records:,} records on {PARTITIONS} partitions, staging {staging_label}, "
-          f"{len(rounds)} alternating rounds, median [min-max]; ratios to the single task of the same round:")
+          f"{len(rounds)} alternating rounds, median [min-max]; ratios to the single task (bare: to bare-single) "
+          "of the same round:")
     for mode in modes:
         seconds = [r[mode]["seconds"] for r in rounds]
         cpu = [r[mode]["cpu_seconds"] for r in rounds]
         rss = [r[mode]["rss_mb"] for r in rounds]
         startup = [r[mode]["startup_s"] for r in rounds]
         startup_rss = [r[mode]["startup_rss_mb"] for r in rounds]
-        line = (f"  {mode:<9} wall {describe(seconds, 's')}  cpu (all tasks) {describe(cpu, 's')}  "
+        line = (f"  {mode:<14} wall {describe(seconds, 's')}  cpu (all tasks) {describe(cpu, 's')}  "
                 f"peak RSS per task (largest) {describe(rss, 'MB', 0)}, of it before reading "
-                f"{describe(startup_rss, 'MB', 0)}  startup {describe(startup, 's')}")
+                f"{describe(startup_rss, 'MB', 0)}  startup {describe(startup, 's')}  "
+                f"staged per task (largest) {statistics.median(r[mode]['bytes'] for r in rounds) / 1e6:.0f} MB")
         print(line)
-        if mode != "single":
-            groups = int(mode.split("-")[1])
-            wall_ratio = [r[mode]["seconds"] / r["single"]["seconds"] for r in rounds]
-            rss_ratio = [r[mode]["rss_mb"] / r["single"]["rss_mb"] for r in rounds]
-            cpu_ratio = [r[mode]["cpu_seconds"] / r["single"]["cpu_seconds"] for r in rounds]
+        reference = "bare-single" if mode.startswith("bare-") else "single"
+        if mode != reference and reference in rounds[0]:
+            groups = int(mode.rsplit("-", 1)[1])
+            wall_ratio = [r[mode]["seconds"] / r[reference]["seconds"] for r in rounds]
+            rss_ratio = [r[mode]["rss_mb"] / r[reference]["rss_mb"] for r in rounds]
+            cpu_ratio = [r[mode]["cpu_seconds"] / r[reference]["cpu_seconds"] for r in rounds]
             # The constant: what a mapped task holds beyond its 1/groups share of the single task's peak.
-            constant = [r[mode]["rss_mb"] - r["single"]["rss_mb"] / groups for r in rounds]
-            growth_ratio = [r[mode]["growth_mb"] / r["single"]["growth_mb"] for r in rounds]
+            constant = [r[mode]["rss_mb"] - r[reference]["rss_mb"] / groups for r in rounds]
+            growth_ratio = [r[mode]["growth_mb"] / r[reference]["growth_mb"] for r in rounds]
             wall_met = statistics.median(wall_ratio) <= 1.1
-            print(f"  {'':<9} wall / single {describe(wall_ratio, 'x')} (target <= 1.1x: "
-                  f"{'met' if wall_met else 'NOT met'});  cpu / single {describe(cpu_ratio, 'x')};  "
-                  f"peak RSS / single {describe(rss_ratio, 'x')} = 1/{groups} + "
-                  f"{describe(constant, 'MB', 0)};  growth while reading / single's {describe(growth_ratio, 'x')}")
+            print(f"  {'':<14} wall / {reference} {describe(wall_ratio, 'x')} (target <= 1.1x: "
+                  f"{'met' if wall_met else 'NOT met'});  cpu / {reference} {describe(cpu_ratio, 'x')};  "
+                  f"peak RSS / {reference} {describe(rss_ratio, 'x')} = 1/{groups} + "
+                  f"{describe(constant, 'MB', 0)};  growth while reading / {reference}'s {describe(growth_ratio, 'x')}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=5, help="alternating rounds (every mode once per round)")
-    parser.add_argument("--modes", default="single,mapped-2,mapped-4")
+    parser.add_argument("--modes", default="single,mapped-2,mapped-4",
+                        help="also bare-single, bare-mapped-2, bare-mapped-4: confluent-kafka alone on the same "
+                             "partitions (the client's own share of the peak RSS against this broker)")
     parser.add_argument("--staging", choices=("file", "abfs"), default="file")
     parser.add_argument("--child")
     args = parser.parse_args()
@@ -237,12 +292,15 @@ def main() -> int:
 
         plans: dict[str, list[dict[str, Any]]] = {}
         for mode in [m for m in args.modes.split(",") if m]:
-            if mode == "single":
-                plans[mode] = [{"topic": TOPIC, "partitions": None, "output_uri": f"{window_dir}/raw.ion"}]
+            bare = mode.startswith("bare-")
+            if mode.removeprefix("bare-") == "single":
+                plans[mode] = [{"topic": TOPIC, "partitions": None, "output_uri": f"{window_dir}/raw.ion",
+                                "bare_output": str(base / "bare-single.out") if bare else None}]
                 continue
-            groups = plan_partition_groups([TOPIC], *window(), int(mode.removeprefix("mapped-")))
+            groups = plan_partition_groups([TOPIC], *window(), int(mode.rsplit("-", 1)[1]))
             plans[mode] = [{"topic": TOPIC, "partitions": group,
-                            "output_uri": f"{window_dir}/groups/part-{index:03d}.ion"}
+                            "output_uri": f"{window_dir}/groups/part-{index:03d}.ion",
+                            "bare_output": str(base / f"bare-{index}.out") if bare else None}
                            for index, group in enumerate(groups)]
             print(f"{mode}: groups {[[p for _t, p in group] for group in groups]}")
 
@@ -255,13 +313,15 @@ def main() -> int:
                     raise RuntimeError(f"{mode} read {result['records']} records and {result['dead_letters']} "
                                        f"dead letters, expected {args.records}")
                 per_task = ", ".join(f"{t['end'] - t['start']:.1f} s/{t['rss_mb']:.0f} MB" for t in result["tasks"])
-                print(f"round {round_number} {mode:<9} stage {result['seconds']:6.2f} s  "
+                print(f"round {round_number} {mode:<14} stage {result['seconds']:6.2f} s  "
                       f"cpu {result['cpu_seconds']:6.2f} s  largest peak RSS {result['rss_mb']:6.0f} MB  "
                       f"tasks: {per_task}", flush=True)
                 rounds[-1][mode] = result
                 if args.staging == "file":
                     shutil.rmtree(base / "staging", ignore_errors=True)
-        if "single" in plans and rounds:
+                for bare_output in base.glob("bare-*.out"):
+                    bare_output.unlink()
+        if rounds:
             summarize(rounds, args.records, f"{args.staging}:// ({staging_base})")
     finally:
         stack.stop()
