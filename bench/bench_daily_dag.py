@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import logging
 import os
 import resource
 import shutil
@@ -170,6 +171,7 @@ def clear_run_outputs(stack: LocalStack, staging_dir: Path) -> None:
 
     from airflow_provider_logproc.hooks.batch import AzureBatchJobHook
 
+    logging.getLogger("azure").setLevel(logging.WARNING)  # the SDKs log every request at INFO
     assert stack.azurite is not None
     shutil.rmtree(staging_dir, ignore_errors=True)
     service = BlobServiceClient.from_connection_string(stack.azurite.connection_string)
@@ -186,10 +188,11 @@ def clear_run_outputs(stack: LocalStack, staging_dir: Path) -> None:
 
 
 def task_spans(db: Path, dag_id: str) -> dict[str, float]:
-    """Per task id, first start to last end (a mapped task's instances together)."""
+    """Per task id that ran (skipped branches left out), first start to last end (mapped instances together)."""
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT task_id, MIN(start_date), MAX(end_date) FROM task_instance WHERE dag_id = ? "
-                            "AND start_date IS NOT NULL AND end_date IS NOT NULL GROUP BY task_id",
+                            "AND state = 'success' AND start_date IS NOT NULL AND end_date IS NOT NULL "
+                            "GROUP BY task_id",
                             (dag_id,)).fetchall()
     return {task_id: (dt.datetime.fromisoformat(end) - dt.datetime.fromisoformat(start)).total_seconds()
             for task_id, start, end in rows}
