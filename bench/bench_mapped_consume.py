@@ -33,13 +33,22 @@ ratios to the single task of the same round.
 Targets (issue 17): peak RSS per mapped task <= single / groups + a constant; consume-stage wall
 <= 1.1x the single task's on this 2-core machine.
 
-Model for more workers (the figures printed by this bench, see README "Running on Celery or
-Kubernetes"): each group's task reads only its partitions, so its time is about (its share of the
-records) x (the single task's per-record cost) + a per-task constant (start-up, connection, planning
-the window, ~1 s here besides Airflow's own task start). On N workers with G groups over P partitions,
-with the broker not the bottleneck, the consume stage ~ single / min(G, N, P) + per-task overhead.
-On this machine N is effectively 2 cores shared with the broker, so the stage stays ~ the single
-task's: the gain measured here is memory per task and the spread of disk across workers, not time.
+``bare-single`` / ``bare-mapped-N`` run confluent-kafka alone on the same partitions (values to a
+file): the client's own share of the peak against this broker.
+
+Measured (5 Dec 2026, 4M records, 5 rounds; README "A large day's consume across workers"): wall
+0.94x the single task with 2 groups, 1.06x and 1.20x (two runs) with 4; peak RSS per task 0.92x and
+0.83x of the single task's, not 1/groups: the operator reads one partition at a time, so a task's
+peak is the process before reading (~250 MB) plus one partition's fetch answer, and noida-db answers
+with the rest of the partition, beyond fetch.max.bytes (the bare loop on one partition: 923 MB).
+
+Model for more workers: each group's task reads only its partitions, so its time is about (its
+share of the records) x (the single task's per-record CPU, ~2 us here) + a per-task overhead (~0.6 s
+of CPU per extra task measured here, plus the task's start: 1.1-1.7 s for imports and warm-up alone,
+Airflow's task runner more). On N workers with G groups over P partitions, with the broker keeping
+up, the consume stage ~ single / min(G, N, P) + per-task overhead. On this machine N is 2 cores
+shared with the broker, so the stage stays ~ the single task's: what mapping divides here is the
+part each worker stages (1/groups of the day) and the work, not the time.
 """
 
 from __future__ import annotations
