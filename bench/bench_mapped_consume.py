@@ -56,6 +56,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import logging
 import os
 import shutil
 import statistics
@@ -286,6 +287,7 @@ def main() -> int:
             assert stack.azurite is not None
             from azure.storage.blob import BlobServiceClient
 
+            logging.getLogger("azure").setLevel(logging.WARNING)  # the SDK logs every request at INFO
             BlobServiceClient.from_connection_string(stack.azurite.connection_string).create_container(
                 STAGING_CONTAINER)
             staging_base = f"abfs://wasb_default@{STAGING_CONTAINER}/logproc"
