@@ -60,15 +60,16 @@ POOL_SIZE = 50_000
 LOCAL_BROKER_CONSUMER_CONFIG: dict[str, Any] = {"receive.message.max.bytes": 1_000_000_000}
 
 
-def produce(bootstrap: str, topic: str, count: int) -> None:
-    """``count`` records of DAY: a pool of realistic records reused, timestamps spread over the day."""
+def produce(bootstrap: str, topic: str, count: int, partitions: int = PARTITIONS) -> None:
+    """``count`` records of DAY on ``partitions`` partitions (round robin): a pool of realistic records
+    reused, timestamps spread over the day."""
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient, NewTopic
 
     from logproc_local import sample_logs
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    for future in admin.create_topics([NewTopic(topic, PARTITIONS, 1, config={"retention.ms": "-1"})]).values():
+    for future in admin.create_topics([NewTopic(topic, partitions, 1, config={"retention.ms": "-1"})]).values():
         future.result(timeout=30)
     pool = list(sample_logs.generate(DAY, min(count, POOL_SIZE), seed=42))
     day_start = int(dt.datetime.combine(DAY, dt.time(), tzinfo=dt.UTC).timestamp() * 1000)
@@ -79,7 +80,7 @@ def produce(bootstrap: str, topic: str, count: int) -> None:
         record = pool[i % len(pool)]
         while True:
             try:
-                producer.produce(topic, value=record.value, key=record.key, partition=i % PARTITIONS,
+                producer.produce(topic, value=record.value, key=record.key, partition=i % partitions,
                                  timestamp=day_start + int(i * step))
                 break
             except BufferError:
