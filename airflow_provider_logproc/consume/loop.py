@@ -44,8 +44,9 @@ class Log(Protocol):
 
 # Messages asked of consume() at a time. The batch's envelopes (~400 bytes each) are written as one
 # chunk; at 1,000 the chunk (~400 KB) is still in the CPU cache when write() copies it to the page
-# cache, at 10,000 (~4 MB) it is not: the read took 10% less CPU at 1M and 4M records (bench_consume,
-# broker on another CPU). librdkafka fetches in the background whatever the batch size.
+# cache, at 10,000 (~4 MB) it is not (that copy was 22% of the read's CPU, perf). With the broker
+# on another CPU the read's CPU went 1.94 -> 1.66 s at 1M records, 7.39 -> 5.57 s at 4M
+# (bench_consume --pin-broker, medians). librdkafka fetches in the background whatever the size.
 DEFAULT_BATCH_SIZE = 1_000
 PROGRESS_INTERVAL_S = 10.0
 
