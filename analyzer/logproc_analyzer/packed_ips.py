@@ -69,6 +69,19 @@ def _sorted_last_wins(keys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray,
     return keys, counts
 
 
+def _sorted_summed(keys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sort by key, add the counts of keys given twice and drop zero counts (as a dict of ``+=`` holds)."""
+    nonzero = counts != 0
+    keys, counts = keys[nonzero], counts[nonzero]
+    order = np.argsort(keys, kind="stable")
+    keys, counts = keys[order], counts[order]
+    if len(keys) > 1:
+        first = np.flatnonzero(np.append(True, keys[1:] != keys[:-1]))
+        if len(first) < len(keys):
+            keys, counts = keys[first], np.add.reduceat(counts.astype(_WIDE), first)
+    return keys, _counts_array(counts)
+
+
 def _add_sorted(keys: np.ndarray, counts: np.ndarray, more_keys: np.ndarray, more_counts: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Add one sorted unique table into another (both by key); returns the new arrays."""
@@ -164,6 +177,16 @@ class PackedIpCounts(Mapping[str, int]):
             if parse_client_ip(ip) != ip:
                 raise ValueError(f"client IP {ip!r} is not in canonical form")
             table.other[ip] = n
+        return table
+
+    @classmethod
+    def from_addresses(cls, v4: np.ndarray, v4_counts: np.ndarray, v6: np.ndarray, v6_counts: np.ndarray
+                       ) -> PackedIpCounts:
+        """Build a table from unsorted address arrays (IPv4 as ``uint32``, IPv6 as ``S16``) and their counts;
+        an address given more than once has its counts added, one counted zero times is left out."""
+        table = cls()
+        table.v4, table.v4_counts = _sorted_summed(v4.astype(np.uint32, copy=False), v4_counts)
+        table.v6, table.v6_counts = _sorted_summed(v6.astype("S16", copy=False), v6_counts)
         return table
 
     @classmethod
@@ -274,7 +297,8 @@ class PackedIpCounts(Mapping[str, int]):
             if ":" not in ip:
                 keys, counts, key = self.v4, self.v4_counts, np.uint32(int.from_bytes(socket.inet_aton(ip), "big"))
             else:
-                keys, counts, key = self.v6, self.v6_counts, np.bytes_(socket.inet_pton(_AF6, ip))
+                # An S16 array holds its values without trailing zero bytes: the key is looked up alike.
+                keys, counts, key = self.v6, self.v6_counts, np.bytes_(socket.inet_pton(_AF6, ip).rstrip(b"\0"))
         except (OSError, TypeError, ValueError):  # not an address: not a key
             return default
         position = int(np.searchsorted(keys, key))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import socket
 import statistics
 from pathlib import Path
 
@@ -132,3 +133,18 @@ def test_a_packed_table_reads_as_a_mapping() -> None:
     assert "10.0.0.1" in table and "10.0.0.9" not in table and "not an ip" not in table
     with pytest.raises(KeyError):
         table["10.0.0.9"]
+
+
+def test_an_ipv6_key_ending_in_a_zero_byte_is_found() -> None:
+    # An S16 array holds values without their trailing zero bytes; the lookup must compare alike.
+    counts = {"2001:db8::7000": 4, "2001:db8::": 2, "::": 1, "2001:db8::70": 3}
+    table = PackedIpCounts.from_counts(counts)
+    assert {ip: table[ip] for ip in counts} == counts and dict(table) == counts
+
+
+def test_from_addresses_adds_repeated_addresses_and_leaves_out_zero_counts() -> None:
+    v4 = np.array([0x0A000002, 0x0A000001, 0x0A000002, 0x0A000003], np.uint32)
+    v6 = np.array([socket.inet_pton(socket.AF_INET6, ip) for ip in ("2001:db8::100", "::", "2001:db8::100")], "S16")
+    table = PackedIpCounts.from_addresses(v4, np.array([1, 2, 3, 0], np.uint32), v6, np.array([5, 1, 2], np.uint32))
+    assert table.to_dict() == {"10.0.0.1": 2, "10.0.0.2": 4, "::": 1, "2001:db8::100": 7}
+    assert list(table.v4) == sorted(table.v4) and len(table) == 4
