@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from logproc_analyzer.fields import parse_client_ip
+from logproc_analyzer.native import optional_extension
 
 __all__ = ["PackedIpCounts", "exact_median", "median_and_mad", "v6_text"]
 
@@ -33,6 +34,8 @@ _WIDE = np.dtype(np.uint64)
 _NARROW_MAX = int(np.iinfo(np.uint32).max)
 _WIDE_MAX = int(np.iinfo(np.uint64).max)
 _CHUNK = 1 << 16  # keys turned into texts at a time
+# address_texts (C): the texts of a chunk of addresses in one call; _v4_text and v6_text are its Python twins.
+_native = optional_extension("logproc_analyzer._native_ingest")
 
 
 def v6_text(packed: bytes) -> str:
@@ -45,6 +48,24 @@ def v6_text(packed: bytes) -> str:
 
 def _v4_text(key: int) -> str:
     return f"{key >> 24}.{key >> 16 & 255}.{key >> 8 & 255}.{key & 255}"
+
+
+def _v4_texts(keys: np.ndarray) -> list[str]:
+    """Return the texts of ``uint32`` IPv4 keys."""
+    if _native is None:
+        return list(map(_v4_text, keys.tolist()))
+    return _native.address_texts(keys.astype(">u4").tobytes(), 4)  # type: ignore[no-any-return]
+
+
+def _v6_texts(keys: np.ndarray) -> list[str]:
+    """Return the canonical texts of ``S16`` IPv6 keys."""
+    if _native is None:
+        return [v6_text(key.ljust(16, b"\0")) for key in keys.tolist()]
+    raw = keys.tobytes()  # 16 bytes a key, its trailing zeros included
+    texts: list[Any] = _native.address_texts(raw, 16)
+    if None in texts:  # embedded IPv4 forms: Python's canonical text decides
+        texts = [v6_text(raw[16 * i:16 * i + 16]) if text is None else text for i, text in enumerate(texts)]
+    return texts
 
 
 def _counts_array(counts: Any) -> np.ndarray:
@@ -243,12 +264,11 @@ class PackedIpCounts(Mapping[str, int]):
     def items(self) -> Iterator[tuple[str, int]]:  # type: ignore[override]
         """(canonical text, count) of every client: IPv4 then IPv6 by address, then the other texts."""
         for start in range(0, len(self.v4), _CHUNK):
-            keys = self.v4[start:start + _CHUNK].tolist()
-            yield from zip(map(_v4_text, keys), self.v4_counts[start:start + _CHUNK].tolist(), strict=True)
+            yield from zip(_v4_texts(self.v4[start:start + _CHUNK]), self.v4_counts[start:start + _CHUNK].tolist(),
+                           strict=True)
         for start in range(0, len(self.v6), _CHUNK):
-            keys = self.v6[start:start + _CHUNK]
-            yield from zip((v6_text(key.ljust(16, b"\0")) for key in keys.tolist()),
-                           self.v6_counts[start:start + _CHUNK].tolist(), strict=True)
+            yield from zip(_v6_texts(self.v6[start:start + _CHUNK]), self.v6_counts[start:start + _CHUNK].tolist(),
+                           strict=True)
         yield from self.other.items()
 
     def to_dict(self) -> dict[str, int]:
@@ -279,13 +299,11 @@ class PackedIpCounts(Mapping[str, int]):
         for start in range(0, len(self.v4), _CHUNK):
             counts = self.v4_counts[start:start + _CHUNK]
             chosen = counts >= floor
-            yield from zip(map(_v4_text, self.v4[start:start + _CHUNK][chosen].tolist()), counts[chosen].tolist(),
-                           strict=True)
+            yield from zip(_v4_texts(self.v4[start:start + _CHUNK][chosen]), counts[chosen].tolist(), strict=True)
         for start in range(0, len(self.v6), _CHUNK):
             counts = self.v6_counts[start:start + _CHUNK]
             chosen = counts >= floor
-            yield from zip((v6_text(key.ljust(16, b"\0")) for key in self.v6[start:start + _CHUNK][chosen].tolist()),
-                           counts[chosen].tolist(), strict=True)
+            yield from zip(_v6_texts(self.v6[start:start + _CHUNK][chosen]), counts[chosen].tolist(), strict=True)
         yield from ((ip, n) for ip, n in self.other.items() if n >= floor)
 
     def get(self, ip: str, default: int = 0) -> int:  # type: ignore[override]
