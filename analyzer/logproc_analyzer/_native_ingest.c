@@ -423,11 +423,15 @@ canonical_ipv4(const char *p, Py_ssize_t n)
     return i == n;
 }
 
+#define CANONICAL_IPV4 2
+#define CANONICAL_IPV6 3
+
+/* CANONICAL_IPV4, CANONICAL_IPV6, or 0 = undecided. */
 static int
 canonical_ip_chars(const char *p, Py_ssize_t n)
 {
     if (n >= 7 && n <= 15 && canonical_ipv4(p, n))
-        return 1;
+        return CANONICAL_IPV4;
     if (n < 2 || n > 45 || memchr(p, ':', (size_t)n) == NULL || memchr(p, '.', (size_t)n) != NULL
         || memchr(p, '%', (size_t)n) != NULL || memchr(p, '\0', (size_t)n) != NULL)
         return 0;
@@ -437,7 +441,7 @@ canonical_ip_chars(const char *p, Py_ssize_t n)
     text[n] = '\0';
     if (inet_pton(AF_INET6, text, address) != 1 || inet_ntop(AF_INET6, address, printed, sizeof printed) == NULL)
         return 0;
-    return strcmp(printed, text) == 0;
+    return strcmp(printed, text) == 0 ? CANONICAL_IPV6 : 0;
 }
 
 PyDoc_STRVAR(canonical_ip_doc,
@@ -456,6 +460,75 @@ canonical_ip(PyObject *module, PyObject *text)
     return PyBool_FromLong(canonical_ip_chars((const char *)PyUnicode_1BYTE_DATA(text), PyUnicode_GET_LENGTH(text)));
 }
 
+PyDoc_STRVAR(address_texts_doc,
+"address_texts(addresses, size, /)\n\nThe texts of packed addresses, as a list: ``addresses`` holds IPv4 (``size`` 4)\n"
+"or IPv6 (``size`` 16) addresses in network order one after another. An IPv4 text is the dotted quad; an\n"
+"IPv6 text is inet_ntop's, but None where it has a '.' (an embedded IPv4 form, which Python's canonical\n"
+"text may write otherwise): the caller decides those (packed_ips.v6_text).");
+
+/* Why C: in a merge past the exact bound every client's text is made to feed the sketches, ~0.3-0.6 us a
+ * text through Python calls (f-string, socket.inet_ntop), serial in the parent while the workers idle. */
+static PyObject *
+address_texts(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "address_texts() takes (addresses, size)");
+        return NULL;
+    }
+    Py_ssize_t size = PyLong_AsSsize_t(args[1]);
+    if (size == -1 && PyErr_Occurred())
+        return NULL;
+    if (size != 4 && size != 16) {
+        PyErr_SetString(PyExc_ValueError, "size must be 4 or 16");
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    PyObject *texts = NULL;
+    if (view.len % size) {
+        PyErr_SetString(PyExc_ValueError, "addresses is not a whole number of addresses");
+        goto done;
+    }
+    Py_ssize_t count = view.len / size;
+    if ((texts = PyList_New(count)) == NULL)
+        goto done;
+    const unsigned char *address = view.buf;
+    for (Py_ssize_t i = 0; i < count; i++, address += size) {
+        char text[INET6_ADDRSTRLEN];
+        PyObject *item;
+        if (size == 4) {
+            char *out = text;
+            for (int k = 0; k < 4; k++) {
+                unsigned int octet = address[k];
+                if (octet >= 100)
+                    *out++ = (char)('0' + octet / 100);
+                if (octet >= 10)
+                    *out++ = (char)('0' + octet / 10 % 10);
+                *out++ = (char)('0' + octet % 10);
+                *out++ = '.';
+            }
+            item = PyUnicode_FromStringAndSize(text, out - text - 1);
+        } else if (inet_ntop(AF_INET6, address, text, sizeof text) == NULL) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            item = NULL;
+        } else if (strchr(text, '.') != NULL) {
+            item = Py_NewRef(Py_None);
+        } else {
+            item = PyUnicode_FromString(text);
+        }
+        if (item == NULL) {
+            Py_CLEAR(texts);
+            goto done;
+        }
+        PyList_SET_ITEM(texts, i, item);
+    }
+done:
+    PyBuffer_Release(&view);
+    return texts;
+}
+
 /* ------------------------------------------------------------------ pending counts */
 
 /* Route 1 counts into tables of its own, in C, and folds them into the aggregate's dictionaries
@@ -470,7 +543,7 @@ typedef struct {
     PyObject *text; /* owned; NULL = empty slot */
     unsigned int length, id;
     unsigned int ip_requests, ip_4xx, ip_5xx, paths, agents;
-    unsigned char ip_valid; /* IpCounter accepted it: a canonical IP address */
+    unsigned char ip_valid; /* a canonical IP address: 1 = IpCounter said so, else CANONICAL_IPV4/IPV6 (C) */
     char inline_text[INLINE_MAX];
 } TextSlot;
 
@@ -481,6 +554,11 @@ typedef struct {
     PyObject **by_id;      /* id -> text (borrowed from the slots); id 0 = None */
     size_t by_id_capacity;
 } TextTable;
+
+typedef struct {
+    unsigned char *data;
+    size_t size, capacity;
+} ByteBuffer;
 
 /* uint64 key -> count, open addressing. */
 typedef struct {
@@ -499,7 +577,15 @@ typedef struct {
     size_t text_limit; /* past this many texts: flush, then start the table afresh (bounded memory) */
     IsoMemo memo; /* the aggregate's timestamp caches, by characters (its own for as long as it lives) */
     int pending; /* anything to flush */
+    /* packed_ips: the per-client counts of addresses the C check found canonical are not added to the
+     * dictionaries but appended here as records (address in network order, then requests, 4xx and 5xx
+     * as native uint32), for take_ips(); an address may appear once per flush. */
+    int packed_ips;
+    ByteBuffer v4_records, v6_records;
 } CountsObject;
+
+#define V4_RECORD 16 /* 4 address bytes + 3 x uint32 */
+#define V6_RECORD 28 /* 16 address bytes + 3 x uint32 */
 
 #define TEXT_MAX 512
 #define KIND_ID_LIMIT (1u << 27)
@@ -703,6 +789,8 @@ Counts_dealloc(CountsObject *self)
     count_table_free(&self->minutes);
     count_table_free(&self->kinds);
     count_table_free(&self->latencies);
+    PyMem_Free(self->v4_records.data);
+    PyMem_Free(self->v6_records.data);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -711,9 +799,10 @@ Counts_dealloc(CountsObject *self)
 static PyObject *
 Counts_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    static char *keywords[] = {"text_limit", NULL};
+    static char *keywords[] = {"text_limit", "packed_ips", NULL};
     Py_ssize_t text_limit = DEFAULT_TEXT_LIMIT;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$n:Counts", keywords, &text_limit))
+    int packed_ips = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$np:Counts", keywords, &text_limit, &packed_ips))
         return NULL;
     if (text_limit < 1) {
         PyErr_SetString(PyExc_ValueError, "text_limit must be at least 1");
@@ -723,6 +812,7 @@ Counts_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     if (self == NULL)
         return NULL;
     self->text_limit = (size_t)text_limit;
+    self->packed_ips = packed_ips;
     iso_memo_init(&self->memo);
     if (text_table_init(&self->texts, 1024) < 0 || count_table_init(&self->minutes, 4096) < 0
         || count_table_init(&self->kinds, 256) < 0 || count_table_init(&self->latencies, 4096) < 0) {
@@ -776,6 +866,62 @@ flush_table(CountsObject *self, CountTable *table, PyObject *dict,
 }
 
 static int
+byte_buffer_append(ByteBuffer *buffer, const void *data, size_t size)
+{
+    if (buffer->size + size > buffer->capacity) {
+        size_t capacity = buffer->capacity ? buffer->capacity * 2 : 1 << 16;
+        while (capacity < buffer->size + size)
+            capacity *= 2;
+        unsigned char *bigger = PyMem_Realloc(buffer->data, capacity);
+        if (bigger == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        buffer->data = bigger;
+        buffer->capacity = capacity;
+    }
+    memcpy(buffer->data + buffer->size, data, size);
+    buffer->size += size;
+    return 0;
+}
+
+/* Append a slot's client counts as a packed record if the C check found its text a canonical IPv4 or
+ * IPv6 address; 1 = appended, 0 = not such an address (its counts go to the dictionaries), -1 = error. */
+static int
+pack_client(CountsObject *self, TextSlot *slot)
+{
+    if (slot->ip_valid != CANONICAL_IPV4 && slot->ip_valid != CANONICAL_IPV6)
+        return 0;
+    const char *p = (const char *)PyUnicode_1BYTE_DATA(slot->text); /* ASCII: the C check read it */
+    Py_ssize_t n = PyUnicode_GET_LENGTH(slot->text);
+    const unsigned int counts[3] = {slot->ip_requests, slot->ip_4xx, slot->ip_5xx};
+    unsigned char record[V6_RECORD];
+    size_t address_size;
+    if (slot->ip_valid == CANONICAL_IPV4) {
+        address_size = 4;
+        int octet = 0, value = 0;
+        for (Py_ssize_t i = 0; i <= n; i++) {
+            if (i == n || p[i] == '.') {
+                record[octet++] = (unsigned char)value;
+                value = 0;
+            } else {
+                value = value * 10 + (p[i] - '0');
+            }
+        }
+    } else {
+        address_size = 16;
+        char text[46];
+        memcpy(text, p, (size_t)n);
+        text[n] = '\0';
+        if (inet_pton(AF_INET6, text, record) != 1)
+            return 0;
+    }
+    memcpy(record + address_size, counts, sizeof counts);
+    ByteBuffer *buffer = address_size == 4 ? &self->v4_records : &self->v6_records;
+    return byte_buffer_append(buffer, record, address_size + sizeof counts) < 0 ? -1 : 1;
+}
+
+static int
 flush_counts(CountsObject *self, Counters *c)
 {
     if (!self->pending)
@@ -792,6 +938,13 @@ flush_counts(CountsObject *self, Counters *c)
         TextSlot *slot = &texts->slots[i];
         if (slot->text == NULL)
             continue;
+        if (self->packed_ips && slot->ip_requests) {
+            int packed = pack_client(self, slot);
+            if (packed < 0)
+                return -1;
+            if (packed)
+                slot->ip_requests = slot->ip_4xx = slot->ip_5xx = 0;
+        }
         const unsigned int counts[5] = {slot->ip_requests, slot->ip_4xx, slot->ip_5xx, slot->paths, slot->agents};
         for (int k = 0; k < 5; k++) {
             if (counts[k] == 0)
@@ -842,8 +995,36 @@ Counts_flush(CountsObject *self, PyObject *aggregate)
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(Counts_take_ips_doc,
+"take_ips()\n\nReturn and forget the packed client records of flushes so far (a Counts made with\n"
+"packed_ips=True): (IPv4 records, IPv6 records) as bytes, each record the address in network order\n"
+"(4 or 16 bytes) then its requests, 4xx and 5xx as native uint32. An address may appear more than once.");
+
+static PyObject *
+take_buffer(ByteBuffer *buffer)
+{
+    PyObject *data = PyBytes_FromStringAndSize((const char *)buffer->data, (Py_ssize_t)buffer->size);
+    PyMem_Free(buffer->data);
+    memset(buffer, 0, sizeof *buffer);
+    return data;
+}
+
+static PyObject *
+Counts_take_ips(CountsObject *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *v4 = take_buffer(&self->v4_records);
+    PyObject *v6 = take_buffer(&self->v6_records);
+    if (v4 == NULL || v6 == NULL) {
+        Py_XDECREF(v4);
+        Py_XDECREF(v6);
+        return NULL;
+    }
+    return Py_BuildValue("(NN)", v4, v6);
+}
+
 static PyMethodDef Counts_methods[] = {
     {"flush", (PyCFunction)Counts_flush, METH_O, Counts_flush_doc},
+    {"take_ips", (PyCFunction)Counts_take_ips, METH_NOARGS, Counts_take_ips_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1251,8 +1432,8 @@ flat_line(Counters *c, CountsObject *counts, IsoMemo *memo, const MappedKeys *ke
         result = FAILED;
         goto done;
     }
-    if (!ip_slot->ip_valid && canonical_ip_chars(f[F_CLIENT_IP].start, f[F_CLIENT_IP].length))
-        ip_slot->ip_valid = 1; /* what IpCounter.__missing__ would have said, without the call */
+    if (!ip_slot->ip_valid)  /* what IpCounter.__missing__ would have said, without the call */
+        ip_slot->ip_valid = (unsigned char)canonical_ip_chars(f[F_CLIENT_IP].start, f[F_CLIENT_IP].length);
     if (!ip_slot->ip_valid) {
         PyObject *seen = PyObject_GetItem(c->ips, ip_slot->text);
         if (seen == NULL) {
@@ -1845,6 +2026,7 @@ done:
 static PyMethodDef methods[] = {
     {"ingest", (PyCFunction)(void (*)(void))ingest, METH_FASTCALL, ingest_doc},
     {"canonical_ip", (PyCFunction)canonical_ip, METH_O, canonical_ip_doc},
+    {"address_texts", (PyCFunction)(void (*)(void))address_texts, METH_FASTCALL, address_texts_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -27,6 +27,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import IO, Any, Literal
 
+import numpy as np
+
 from logproc_analyzer.decoding import (
     MISSING,
     InvalidLine,
@@ -90,6 +92,11 @@ _LINES_PER_CHUNK = 65_536  # lines of an iterable handed to the C loop at a time
 _INT_MIN = -(1 << 63)
 _INT_MAX = (1 << 64) - 1
 _INFINITY = float("inf")
+# The C loop's packed client records (Counts.take_ips): the address in network order, then its requests, 4xx
+# and 5xx counts as native uint32.
+_CLIENT_COUNTS = ("requests", "client_errors", "server_errors")
+_V4_RECORD = np.dtype([("address", ">u4")] + [(name, "=u4") for name in _CLIENT_COUNTS])
+_V6_RECORD = np.dtype([("address", "S16")] + [(name, "=u4") for name in _CLIENT_COUNTS])
 
 
 def add_counts(target: dict[Any, int], addend: Mapping[Any, int]) -> None:
@@ -109,8 +116,15 @@ class Aggregate(SlowPath):
     """Exact, mergeable counters over analysed log lines."""
 
     def __init__(self, mapping: FieldMapping | None = None, window: Window | None = None,
-                 exact_keys: int = DEFAULT_EXACT_KEYS) -> None:
+                 exact_keys: int = DEFAULT_EXACT_KEYS, *, packed_clients: bool = False) -> None:
         self.mapping = mapping or FieldMapping()
+        # A part's aggregate bound for another process (analyze_paths' workers): the C loop keeps the clients
+        # it finds canonical as packed addresses, never as texts and dict entries, and finish() leaves the
+        # three client tables packed (PackedIpCounts, as an exact merge of many clients holds them): at
+        # hundreds of thousands of clients a part, the dicts, their pickling and their merge cost more than
+        # the ingest. The aggregate then takes no more lines.
+        self.packed_clients = packed_clients
+        self._native_clients: list[PackedIpCounts] | None = None
         # Client IPs, paths and user agents are counted exactly up to this many distinct keys each (in
         # a partial, and in a merge's running result); past it that dimension goes to its sketch.
         self.exact_keys = exact_keys
@@ -197,10 +211,40 @@ class Aggregate(SlowPath):
         return count
 
     def flush_pending(self) -> None:
-        """Add the C loop's pending counts into this aggregate's dictionaries."""
+        """Add the C loop's pending counts into this aggregate's dictionaries (with ``packed_clients``, those of
+        the clients it found canonical into packed tables, added to the dicts by ``finish``)."""
         if self._native_counts is not None:
             self._native_counts.flush(self)
+            if self.packed_clients:
+                self._take_native_clients()
         self._bound_pending_latencies()
+
+    def _take_native_clients(self) -> None:
+        """Add the C loop's packed client records (flushed so far) into ``_native_clients``."""
+        v4_bytes, v6_bytes = self._native_counts.take_ips()
+        if not v4_bytes and not v6_bytes:
+            return
+        v4 = np.frombuffer(v4_bytes, _V4_RECORD)
+        v6 = np.frombuffer(v6_bytes, _V6_RECORD)
+        tables = [PackedIpCounts.from_addresses(v4["address"], v4[name], v6["address"], v6[name])
+                  for name in _CLIENT_COUNTS]
+        if self._native_clients is None:
+            self._native_clients = tables
+        else:
+            for mine, more in zip(self._native_clients, tables, strict=True):
+                mine.add(more)
+
+    def _pack_client_tables(self) -> None:
+        """With ``packed_clients``: make the client tables packed, the C loop's records and the dicts (what the
+        slow path and the Python loop counted) added together."""
+        if not self.packed_clients or isinstance(self.ips, PackedIpCounts):
+            return
+        tables = [PackedIpCounts.from_counts(table) for table in self.client_dicts()]
+        for mine, more in zip(tables, self._native_clients or (), strict=False):
+            mine.add(more)
+        self.ips, self.ip_client_errors, self.ip_server_errors = tables
+        self._native_clients = None
+        self._native_counts = None  # all flushed; the C loop needs the dicts, so no more lines from here
 
     def _ingest_native(self, lines: list[bytes] | bytes, start: int, end: int, source: str,
                        first_line: int) -> int | Literal[False]:
@@ -210,7 +254,7 @@ class Aggregate(SlowPath):
         if native_ingest is None or decoder is None:
             return False
         if self._native_counts is None:
-            self._native_counts = native_ingest.Counts()
+            self._native_counts = native_ingest.Counts(packed_ips=self.packed_clients)
         count, blank = native_ingest.ingest(
             self._native_counts, self, lines, start, end, first_line, mapped_keys(self.mapping),
             decoder.decode, self._minute_of, functools.partial(self._normalize_or_keep, source),
@@ -353,6 +397,7 @@ class Aggregate(SlowPath):
         """Fold pending values into the aggregate (call before reading or merging it)."""
         self.flush_pending()
         self._flush_latency()
+        self._pack_client_tables()
         return self
 
     def __getstate__(self) -> dict[str, Any]:
@@ -368,6 +413,8 @@ class Aggregate(SlowPath):
                              f"{window_text(self.window)} and {window_text(other.window)}")
         self.flush_pending()  # both sides' C-loop counts first: merge adds the dictionaries
         other.flush_pending()
+        self._pack_client_tables()
+        other._pack_client_tables()
         self._merge_field_mappings(other.field_mappings)
         if other.outside_earliest_ms is not None and (
                 self.outside_earliest_ms is None or other.outside_earliest_ms < self.outside_earliest_ms):

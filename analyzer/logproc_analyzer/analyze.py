@@ -120,7 +120,8 @@ def ingest_blocks(aggregate: Aggregate, blocks: Iterable[bytes], source: str) ->
 
 def _run_task(task: _Task, mapping: FieldMapping, window: Window | None,
               invalid_part: str | None = None) -> tuple[Aggregate, int]:
-    aggregate = Aggregate(mapping, window)
+    # Packed clients: the parent merges the parts' client tables as sorted arrays (see Aggregate).
+    aggregate = Aggregate(mapping, window, packed_clients=True)
     sink = open(invalid_part, "wb") if invalid_part else None  # noqa: SIM115 - closed in finally
     aggregate.invalid_sink = sink
     try:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from logproc_analyzer.fields import parse_client_ip
+from logproc_analyzer.native import optional_extension
 
 __all__ = ["PackedIpCounts", "exact_median", "median_and_mad", "v6_text"]
 
@@ -33,6 +34,8 @@ _WIDE = np.dtype(np.uint64)
 _NARROW_MAX = int(np.iinfo(np.uint32).max)
 _WIDE_MAX = int(np.iinfo(np.uint64).max)
 _CHUNK = 1 << 16  # keys turned into texts at a time
+# address_texts (C): the texts of a chunk of addresses in one call; _v4_text and v6_text are its Python twins.
+_native = optional_extension("logproc_analyzer._native_ingest")
 
 
 def v6_text(packed: bytes) -> str:
@@ -45,6 +48,24 @@ def v6_text(packed: bytes) -> str:
 
 def _v4_text(key: int) -> str:
     return f"{key >> 24}.{key >> 16 & 255}.{key >> 8 & 255}.{key & 255}"
+
+
+def _v4_texts(keys: np.ndarray) -> list[str]:
+    """Return the texts of ``uint32`` IPv4 keys."""
+    if _native is None:
+        return list(map(_v4_text, keys.tolist()))
+    return _native.address_texts(keys.astype(">u4").tobytes(), 4)  # type: ignore[no-any-return]
+
+
+def _v6_texts(keys: np.ndarray) -> list[str]:
+    """Return the canonical texts of ``S16`` IPv6 keys."""
+    if _native is None:
+        return [v6_text(key.ljust(16, b"\0")) for key in keys.tolist()]
+    raw = keys.tobytes()  # 16 bytes a key, its trailing zeros included
+    texts: list[Any] = _native.address_texts(raw, 16)
+    if None in texts:  # embedded IPv4 forms: Python's canonical text decides
+        texts = [v6_text(raw[16 * i:16 * i + 16]) if text is None else text for i, text in enumerate(texts)]
+    return texts
 
 
 def _counts_array(counts: Any) -> np.ndarray:
@@ -67,6 +88,19 @@ def _sorted_last_wins(keys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray,
         if not last.all():
             keys, counts = keys[last], counts[last]
     return keys, counts
+
+
+def _sorted_summed(keys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sort by key, add the counts of keys given twice and drop zero counts (as a dict of ``+=`` holds)."""
+    nonzero = counts != 0
+    keys, counts = keys[nonzero], counts[nonzero]
+    order = np.argsort(keys, kind="stable")
+    keys, counts = keys[order], counts[order]
+    if len(keys) > 1:
+        first = np.flatnonzero(np.append(True, keys[1:] != keys[:-1]))
+        if len(first) < len(keys):
+            keys, counts = keys[first], np.add.reduceat(counts.astype(_WIDE), first)
+    return keys, _counts_array(counts)
 
 
 def _add_sorted(keys: np.ndarray, counts: np.ndarray, more_keys: np.ndarray, more_counts: np.ndarray
@@ -167,6 +201,16 @@ class PackedIpCounts(Mapping[str, int]):
         return table
 
     @classmethod
+    def from_addresses(cls, v4: np.ndarray, v4_counts: np.ndarray, v6: np.ndarray, v6_counts: np.ndarray
+                       ) -> PackedIpCounts:
+        """Build a table from unsorted address arrays (IPv4 as ``uint32``, IPv6 as ``S16``) and their counts;
+        an address given more than once has its counts added, one counted zero times is left out."""
+        table = cls()
+        table.v4, table.v4_counts = _sorted_summed(v4.astype(np.uint32, copy=False), v4_counts)
+        table.v6, table.v6_counts = _sorted_summed(v6.astype("S16", copy=False), v6_counts)
+        return table
+
+    @classmethod
     def from_counts(cls, counts: Mapping[str, int]) -> PackedIpCounts:
         """Pack a dict of canonical IP texts (an aggregate's table)."""
         v4: list[bytes] = []
@@ -220,12 +264,11 @@ class PackedIpCounts(Mapping[str, int]):
     def items(self) -> Iterator[tuple[str, int]]:  # type: ignore[override]
         """(canonical text, count) of every client: IPv4 then IPv6 by address, then the other texts."""
         for start in range(0, len(self.v4), _CHUNK):
-            keys = self.v4[start:start + _CHUNK].tolist()
-            yield from zip(map(_v4_text, keys), self.v4_counts[start:start + _CHUNK].tolist(), strict=True)
+            yield from zip(_v4_texts(self.v4[start:start + _CHUNK]), self.v4_counts[start:start + _CHUNK].tolist(),
+                           strict=True)
         for start in range(0, len(self.v6), _CHUNK):
-            keys = self.v6[start:start + _CHUNK]
-            yield from zip((v6_text(key.ljust(16, b"\0")) for key in keys.tolist()),
-                           self.v6_counts[start:start + _CHUNK].tolist(), strict=True)
+            yield from zip(_v6_texts(self.v6[start:start + _CHUNK]), self.v6_counts[start:start + _CHUNK].tolist(),
+                           strict=True)
         yield from self.other.items()
 
     def to_dict(self) -> dict[str, int]:
@@ -256,13 +299,11 @@ class PackedIpCounts(Mapping[str, int]):
         for start in range(0, len(self.v4), _CHUNK):
             counts = self.v4_counts[start:start + _CHUNK]
             chosen = counts >= floor
-            yield from zip(map(_v4_text, self.v4[start:start + _CHUNK][chosen].tolist()), counts[chosen].tolist(),
-                           strict=True)
+            yield from zip(_v4_texts(self.v4[start:start + _CHUNK][chosen]), counts[chosen].tolist(), strict=True)
         for start in range(0, len(self.v6), _CHUNK):
             counts = self.v6_counts[start:start + _CHUNK]
             chosen = counts >= floor
-            yield from zip((v6_text(key.ljust(16, b"\0")) for key in self.v6[start:start + _CHUNK][chosen].tolist()),
-                           counts[chosen].tolist(), strict=True)
+            yield from zip(_v6_texts(self.v6[start:start + _CHUNK][chosen]), counts[chosen].tolist(), strict=True)
         yield from ((ip, n) for ip, n in self.other.items() if n >= floor)
 
     def get(self, ip: str, default: int = 0) -> int:  # type: ignore[override]
@@ -274,7 +315,8 @@ class PackedIpCounts(Mapping[str, int]):
             if ":" not in ip:
                 keys, counts, key = self.v4, self.v4_counts, np.uint32(int.from_bytes(socket.inet_aton(ip), "big"))
             else:
-                keys, counts, key = self.v6, self.v6_counts, np.bytes_(socket.inet_pton(_AF6, ip))
+                # An S16 array holds its values without trailing zero bytes: the key is looked up alike.
+                keys, counts, key = self.v6, self.v6_counts, np.bytes_(socket.inet_pton(_AF6, ip).rstrip(b"\0"))
         except (OSError, TypeError, ValueError):  # not an address: not a key
             return default
         position = int(np.searchsorted(keys, key))

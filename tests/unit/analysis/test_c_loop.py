@@ -12,6 +12,9 @@ import datetime as dt
 import os
 import pickle
 import random
+import socket
+import struct
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +23,9 @@ from hypothesis import strategies as st
 
 from logproc_analyzer import aggregate as aggregate_module
 from logproc_analyzer import analyze as analyze_module
+from logproc_analyzer import summarize
 from logproc_analyzer.aggregate import Aggregate
+from logproc_analyzer.packed_ips import PackedIpCounts
 from logproc_local import sample_logs
 
 DAY = dt.date(2026, 11, 24)
@@ -224,3 +229,85 @@ def test_many_ipv4_and_ipv6_clients_count_the_same_on_both_loops(monkeypatch: py
         lines.append(f'{{"timestamp":"2026-11-24T10:{i % 60:02d}:00Z","client_ip":"{ip}",'
                      f'"status":{rng.choice([200, 404, 503])}}}'.encode())
     assert _c_partial(lines) == _python_partial(lines, monkeypatch)
+
+
+def _mixed_client_lines(count: int, seed: int) -> list[bytes]:
+    """IPv4, IPv6 (some ending in a zero byte), texts the slow path rewrites or refuses, scoped IPv6; errors."""
+    rng = random.Random(seed)
+    lines = []
+    for i in range(count):
+        ip = rng.choice([f"10.{i % 7}.{i % 251}.{i % 253}", f"2001:db8::{i % 997:x}00", f"2001:DB8::{i % 50:x}",
+                         f"2001:db8:0:0:0:0:0:{i % 9}", f"::ffff:10.0.0.{i % 256}", f"010.0.0.{i % 9}",
+                         "not-an-ip", f"fe80::{i % 5}%eth0", "0.0.0.0", "255.255.255.255", "::"])
+        lines.append(f'{{"timestamp":"2026-11-24T10:{i % 60:02d}:00Z","client_ip":"{ip}",'
+                     f'"status":{rng.choice([200, 404, 499, 503])}}}'.encode())
+    return lines
+
+
+def _python_client_tables(lines: list[bytes], monkeypatch: pytest.MonkeyPatch) -> list[dict[str, int]]:
+    with monkeypatch.context() as patch:
+        patch.setattr(aggregate_module, "native_ingest", None)
+        aggregate = Aggregate()
+        aggregate.ingest_lines(lines, source="in")
+        return [dict(aggregate.ips), dict(aggregate.ip_client_errors), dict(aggregate.ip_server_errors)]
+
+
+@native
+@pytest.mark.parametrize("text_limit", [None, 7])
+def test_packed_clients_of_the_c_loop_equal_the_python_loops_dicts(monkeypatch: pytest.MonkeyPatch,
+                                                                    text_limit: int | None) -> None:
+    # A part bound for the parent (packed_clients): the C loop's canonical addresses go to packed records, the
+    # others (and the slow path's) to the dicts; finish() adds both. A small text table flushes many times,
+    # so an address comes back in several records.
+    assert aggregate_module.native_ingest is not None
+    lines = _mixed_client_lines(5_000, seed=29)
+    aggregate = Aggregate(packed_clients=True)
+    if text_limit is not None:
+        aggregate._native_counts = aggregate_module.native_ingest.Counts(text_limit=text_limit, packed_ips=True)
+    for start in range(0, len(lines), 1_000):  # several buffers, one flush at the end (as ingest_blocks does)
+        chunk = b"\n".join(lines[start:start + 1_000]) + b"\n"
+        aggregate.ingest_buffer(chunk, 0, len(chunk), source="in", first_line=start + 1)
+    aggregate.finish()
+    tables = [aggregate.ips, aggregate.ip_client_errors, aggregate.ip_server_errors]
+    assert all(isinstance(table, PackedIpCounts) for table in tables)
+    assert [dict(table) for table in tables] == _python_client_tables(lines, monkeypatch)
+    assert isinstance(aggregate.ips, PackedIpCounts)
+    assert len(aggregate.ips.v4) and len(aggregate.ips.v6) and aggregate.ips.other  # every kind was there
+    copy = pickle.loads(pickle.dumps(aggregate))  # as a worker returns it
+    assert copy.to_partial() == aggregate.to_partial() == _python_partial(lines, monkeypatch)
+
+
+@native
+def test_packed_records_name_each_address_in_network_order() -> None:
+    assert aggregate_module.native_ingest is not None
+    counts = aggregate_module.native_ingest.Counts(packed_ips=True)
+    aggregate = Aggregate()
+    lines = [b'{"timestamp":"2026-11-24T10:00:00Z","client_ip":"192.0.2.10","status":404}',
+             b'{"timestamp":"2026-11-24T10:00:00Z","client_ip":"192.0.2.10","status":200}',
+             b'{"timestamp":"2026-11-24T10:00:00Z","client_ip":"2001:db8::100","status":503}']
+    aggregate_module.native_ingest.ingest(
+        counts, aggregate, lines, 0, 0, 1, aggregate_module.mapped_keys(aggregate.mapping),
+        aggregate_module.record_decoder(aggregate.mapping).decode, aggregate._minute_of,  # type: ignore[union-attr]
+        lambda lineno, line: aggregate._normalize_or_keep("in", lineno, line), aggregate_module.EPOCH_MS_THRESHOLD)
+    counts.flush(aggregate)
+    v4, v6 = counts.take_ips()
+    assert v4 == bytes([192, 0, 2, 10]) + struct.pack("=3I", 2, 1, 0)
+    assert v6 == socket.inet_pton(socket.AF_INET6, "2001:db8::100") + struct.pack("=3I", 1, 0, 1)
+    assert dict(aggregate.ips) == {} and counts.take_ips() == (b"", b"")  # taken once
+    assert aggregate.valid == 3
+
+
+def test_the_workers_packed_parts_merge_to_the_single_process_summary(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = _mixed_client_lines(20_000, seed=31)
+    lines += [b'{"timestamp":"2026-11-24T11:00:00Z","client_ip":"2001:db8::100","status":503}'] * 400
+    path = tmp_path / "day.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    monkeypatch.setattr(analyze_module, "SPLIT_MIN_BYTES", 1)  # two parts, each packed in its worker
+    parallel = analyze_module.analyze_paths([path], workers=2)
+    assert isinstance(parallel.ips, PackedIpCounts)
+    whole = analyze_module.analyze_lines(lines, source=str(path))
+    ours, expected = summarize(parallel), summarize(whole)
+    differing = {key for key in ours if ours[key] != expected.get(key)}
+    assert differing <= {"field_mappings", "mapping", "detection"}, differing
+    assert ours["anomalies"]["ips"] and ours["top"] == expected["top"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import random
+import socket
 import statistics
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from logproc_analyzer import analyze as analyze_module
 from logproc_analyzer import analyze_lines, summarize
 from logproc_analyzer.aggregate import Aggregate
 from logproc_analyzer.analyze import merge_aggregates, merge_partial_files
+from logproc_analyzer.fields import parse_client_ip
 from logproc_analyzer.packed_ips import PackedIpCounts, median_and_mad
 from logproc_analyzer.partials import decode_partial, encode_partial
 from logproc_analyzer.summary import top
@@ -132,3 +135,41 @@ def test_a_packed_table_reads_as_a_mapping() -> None:
     assert "10.0.0.1" in table and "10.0.0.9" not in table and "not an ip" not in table
     with pytest.raises(KeyError):
         table["10.0.0.9"]
+
+
+def test_an_ipv6_key_ending_in_a_zero_byte_is_found() -> None:
+    # An S16 array holds values without their trailing zero bytes; the lookup must compare alike.
+    counts = {"2001:db8::7000": 4, "2001:db8::": 2, "::": 1, "2001:db8::70": 3}
+    table = PackedIpCounts.from_counts(counts)
+    assert {ip: table[ip] for ip in counts} == counts and dict(table) == counts
+
+
+def test_from_addresses_adds_repeated_addresses_and_leaves_out_zero_counts() -> None:
+    v4 = np.array([0x0A000002, 0x0A000001, 0x0A000002, 0x0A000003], np.uint32)
+    v6 = np.array([socket.inet_pton(socket.AF_INET6, ip) for ip in ("2001:db8::100", "::", "2001:db8::100")], "S16")
+    table = PackedIpCounts.from_addresses(v4, np.array([1, 2, 3, 0], np.uint32), v6, np.array([5, 1, 2], np.uint32))
+    assert table.to_dict() == {"10.0.0.1": 2, "10.0.0.2": 4, "::": 1, "2001:db8::100": 7}
+    assert list(table.v4) == sorted(table.v4) and len(table) == 4
+
+
+EMBEDDED_V4 = [bytes(16), bytes(15) + b"\1", bytes(10) + b"\xff\xff\1\2\3\4", bytes(12) + b"\1\2\3\4",
+               bytes(8) + b"\xff\xff\0\0\11\11\11\11", b"\0\x64\xff\x9b" + bytes(8) + b"\1\2\3\4"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 2**32 - 1), max_size=50),
+       st.lists(st.one_of(st.binary(min_size=16, max_size=16), st.sampled_from(EMBEDDED_V4)), max_size=50))
+def test_the_c_texts_of_addresses_equal_the_python_ones(v4: list[int], v6: list[bytes]) -> None:
+    # The texts made to feed the sketches and to name the top clients: the C twin against the Python one.
+    from logproc_analyzer import packed_ips
+
+    v4_keys, v6_keys = np.array(v4, np.uint32), np.array(v6, "S16")
+    expected = ([f"{n >> 24}.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}" for n in v4],
+                [parse_client_ip(str(ipaddress.IPv6Address(raw))) for raw in v6])  # the canonical text
+    assert (packed_ips._v4_texts(v4_keys), packed_ips._v6_texts(v6_keys)) == expected
+    patch = pytest.MonkeyPatch()
+    try:
+        patch.setattr(packed_ips, "_native", None)
+        assert (packed_ips._v4_texts(v4_keys), packed_ips._v6_texts(v6_keys)) == expected
+    finally:
+        patch.undo()
