@@ -153,18 +153,33 @@ def current_parts(listed: Iterable[ArchivedPart]) -> list[str]:
     return [parts[index].name for index in range(count)]
 
 
-def archived_parts(container: str, prefix: str, wasb_conn_id: str = "wasb_default") -> list[str]:
-    """Return the blobs of the window archived in parts under ``prefix`` (see :func:`current_parts`)."""
+def newest_archive(listed: Iterable[ArchivedPart], window_prefix: str) -> list[str]:
+    """Return the blobs holding the window's newest archive: ``[<window>/raw.ion]``, or its parts in order.
+
+    A day may have been archived both ways (a single-task run, later a mapped one, or the other way
+    round); the newer holds what the later run read, late records included. ``[]``: no archive.
+    """
+    head = window_prefix.rstrip("/")
+    listed = list(listed)
+    single = next((blob for blob in listed if blob.name == f"{head}/raw.ion"), None)
+    parts = [blob for blob in listed if blob.name.startswith(f"{head}/raw-groups/")]
+    if parts and (single is None or max(part.last_modified for part in parts) > single.last_modified):
+        return current_parts(parts)
+    return [single.name] if single is not None else []
+
+
+def archived_window(container: str, window_prefix: str, wasb_conn_id: str = "wasb_default") -> list[str]:
+    """List the window's archive and return its newest form (see :func:`newest_archive`)."""
     from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
 
     client = WasbHook(wasb_conn_id=wasb_conn_id).get_conn().get_container_client(container)
     if not client.exists():
         return []
     listed = []
-    for blob in client.list_blobs(name_starts_with=prefix.rstrip("/") + "/", include=["metadata"]):
+    for blob in client.list_blobs(name_starts_with=window_prefix.rstrip("/") + "/", include=["metadata"]):
         count = (blob.metadata or {}).get(GROUP_COUNT_METADATA, "")
         listed.append(ArchivedPart(blob.name, int(count) if count.isdigit() else None, blob.last_modified))
-    return current_parts(listed)
+    return newest_archive(listed, window_prefix)
 
 
 def combined_part_metadata(per_part: list[dict[str, str]], dead_letter_uri: str) -> dict[str, str]:
@@ -215,12 +230,13 @@ __all__ = [
     "ArchiveIncompleteError",
     "ArchivedPart",
     "archive_exists",
-    "archived_parts",
+    "archived_window",
     "combined_part_metadata",
     "current_parts",
     "download_archive",
     "download_archive_parts",
     "earliest_retained_timestamps",
     "kafka_holds_window",
+    "newest_archive",
     "window_retained",
 ]

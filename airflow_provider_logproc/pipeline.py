@@ -216,7 +216,7 @@ def choose_source(params: dict[str, Any] | None = None, **context: Any) -> str:
     The partition groups are planned here, once per run (XCom ``partition_groups``), from the
     ``consume_groups`` param and the window's size: one group is the single ``consume`` task.
     """
-    from airflow_provider_logproc.archive import archive_exists, archived_parts, kafka_holds_window
+    from airflow_provider_logproc.archive import archived_window, kafka_holds_window
     from airflow_provider_logproc.kafka.groups import plan_partition_groups
 
     assert params is not None
@@ -226,33 +226,27 @@ def choose_source(params: dict[str, Any] | None = None, **context: Any) -> str:
         context["ti"].xcom_push(key="partition_groups", value=groups)
         logging.getLogger(__name__).info("consume in %d group(s): %s", len(groups), groups)
         return "consume" if len(groups) == 1 else "plan_consume_groups"
-    archived = f"{params['topic']}/{window_path(start, end)}"
-    if archive_exists(params["archive_container"], f"{archived}/raw.ion") or archived_parts(
-            params["archive_container"], f"{archived}/raw-groups"):
+    if archived_window(params["archive_container"], f"{params['topic']}/{window_path(start, end)}"):
         return "restore_from_archive"
     return "consume"  # fails there with the retention message, naming the window and the gap
 
 
 @task(task_id="restore_from_archive")
 def restore_from_archive(params: dict[str, Any] | None = None, **context: Any) -> str:
-    """Restore the archived window into staging: its ``raw.ion``, else the parts of its last mapped run, joined."""
-    from airflow_provider_logproc.archive import (
-        archive_exists,
-        archived_parts,
-        download_archive,
-        download_archive_parts,
-    )
+    """Restore the window's newest archive into staging: its ``raw.ion``, or a mapped run's parts, joined."""
+    from airflow_provider_logproc.archive import archived_window, download_archive, download_archive_parts
 
     assert params is not None
     start, end = context["data_interval_start"], context["data_interval_end"]
     container, archived = params["archive_container"], f"{params['topic']}/{window_path(start, end)}"
     window_dir = f"{staging_base()}/{context['dag'].dag_id}/{params['topic']}/{window_path(start, end)}"
-    if archive_exists(container, f"{archived}/raw.ion"):
-        uri, metadata = download_archive(container, f"{archived}/raw.ion", f"{window_dir}/raw.ion")
+    blobs = archived_window(container, archived)
+    if blobs == [f"{archived}/raw.ion"]:
+        uri, metadata = download_archive(container, blobs[0], f"{window_dir}/raw.ion")
     else:
         # Where the mapped run's collect_parts joined the parts' undecodable records.
-        uri, metadata = download_archive_parts(container, archived_parts(container, f"{archived}/raw-groups"),
-                                               f"{window_dir}/raw.ion", f"{window_dir}/groups/raw.dead-letter.jsonl")
+        uri, metadata = download_archive_parts(container, blobs, f"{window_dir}/raw.ion",
+                                               f"{window_dir}/groups/raw.dead-letter.jsonl")
     # The counters the archiving run recorded, so the report of a restored window reads the same.
     counters = {key: metadata.get(name) for key, name in ARCHIVE_COUNTERS.items()}
     push_xcoms(context["ti"], **{key: int(value) if value.isdigit() else value

@@ -11,6 +11,7 @@ from airflow_provider_logproc.archive import (
     ArchiveIncompleteError,
     combined_part_metadata,
     current_parts,
+    newest_archive,
 )
 
 T0 = dt.datetime(2026, 2, 11, 1, tzinfo=dt.UTC)
@@ -60,3 +61,15 @@ def test_counters_add_up_and_name_the_joined_kept_aside_file():
         "undecodable_records_file": "abfs://s/groups/raw.dead-letter.jsonl"}
     clean = [{"consumed_records": "7", "undecodable_records": "0", "undecodable_records_file": ""}]
     assert combined_part_metadata(clean, "x") == {"consumed_records": "7", "undecodable_records": "0"}
+
+
+def test_the_newest_of_a_single_archive_and_parts_is_restored():
+    single = ArchivedPart("logs/2026/02/10/raw.ion", None, T0 + dt.timedelta(minutes=30))
+    parts = [part(0, 2, 10), part(1, 2, 11)]
+    other_day = ArchivedPart("logs/2026/02/1/raw.ion", None, T0)  # a prefix of another window's name
+    # The mapped run came after the single one: its parts; before it: the single file.
+    assert newest_archive([single, *parts, other_day], "logs/2026/02/10") == [single.name]
+    later = [part(0, 2, 40), part(1, 2, 41)]
+    assert newest_archive([single, *later], "logs/2026/02/10/") == [blob.name for blob in later]
+    assert newest_archive(parts, "logs/2026/02/10") == [blob.name for blob in parts]
+    assert newest_archive([other_day], "logs/2026/02/10") == []
