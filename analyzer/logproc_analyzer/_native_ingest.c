@@ -400,9 +400,12 @@ count_ip(Counters *c, PyObject *ip)
  * of decimal octets 0-255 without leading zeros (its _CANONICAL_IPV4_RE, ASCII digits only), and an
  * IPv6 text without '.' or '%' that the C library prints back unchanged (inet_pton then inet_ntop,
  * the same functions Python's socket module calls). Anything else goes to Python as before. */
+/* 1 and the address's 4 bytes in network order if the text is a canonical dotted quad, else 0. */
 static int
-canonical_ipv4(const char *p, Py_ssize_t n)
+canonical_ipv4(const char *p, Py_ssize_t n, unsigned char *address)
 {
+    if (n < 7 || n > 15)
+        return 0;
     int octets = 0;
     Py_ssize_t i = 0;
     while (octets < 4) {
@@ -413,7 +416,7 @@ canonical_ipv4(const char *p, Py_ssize_t n)
         Py_ssize_t digits = i - start;
         if (digits == 0 || value > 255 || (digits > 1 && p[start] == '0'))
             return 0;
-        octets++;
+        address[octets++] = (unsigned char)value;
         if (octets < 4) {
             if (i >= n || p[i] != '.')
                 return 0;
@@ -423,25 +426,90 @@ canonical_ipv4(const char *p, Py_ssize_t n)
     return i == n;
 }
 
+/* inet_ntop's text of an IPv6 address (glibc's rules, which are RFC 5952's and Python's: lowercase hex
+ * without leading zeros, the first longest run of two or more zero groups as '::'), its length; 0 where
+ * inet_ntop would end it with an embedded IPv4 dotted quad (::a.b.c.d, ::ffff:a.b.c.d), whose canonical
+ * text the caller leaves to Python. Written out here because glibc's formats each group with sprintf,
+ * which cost more than the rest of a line's work when every IPv6 line is checked. */
+static size_t
+ipv6_text(const unsigned char *address, char *text)
+{
+    static const char digits[] = "0123456789abcdef";
+    unsigned int words[8];
+    int best_base = -1, best_length = 0, run_base = -1, run_length = 0;
+    for (int i = 0; i < 8; i++) {
+        words[i] = (unsigned int)address[2 * i] << 8 | address[2 * i + 1];
+        if (words[i] == 0) {
+            if (run_base < 0)
+                run_base = i, run_length = 0;
+            if (++run_length > best_length)
+                best_base = run_base, best_length = run_length;
+        } else {
+            run_base = -1;
+        }
+    }
+    if (best_length < 2)
+        best_base = -1;
+    if (best_base == 0 && (best_length == 6 || (best_length == 5 && words[5] == 0xffff)))
+        return 0;
+    char *out = text;
+    for (int i = 0; i < 8; i++) {
+        if (best_base >= 0 && i >= best_base && i < best_base + best_length) {
+            if (i == best_base)
+                *out++ = ':';
+            continue;
+        }
+        if (i != 0)
+            *out++ = ':';
+        unsigned int word = words[i];
+        int started = 0;
+        for (int shift = 12; shift >= 0; shift -= 4) {
+            unsigned int nibble = (word >> shift) & 15;
+            if (nibble || started || shift == 0) {
+                *out++ = digits[nibble];
+                started = 1;
+            }
+        }
+    }
+    if (best_base >= 0 && best_base + best_length == 8)
+        *out++ = ':';
+    return (size_t)(out - text);
+}
+
+/* 1 and the address's 16 bytes if the text is an IPv6 address in canonical form (no '.', '%'), else 0. */
+static int
+canonical_ipv6(const char *p, Py_ssize_t n, unsigned char *address)
+{
+    if (n < 2 || n > 39 || memchr(p, ':', (size_t)n) == NULL || memchr(p, '.', (size_t)n) != NULL
+        || memchr(p, '%', (size_t)n) != NULL || memchr(p, '\0', (size_t)n) != NULL)
+        return 0;
+    char text[40], printed[40];
+    memcpy(text, p, (size_t)n);
+    text[n] = '\0';
+    if (inet_pton(AF_INET6, text, address) != 1)
+        return 0;
+    size_t length = ipv6_text(address, printed);
+    return length == (size_t)n && memcmp(printed, text, length) == 0;
+}
+
 #define CANONICAL_IPV4 2
 #define CANONICAL_IPV6 3
+
+/* CANONICAL_IPV4 or CANONICAL_IPV6 with the address's bytes (4 or 16), or 0 = undecided. */
+static int
+canonical_address(const char *p, Py_ssize_t n, unsigned char *address)
+{
+    if (canonical_ipv4(p, n, address))
+        return CANONICAL_IPV4;
+    return canonical_ipv6(p, n, address) ? CANONICAL_IPV6 : 0;
+}
 
 /* CANONICAL_IPV4, CANONICAL_IPV6, or 0 = undecided. */
 static int
 canonical_ip_chars(const char *p, Py_ssize_t n)
 {
-    if (n >= 7 && n <= 15 && canonical_ipv4(p, n))
-        return CANONICAL_IPV4;
-    if (n < 2 || n > 45 || memchr(p, ':', (size_t)n) == NULL || memchr(p, '.', (size_t)n) != NULL
-        || memchr(p, '%', (size_t)n) != NULL || memchr(p, '\0', (size_t)n) != NULL)
-        return 0;
-    char text[46], printed[INET6_ADDRSTRLEN];
     unsigned char address[16];
-    memcpy(text, p, (size_t)n);
-    text[n] = '\0';
-    if (inet_pton(AF_INET6, text, address) != 1 || inet_ntop(AF_INET6, address, printed, sizeof printed) == NULL)
-        return 0;
-    return strcmp(printed, text) == 0 ? CANONICAL_IPV6 : 0;
+    return canonical_address(p, n, address);
 }
 
 PyDoc_STRVAR(canonical_ip_doc,
@@ -463,7 +531,7 @@ canonical_ip(PyObject *module, PyObject *text)
 PyDoc_STRVAR(address_texts_doc,
 "address_texts(addresses, size, /)\n\nThe texts of packed addresses, as a list: ``addresses`` holds IPv4 (``size`` 4)\n"
 "or IPv6 (``size`` 16) addresses in network order one after another. An IPv4 text is the dotted quad; an\n"
-"IPv6 text is inet_ntop's, but None where it has a '.' (an embedded IPv4 form, which Python's canonical\n"
+"IPv6 text is inet_ntop's, but None where inet_ntop would embed an IPv4 form, which Python's canonical\n"
 "text may write otherwise): the caller decides those (packed_ips.v6_text).");
 
 /* Why C: in a merge past the exact bound every client's text is made to feed the sketches, ~0.3-0.6 us a
@@ -510,13 +578,9 @@ address_texts(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 *out++ = '.';
             }
             item = PyUnicode_FromStringAndSize(text, out - text - 1);
-        } else if (inet_ntop(AF_INET6, address, text, sizeof text) == NULL) {
-            PyErr_SetFromErrno(PyExc_OSError);
-            item = NULL;
-        } else if (strchr(text, '.') != NULL) {
-            item = Py_NewRef(Py_None);
         } else {
-            item = PyUnicode_FromString(text);
+            size_t length = ipv6_text(address, text);
+            item = length ? PyUnicode_FromStringAndSize(text, (Py_ssize_t)length) : Py_NewRef(Py_None);
         }
         if (item == NULL) {
             Py_CLEAR(texts);
@@ -560,6 +624,21 @@ typedef struct {
     size_t size, capacity;
 } ByteBuffer;
 
+/* Per-client counts keyed by the address itself (packed_ips): an entry is exactly a take_ips() record, the
+ * address in network order (4 or 16 bytes) then requests, 4xx and 5xx as native uint32; requests 0 marks an
+ * empty slot. Open addressing, at most half full.
+ *
+ * Why: at hundreds of thousands of distinct clients a part, keeping each new client as a str in the text
+ * table (an allocation, a 64-byte slot, the table's growth, a flush that packs it) was most of what a new
+ * client cost; an entry here is 16 or 28 bytes and no Python object. */
+typedef struct {
+    unsigned char *entries;
+    size_t entry_size, address_size; /* 16 and 4 (IPv4), 28 and 16 (IPv6) */
+    size_t capacity, size;           /* capacity: a power of two, or 0 before the first address */
+    size_t limit;                    /* past this many addresses: into the records, then afresh (bounded memory) */
+    unsigned long long lines;        /* counted since the records last took the entries: bounds the uint32 */
+} AddressTable;
+
 /* uint64 key -> count, open addressing. */
 typedef struct {
     unsigned long long *keys, *counts;
@@ -577,11 +656,12 @@ typedef struct {
     size_t text_limit; /* past this many texts: flush, then start the table afresh (bounded memory) */
     IsoMemo memo; /* the aggregate's timestamp caches, by characters (its own for as long as it lives) */
     int pending; /* anything to flush */
-    /* packed_ips: the per-client counts of addresses the C check found canonical are not added to the
-     * dictionaries but appended here as records (address in network order, then requests, 4xx and 5xx
-     * as native uint32), for take_ips(); an address may appear once per flush. */
+    /* packed_ips: the per-client counts of addresses the C check finds canonical are not added to the
+     * dictionaries but counted in the address tables, which take_ips() (or a full table) appends to the
+     * records (address in network order, then requests, 4xx and 5xx as native uint32). */
     int packed_ips;
     ByteBuffer v4_records, v6_records;
+    AddressTable v4_addresses, v6_addresses; /* packed_ips: the canonical addresses' counts until take_ips() */
 } CountsObject;
 
 #define V4_RECORD 16 /* 4 address bytes + 3 x uint32 */
@@ -782,6 +862,155 @@ text_table_free(TextTable *table)
     memset(table, 0, sizeof(TextTable));
 }
 
+static int
+byte_buffer_append(ByteBuffer *buffer, const void *data, size_t size)
+{
+    if (buffer->size + size > buffer->capacity) {
+        size_t capacity = buffer->capacity ? buffer->capacity * 2 : 1 << 16;
+        while (capacity < buffer->size + size)
+            capacity *= 2;
+        unsigned char *bigger = PyMem_Realloc(buffer->data, capacity);
+        if (bigger == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        buffer->data = bigger;
+        buffer->capacity = capacity;
+    }
+    memcpy(buffer->data + buffer->size, data, size);
+    buffer->size += size;
+    return 0;
+}
+
+static void
+address_table_init(AddressTable *table, size_t address_size, size_t limit)
+{
+    memset(table, 0, sizeof *table);
+    table->address_size = address_size;
+    table->entry_size = address_size + 3 * sizeof(unsigned int);
+    table->limit = limit;
+}
+
+static void
+address_table_free(AddressTable *table)
+{
+    PyMem_Free(table->entries);
+    table->entries = NULL;
+    table->capacity = table->size = 0;
+    table->lines = 0;
+}
+
+static inline unsigned long long
+address_hash(const unsigned char *address, size_t size)
+{
+    unsigned long long high = 0, low;
+    if (size == 4) {
+        unsigned int word;
+        memcpy(&word, address, 4);
+        return mix64(word);
+    }
+    memcpy(&high, address, 8);
+    memcpy(&low, address + 8, 8);
+    return mix64(high ^ mix64(low));
+}
+
+static inline void
+prefetch_address(const AddressTable *table, unsigned long long hash)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    if (table->capacity)
+        __builtin_prefetch(table->entries + (hash & (table->capacity - 1)) * table->entry_size);
+#endif
+}
+
+/* The table's entries appended to the records (take_ips' form), then the table empty. */
+static int
+address_table_drain(AddressTable *table, ByteBuffer *records)
+{
+    for (size_t i = 0; i < table->capacity && table->size; i++) {
+        const unsigned char *entry = table->entries + i * table->entry_size;
+        unsigned int requests;
+        memcpy(&requests, entry + table->address_size, sizeof requests);
+        if (requests && byte_buffer_append(records, entry, table->entry_size) < 0)
+            return -1;
+    }
+    if (table->entries != NULL)
+        memset(table->entries, 0, table->capacity * table->entry_size);
+    table->size = 0;
+    table->lines = 0;
+    return 0;
+}
+
+static int
+address_table_resize(AddressTable *table, size_t capacity)
+{
+    unsigned char *entries = PyMem_Calloc(capacity, table->entry_size);
+    if (entries == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    size_t mask = capacity - 1;
+    for (size_t i = 0; i < table->capacity; i++) {
+        const unsigned char *entry = table->entries + i * table->entry_size;
+        unsigned int requests;
+        memcpy(&requests, entry + table->address_size, sizeof requests);
+        if (!requests)
+            continue;
+        size_t j = address_hash(entry, table->address_size) & mask;
+        for (;;) {
+            unsigned char *slot = entries + j * table->entry_size;
+            memcpy(&requests, slot + table->address_size, sizeof requests);
+            if (!requests) {
+                memcpy(slot, entry, table->entry_size);
+                break;
+            }
+            j = (j + 1) & mask;
+        }
+    }
+    PyMem_Free(table->entries);
+    table->entries = entries;
+    table->capacity = capacity;
+    return 0;
+}
+
+/* Count one request of an address (its 4 or 16 bytes, its hash) with its status. */
+static int
+address_table_count(AddressTable *table, ByteBuffer *records, const unsigned char *address,
+                    unsigned long long hash, long status)
+{
+    if (table->size >= table->limit || table->lines >= UINT_MAX) {
+        /* a new address could pass the limit, or a count could pass 32 bits: the records take them */
+        if (address_table_drain(table, records) < 0)
+            return -1;
+    }
+    if ((table->size + 1) * 2 > table->capacity
+        && address_table_resize(table, table->capacity ? table->capacity * 2 : 1024) < 0)
+        return -1;
+    size_t mask = table->capacity - 1, i = hash & mask, size = table->address_size;
+    unsigned int counts[3];
+    unsigned char *entry;
+    for (;;) {
+        entry = table->entries + i * table->entry_size;
+        memcpy(counts, entry + size, sizeof counts);
+        if (!counts[0]) {
+            memcpy(entry, address, size);
+            table->size++;
+            break;
+        }
+        if (memcmp(entry, address, size) == 0)
+            break;
+        i = (i + 1) & mask;
+    }
+    counts[0]++;
+    if (status >= 500)
+        counts[2]++;
+    else if (status >= 400)
+        counts[1]++;
+    memcpy(entry + size, counts, sizeof counts);
+    table->lines++;
+    return 0;
+}
+
 static void
 Counts_dealloc(CountsObject *self)
 {
@@ -791,21 +1020,30 @@ Counts_dealloc(CountsObject *self)
     count_table_free(&self->latencies);
     PyMem_Free(self->v4_records.data);
     PyMem_Free(self->v6_records.data);
+    address_table_free(&self->v4_addresses);
+    address_table_free(&self->v6_addresses);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 #define DEFAULT_TEXT_LIMIT (1 << 19)
+/* 2**20 addresses a table: at most 32 MB (IPv4) or 56 MB (IPv6) of entries at the half-full bound */
+#define DEFAULT_ADDRESS_LIMIT (1 << 20)
 
 static PyObject *
 Counts_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    static char *keywords[] = {"text_limit", "packed_ips", NULL};
-    Py_ssize_t text_limit = DEFAULT_TEXT_LIMIT;
+    static char *keywords[] = {"text_limit", "packed_ips", "address_limit", NULL};
+    Py_ssize_t text_limit = DEFAULT_TEXT_LIMIT, address_limit = DEFAULT_ADDRESS_LIMIT;
     int packed_ips = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$np:Counts", keywords, &text_limit, &packed_ips))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$npn:Counts", keywords, &text_limit, &packed_ips,
+                                     &address_limit))
         return NULL;
     if (text_limit < 1) {
         PyErr_SetString(PyExc_ValueError, "text_limit must be at least 1");
+        return NULL;
+    }
+    if (address_limit < 1) {
+        PyErr_SetString(PyExc_ValueError, "address_limit must be at least 1");
         return NULL;
     }
     CountsObject *self = (CountsObject *)type->tp_alloc(type, 0);
@@ -813,6 +1051,8 @@ Counts_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         return NULL;
     self->text_limit = (size_t)text_limit;
     self->packed_ips = packed_ips;
+    address_table_init(&self->v4_addresses, 4, (size_t)address_limit);
+    address_table_init(&self->v6_addresses, 16, (size_t)address_limit);
     iso_memo_init(&self->memo);
     if (text_table_init(&self->texts, 1024) < 0 || count_table_init(&self->minutes, 4096) < 0
         || count_table_init(&self->kinds, 256) < 0 || count_table_init(&self->latencies, 4096) < 0) {
@@ -866,62 +1106,6 @@ flush_table(CountsObject *self, CountTable *table, PyObject *dict,
 }
 
 static int
-byte_buffer_append(ByteBuffer *buffer, const void *data, size_t size)
-{
-    if (buffer->size + size > buffer->capacity) {
-        size_t capacity = buffer->capacity ? buffer->capacity * 2 : 1 << 16;
-        while (capacity < buffer->size + size)
-            capacity *= 2;
-        unsigned char *bigger = PyMem_Realloc(buffer->data, capacity);
-        if (bigger == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        buffer->data = bigger;
-        buffer->capacity = capacity;
-    }
-    memcpy(buffer->data + buffer->size, data, size);
-    buffer->size += size;
-    return 0;
-}
-
-/* Append a slot's client counts as a packed record if the C check found its text a canonical IPv4 or
- * IPv6 address; 1 = appended, 0 = not such an address (its counts go to the dictionaries), -1 = error. */
-static int
-pack_client(CountsObject *self, TextSlot *slot)
-{
-    if (slot->ip_valid != CANONICAL_IPV4 && slot->ip_valid != CANONICAL_IPV6)
-        return 0;
-    const char *p = (const char *)PyUnicode_1BYTE_DATA(slot->text); /* ASCII: the C check read it */
-    Py_ssize_t n = PyUnicode_GET_LENGTH(slot->text);
-    const unsigned int counts[3] = {slot->ip_requests, slot->ip_4xx, slot->ip_5xx};
-    unsigned char record[V6_RECORD];
-    size_t address_size;
-    if (slot->ip_valid == CANONICAL_IPV4) {
-        address_size = 4;
-        int octet = 0, value = 0;
-        for (Py_ssize_t i = 0; i <= n; i++) {
-            if (i == n || p[i] == '.') {
-                record[octet++] = (unsigned char)value;
-                value = 0;
-            } else {
-                value = value * 10 + (p[i] - '0');
-            }
-        }
-    } else {
-        address_size = 16;
-        char text[46];
-        memcpy(text, p, (size_t)n);
-        text[n] = '\0';
-        if (inet_pton(AF_INET6, text, record) != 1)
-            return 0;
-    }
-    memcpy(record + address_size, counts, sizeof counts);
-    ByteBuffer *buffer = address_size == 4 ? &self->v4_records : &self->v6_records;
-    return byte_buffer_append(buffer, record, address_size + sizeof counts) < 0 ? -1 : 1;
-}
-
-static int
 flush_counts(CountsObject *self, Counters *c)
 {
     if (!self->pending)
@@ -938,13 +1122,6 @@ flush_counts(CountsObject *self, Counters *c)
         TextSlot *slot = &texts->slots[i];
         if (slot->text == NULL)
             continue;
-        if (self->packed_ips && slot->ip_requests) {
-            int packed = pack_client(self, slot);
-            if (packed < 0)
-                return -1;
-            if (packed)
-                slot->ip_requests = slot->ip_4xx = slot->ip_5xx = 0;
-        }
         const unsigned int counts[5] = {slot->ip_requests, slot->ip_4xx, slot->ip_5xx, slot->paths, slot->agents};
         for (int k = 0; k < 5; k++) {
             if (counts[k] == 0)
@@ -996,9 +1173,10 @@ Counts_flush(CountsObject *self, PyObject *aggregate)
 }
 
 PyDoc_STRVAR(Counts_take_ips_doc,
-"take_ips()\n\nReturn and forget the packed client records of flushes so far (a Counts made with\n"
-"packed_ips=True): (IPv4 records, IPv6 records) as bytes, each record the address in network order\n"
-"(4 or 16 bytes) then its requests, 4xx and 5xx as native uint32. An address may appear more than once.");
+"take_ips()\n\nReturn and forget the packed client counts so far (a Counts made with packed_ips=True):\n"
+"(IPv4 records, IPv6 records) as bytes, each record the address in network order (4 or 16 bytes) then\n"
+"its requests, 4xx and 5xx as native uint32. An address may appear more than once (past address_limit\n"
+"addresses, or 2**32 - 1 lines, the table's counts go to the records and it starts afresh).");
 
 static PyObject *
 take_buffer(ByteBuffer *buffer)
@@ -1012,6 +1190,11 @@ take_buffer(ByteBuffer *buffer)
 static PyObject *
 Counts_take_ips(CountsObject *self, PyObject *Py_UNUSED(ignored))
 {
+    if (address_table_drain(&self->v4_addresses, &self->v4_records) < 0
+        || address_table_drain(&self->v6_addresses, &self->v6_records) < 0)
+        return NULL;
+    address_table_free(&self->v4_addresses); /* a part's client tables are taken once, at its end */
+    address_table_free(&self->v6_addresses);
     PyObject *v4 = take_buffer(&self->v4_records);
     PyObject *v6 = take_buffer(&self->v6_records);
     if (v4 == NULL || v6 == NULL) {
@@ -1343,10 +1526,22 @@ flat_line(Counters *c, CountsObject *counts, IsoMemo *memo, const MappedKeys *ke
     /* Hash the texts now and ask for the IP's and the path's slots, which are rarely in the cache:
      * the memory reads overlap the timestamp work below. */
     unsigned long long hashes[FIELD_COUNT] = {0};
-    for (int i = F_CLIENT_IP; i <= F_SOURCE; i++)
+    /* packed_ips: a canonical address is counted by its bytes (AddressTable), never as a text */
+    AddressTable *address_table = NULL;
+    unsigned char address[16];
+    if (counts->packed_ips && f[F_CLIENT_IP].kind == T_STRING) {
+        int shape = canonical_address(f[F_CLIENT_IP].start, f[F_CLIENT_IP].length, address);
+        if (shape) {
+            address_table = shape == CANONICAL_IPV4 ? &counts->v4_addresses : &counts->v6_addresses;
+            hashes[F_CLIENT_IP] = address_hash(address, address_table->address_size);
+            prefetch_address(address_table, hashes[F_CLIENT_IP]);
+        }
+    }
+    for (int i = address_table ? F_CLIENT_IP + 1 : F_CLIENT_IP; i <= F_SOURCE; i++)
         if (f[i].kind == T_STRING && f[i].length <= TEXT_MAX)
             hashes[i] = hash_chars(f[i].start, f[i].length);
-    prefetch_text_slot(&counts->texts, hashes[F_CLIENT_IP]);
+    if (!address_table)
+        prefetch_text_slot(&counts->texts, hashes[F_CLIENT_IP]);
     prefetch_text_slot(&counts->texts, hashes[F_PATH]);
 
     /* The checks of the Python loop, in its order, on the tokens: what msgspec would make of them
@@ -1416,6 +1611,13 @@ flat_line(Counters *c, CountsObject *counts, IsoMemo *memo, const MappedKeys *ke
      * IpCounter.__missing__ (through the mapping protocol), whose exception means the slow path. */
     result = FAILED;
     int failed = 0;
+    if (address_table) {
+        ByteBuffer *records = address_table == &counts->v4_addresses ? &counts->v4_records : &counts->v6_records;
+        if (address_table_count(address_table, records, address, hashes[F_CLIENT_IP], status) < 0)
+            goto done;
+        counts->pending = 1;
+        goto client_counted;
+    }
     TextSlot *ip_slot = token_slot(counts, &f[F_CLIENT_IP], hashes[F_CLIENT_IP], &failed);
     if (ip_slot == NULL) {
         /* too long to keep (so not an IP address, but __missing__ decides), or an error */
@@ -1450,6 +1652,7 @@ flat_line(Counters *c, CountsObject *counts, IsoMemo *memo, const MappedKeys *ke
     else if (status >= 400)
         ip_slot->ip_4xx++;
 
+client_counted:
     if (count_table_add(&counts->minutes, (unsigned long long)(minute_value * 1000 + status), 1) < 0)
         goto done;
 

@@ -9,6 +9,7 @@ counts are never lost (flushed before reading, pickling or merging).
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import os
 import pickle
 import random
@@ -208,6 +209,26 @@ def test_the_c_ip_check_accepts_only_what_parse_client_ip_keeps(text: str) -> No
         assert _canonical_by_python(text), text
 
 
+# IPv6 addresses with runs of zero groups of every length and place (where the canonical text's '::' goes).
+SPARSE_IPV6 = st.lists(st.sampled_from([0, 0, 0, 0, 1, 0x0a, 0xff]), min_size=16, max_size=16).map(bytes)
+
+
+@native
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(SPARSE_IPV6, st.binary(min_size=16, max_size=16)))
+def test_the_c_ip_check_decides_every_canonical_ipv6_text_but_the_embedded_ipv4_forms(packed: bytes) -> None:
+    # The C check formats the address itself (ipv6_text) and compares: it must say yes to Python's canonical
+    # text of every address except those inet_ntop writes with a dotted quad (first 80 bits zero), and with
+    # those it must leave the answer to Python.
+    assert aggregate_module.native_ingest is not None
+    text = str(ipaddress.IPv6Address(packed))
+    decided = aggregate_module.native_ingest.canonical_ip(text)
+    if any(packed[:10]):
+        assert decided, text
+    elif decided:
+        assert _canonical_by_python(text), text
+
+
 @native
 def test_the_c_ip_check_decides_the_common_addresses() -> None:
     assert aggregate_module.native_ingest is not None
@@ -253,17 +274,20 @@ def _python_client_tables(lines: list[bytes], monkeypatch: pytest.MonkeyPatch) -
 
 
 @native
-@pytest.mark.parametrize("text_limit", [None, 7])
+@pytest.mark.parametrize(("text_limit", "address_limit"), [(None, None), (7, None), (None, 3)])
 def test_packed_clients_of_the_c_loop_equal_the_python_loops_dicts(monkeypatch: pytest.MonkeyPatch,
-                                                                    text_limit: int | None) -> None:
-    # A part bound for the parent (packed_clients): the C loop's canonical addresses go to packed records, the
-    # others (and the slow path's) to the dicts; finish() adds both. A small text table flushes many times,
-    # so an address comes back in several records.
+                                                                    text_limit: int | None,
+                                                                    address_limit: int | None) -> None:
+    # A part bound for the parent (packed_clients): the C loop counts canonical addresses by their bytes and
+    # hands them over as packed records, the others (and the slow path's) go to the dicts; finish() adds both.
+    # A small text table flushes many times; a small address table goes to the records many times, so an
+    # address comes back in several records.
     assert aggregate_module.native_ingest is not None
     lines = _mixed_client_lines(5_000, seed=29)
     aggregate = Aggregate(packed_clients=True)
-    if text_limit is not None:
-        aggregate._native_counts = aggregate_module.native_ingest.Counts(text_limit=text_limit, packed_ips=True)
+    if text_limit is not None or address_limit is not None:
+        aggregate._native_counts = aggregate_module.native_ingest.Counts(
+            text_limit=text_limit or 1 << 19, address_limit=address_limit or 1 << 20, packed_ips=True)
     for start in range(0, len(lines), 1_000):  # several buffers, one flush at the end (as ingest_blocks does)
         chunk = b"\n".join(lines[start:start + 1_000]) + b"\n"
         aggregate.ingest_buffer(chunk, 0, len(chunk), source="in", first_line=start + 1)

@@ -158,7 +158,9 @@ EMBEDDED_V4 = [bytes(16), bytes(15) + b"\1", bytes(10) + b"\xff\xff\1\2\3\4", by
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.integers(0, 2**32 - 1), max_size=50),
-       st.lists(st.one_of(st.binary(min_size=16, max_size=16), st.sampled_from(EMBEDDED_V4)), max_size=50))
+       st.lists(st.one_of(st.binary(min_size=16, max_size=16), st.sampled_from(EMBEDDED_V4),
+                          st.lists(st.sampled_from([0, 0, 0, 1, 0xff]), min_size=16, max_size=16).map(bytes)),
+                max_size=50))
 def test_the_c_texts_of_addresses_equal_the_python_ones(v4: list[int], v6: list[bytes]) -> None:
     # The texts made to feed the sketches and to name the top clients: the C twin against the Python one.
     from logproc_analyzer import packed_ips
