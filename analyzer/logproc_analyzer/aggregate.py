@@ -129,6 +129,10 @@ class Aggregate(SlowPath):
         # a partial, and in a merge's running result); past it that dimension goes to its sketch.
         self.exact_keys = exact_keys
         self.sketches: dict[str, KeySketch] = {}
+        # Sketches made ahead from this aggregate's own exact counts of a dimension, held beside them
+        # (prepare_sketches): if a merge takes that dimension past the bound, the parts' standby sketches are
+        # united instead of the merged keys being fed one by one. Never part of a partial.
+        self.standby_sketches: dict[str, KeySketch] = {}
         # The analysis window: records outside it stay valid (they are counted in every figure but
         # the time series) and their minutes are told apart when summarised. Both loops send a record
         # whose minute is outside to the slow path, which alone notes the exact extremes below.
@@ -185,6 +189,7 @@ class Aggregate(SlowPath):
 
         Never raises for bad content: unusable lines are counted by reason and sampled.
         """
+        self.standby_sketches.clear()  # they hold the counts before these lines
         if native_ingest is None or record_decoder(self.mapping) is None:
             self._ingest_python(lines, source=source, first_line=first_line)
         elif isinstance(lines, list):
@@ -200,6 +205,7 @@ class Aggregate(SlowPath):
         """Analyse the lines of ``buffer[start:end]`` (each ended by a newline, but perhaps the last);
         returns how many there were. The counts of the C loop stay pending: call ``flush_pending()``
         (or ``finish()``) before reading the aggregate. For long inputs read block by block."""
+        self.standby_sketches.clear()  # they hold the counts before these lines
         count = self._ingest_native(buffer, start, end, source, first_line)
         if count is False:
             lines = buffer[start:end].split(b"\n")
@@ -424,6 +430,7 @@ class Aggregate(SlowPath):
             self.outside_latest_ms = other.outside_latest_ms
         self.lines += other.lines
         self.blank_lines += other.blank_lines
+        standby = self._merged_standby(other)  # before the counts are added: it asks which side holds none
         for name in KEY_DIMENSIONS:
             if name in other.sketches:
                 self._sketch_dimension(name).merge(other.sketches[name])
@@ -453,8 +460,35 @@ class Aggregate(SlowPath):
         self.bytes_records += other.bytes_records
         self.latency.merge(other.latency)
         self.inputs.extend(other.inputs)
+        self.standby_sketches = standby
         self.bound_keys()  # the running result stays within the bound too
         return self
+
+    def prepare_sketches(self, more_than: int) -> None:
+        """Sketch ahead every key dimension holding more than ``more_than`` distinct keys, its exact counts
+        kept (``standby_sketches``), on a finished aggregate that takes no more lines. analyze_paths' workers
+        do it when their part could take the merged result past the bound: the sketches are then fed in
+        parallel, where the parent would feed the merged keys alone while no worker runs (~0.4 s at 800 000
+        clients). A sketch union stays within the same stated bounds."""
+        self.finish()
+        for name in KEY_DIMENSIONS:
+            if name not in self.sketches and len(getattr(self, name)) > more_than:
+                self.standby_sketches[name] = KeySketch.of_counts(*self._sketch_input(name))
+
+    def _merged_standby(self, other: Aggregate) -> dict[str, KeySketch]:
+        """Return the standby sketches that will summarise this merge's exact counts: per dimension neither side
+        has sketched, the union of both sides' standby sketches, where each side has one or holds no key."""
+        merged: dict[str, KeySketch] = {}
+        for name in KEY_DIMENSIONS:
+            mine, theirs = self.standby_sketches.get(name), other.standby_sketches.get(name)
+            if (mine is None and theirs is None) or name in self.sketches or name in other.sketches:
+                continue
+            if (mine is None and len(getattr(self, name))) or (theirs is None and len(getattr(other, name))):
+                continue
+            merged[name] = mine or KeySketch(with_errors=name == "ips")
+            if theirs is not None:
+                merged[name].merge(theirs)
+        return merged
 
     def client_dicts(self) -> tuple[IpCounter, defaultdict[str, int], defaultdict[str, int]]:
         """Return the per-client tables (requests, 4xx, 5xx) as the dicts an analysis counts into; TypeError
@@ -489,21 +523,29 @@ class Aggregate(SlowPath):
             if name in self.sketches or len(counts) > self.exact_keys:
                 self._sketch_dimension(name)
 
+    def _sketch_input(self, name: str) -> tuple[Mapping[Any, int], Any, Any]:
+        """Return the exact counters of one dimension as a sketch takes them (texts; and the clients' 4xx, 5xx)."""
+        if name == "ips":
+            return self.ips, self.ip_client_errors, self.ip_server_errors
+        return fold_missing(getattr(self, name)), None, None
+
     def _sketch_dimension(self, name: str) -> KeySketch:
-        """Fold the exact counters of one dimension into its sketch (made on first use) and clear them."""
+        """Fold the exact counters of one dimension into its sketch (made on first use, or the standby sketch
+        of those very counters) and clear them."""
         counts = getattr(self, name)
         errors: tuple[Any, Any] = (None, None)
         if name == "ips":
             errors = (self.ip_client_errors, self.ip_server_errors)
         sketch = self.sketches.get(name)
+        standby = self.standby_sketches.pop(name, None) if sketch is None else None
         if sketch is None:
-            sketch = self.sketches[name] = KeySketch(with_errors=name == "ips")
-        if counts or any(errors):
-            sketch.add_counts(fold_missing(counts) if name != "ips" else counts, *errors)
-            counts.clear()
-            for table in errors:
-                if table is not None:
-                    table.clear()
+            sketch = self.sketches[name] = standby or KeySketch(with_errors=name == "ips")
+        if standby is None and (counts or any(errors)):  # a standby sketch holds these counts already
+            sketch.add_counts(*self._sketch_input(name))
+        counts.clear()
+        for table in errors:
+            if table is not None:
+                table.clear()
         return sketch
 
     def to_partial(self) -> dict[str, Any]:

@@ -119,7 +119,7 @@ def ingest_blocks(aggregate: Aggregate, blocks: Iterable[bytes], source: str) ->
 
 
 def _run_task(task: _Task, mapping: FieldMapping, window: Window | None,
-              invalid_part: str | None = None) -> tuple[Aggregate, int]:
+              invalid_part: str | None = None, sketch_from: int | None = None) -> tuple[Aggregate, int]:
     # Packed clients: the parent merges the parts' client tables as sorted arrays (see Aggregate).
     aggregate = Aggregate(mapping, window, packed_clients=True)
     sink = open(invalid_part, "wb") if invalid_part else None  # noqa: SIM115 - closed in finally
@@ -140,6 +140,8 @@ def _run_task(task: _Task, mapping: FieldMapping, window: Window | None,
         if sink is not None:
             sink.close()
     aggregate.finish()
+    if sketch_from is not None:
+        aggregate.prepare_sketches(sketch_from)
     aggregate.drop_caches()
     return aggregate, lines
 
@@ -194,7 +196,8 @@ def _plan(paths: Sequence[str], workers: int) -> list[_Task]:
     return tasks
 
 
-def _run_task_star(args: tuple[_Task, FieldMapping, Window | None, str | None]) -> tuple[Aggregate, int]:
+def _run_task_star(args: tuple[_Task, FieldMapping, Window | None, str | None, int | None]
+                   ) -> tuple[Aggregate, int]:
     return _run_task(*args)
 
 
@@ -285,7 +288,11 @@ def analyze_paths(
     tasks = _plan(names, workers)
     destination = os.fspath(invalid_output) if invalid_output is not None else None
     part_names = [f"{destination}.part-{os.getpid()}-{i}" if destination else None for i in range(len(tasks))]
-    jobs = list(zip(tasks, [mapping] * len(tasks), [window] * len(tasks), part_names, strict=True))
+    # Each worker sketches ahead a dimension of its part holding more than bound / parts keys: only then can
+    # the merged result pass the bound, and then the parts' sketches are united (Aggregate.prepare_sketches).
+    sketch_from = exact_keys // len(tasks) if workers > 1 and len(tasks) > 1 else None
+    jobs = list(zip(tasks, [mapping] * len(tasks), [window] * len(tasks), part_names, [sketch_from] * len(tasks),
+                    strict=True))
     try:
         if workers > 1 and len(tasks) > 1:
             with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=_pool_context()) as pool:

@@ -115,6 +115,10 @@ class KeySketch:
         return int(self.items.total_weight)
 
     # ------------------------------------------------------------------ partials
+    def __reduce__(self) -> tuple[Any, tuple[dict[str, bytes]]]:
+        # The library's sketches do not pickle; a worker's standby sketches cross the pipe in its own format.
+        return KeySketch.from_bytes, (self.to_bytes(),)
+
     def to_bytes(self) -> dict[str, bytes]:
         """Serialise with the library's own compact formats."""
         out = {"hll": self.distinct.serialize_compact(), "items": self.items.serialize()}

@@ -335,3 +335,31 @@ def test_the_workers_packed_parts_merge_to_the_single_process_summary(tmp_path: 
     differing = {key for key in ours if ours[key] != expected.get(key)}
     assert differing <= {"field_mappings", "mapping", "detection"}, differing
     assert ours["anomalies"]["ips"] and ours["top"] == expected["top"]
+
+
+def test_workers_sketch_ahead_when_their_parts_could_pass_the_bound(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two parts of ~1 500 clients each, the bound 2 000: each worker sketches its clients ahead (more than
+    # 2 000 / 2), the merged 3 000 pass the bound and the parent unites the two sketches (no key fed there).
+    lines = [f'{{"timestamp":"2026-11-24T10:{i % 60:02d}:00Z","client_ip":"10.1.{i // 250}.{i % 250}",'
+             f'"status":{404 if i % 7 == 0 else 200},"path":"/{i % 3}"}}'.encode() for i in range(3_000)]
+    path = tmp_path / "day.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    monkeypatch.setattr(analyze_module, "SPLIT_MIN_BYTES", 1)
+    fed: list[int] = []
+    original_input = analyze_module.Aggregate._sketch_input
+
+    def counting_input(self: Aggregate, name: str) -> Any:
+        found = original_input(self, name)
+        fed.append(len(found[0]))
+        return found
+
+    monkeypatch.setattr(analyze_module.Aggregate, "_sketch_input", counting_input)
+    parallel = analyze_module.analyze_paths([path], workers=2, exact_keys=2_000)
+    assert "ips" in parallel.sketches
+    assert fed == []  # in the parent: the workers (other processes) fed their own parts
+    whole = summarize(analyze_module.analyze_paths([path], workers=1, exact_keys=2_000))
+    ours = summarize(parallel)
+    estimate = ours["accuracy"]["estimates"]["distinct_ips"]
+    assert estimate["lower_bound"] <= 3_000 <= estimate["upper_bound"]
+    assert ours["totals"] == whole["totals"] and ours["top"]["paths"] == whole["top"]["paths"]

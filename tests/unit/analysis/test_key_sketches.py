@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import orjson
 import pytest
@@ -102,3 +103,65 @@ def test_the_running_merge_never_holds_more_exact_keys_than_the_bound() -> None:
     summary = summarize(merged)
     assert summary["totals"]["valid"] == 1800
     assert {"distinct_ips", "distinct_paths"} <= set(summary["accuracy"]["estimates"])
+
+
+def _sketch_figures(aggregate: Aggregate) -> tuple[Any, ...]:
+    summary = summarize(aggregate)
+    return summary["accuracy"]["estimates"]["distinct_ips"], summary["top"]["ips"], summary["totals"]
+
+
+def test_standby_sketches_are_united_when_the_merge_passes_the_bound() -> None:
+    # Each part sketched ahead (as analyze_paths' workers do): the merge unites them instead of feeding the
+    # merged keys. The estimates stay within the library's bounds and every exact figure is unchanged.
+    rng = random.Random(5)
+    drawn = rng.choices(range(3_000), weights=[1 / (k ** 1.1) for k in range(1, 3_001)], k=20_000)
+    lines = [_record(_ip(k), f"/{k % 5}", 404 if k % 4 == 0 else 200) for k in drawn]
+    fed_parts, standby_parts = [], []
+    for index in range(2):
+        fed_parts.append(analyze_lines(lines[index::2]))
+        part = analyze_lines(lines[index::2])
+        part.prepare_sketches(1000 // 2)
+        assert set(part.standby_sketches) == {"ips"}  # 5 paths, 1 user agent: not worth a sketch
+        standby_parts.append(read_partial_bytes(encode_partial(part)))  # the partial does not carry them
+        standby_parts[-1].standby_sketches = part.standby_sketches
+    fed = merge_aggregates(fed_parts, exact_keys=1000)
+    united = merge_aggregates(standby_parts, exact_keys=1000)
+    assert "ips" in united.sketches and not united.ips and not united.standby_sketches
+    estimate, top, totals = _sketch_figures(united)
+    distinct = len(set(drawn))
+    assert estimate["lower_bound"] <= distinct <= estimate["upper_bound"]
+    exact = Counter(_ip(k) for k in drawn)
+    assert [row["key"] for row in top] == [key for key, _ in sorted(exact.items(), key=lambda i: (-i[1], i[0]))[:10]]
+    assert totals == _sketch_figures(fed)[2]
+    assert summarize(united)["top"]["paths"] == summarize(fed)["top"]["paths"]
+
+
+def test_a_part_without_its_standby_sketch_makes_the_merge_feed_the_keys_as_before() -> None:
+    first = analyze_lines([_record(_ip(i), "/") for i in range(600)])
+    second = analyze_lines([_record(_ip(i + 600), "/") for i in range(600)])
+    first.prepare_sketches(100)  # the second part has none: the standby no longer holds every key
+    fed = merge_aggregates([analyze_lines([_record(_ip(i), "/") for i in range(600)]),
+                            analyze_lines([_record(_ip(i + 600), "/") for i in range(600)])], exact_keys=1000)
+    merged = merge_aggregates([first, second], exact_keys=1000)
+    assert _sketch_figures(merged) == _sketch_figures(fed)
+
+
+def test_below_the_bound_standby_sketches_are_dropped_and_every_figure_stays_exact() -> None:
+    parts = [analyze_lines([_record(_ip(i % 700), "/") for i in range(start, start + 600)]) for start in (0, 300)]
+    for part in parts:
+        part.prepare_sketches(100)
+    merged = merge_aggregates(parts, exact_keys=1000)
+    summary = summarize(merged)
+    assert summary["accuracy"]["exact"] is True and summary["unique_ips"] == 700
+    assert not merged.sketches
+
+
+def test_a_key_sketch_pickles_through_the_librarys_own_format() -> None:
+    import pickle
+
+    sketch = Aggregate()
+    sketch.ingest_lines([_record(_ip(i), "/") for i in range(50)], source="in")
+    sketch.prepare_sketches(10)
+    copy = pickle.loads(pickle.dumps(sketch.standby_sketches["ips"]))
+    assert copy.distinct_estimate() == sketch.standby_sketches["ips"].distinct_estimate()
+    assert copy.top(3) == sketch.standby_sketches["ips"].top(3)
