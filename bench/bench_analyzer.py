@@ -47,6 +47,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -86,11 +87,15 @@ def run_analyzer(path: str, workers: int, shape: str, window: bool) -> dict[str,
         aggregate = analyze_paths([path], workers=workers, mapping=mapping, detection=detection, window=day,
                                   **bounded)
         try:  # analyse + merge to summary and report, as a Batch task and the report step do
-            from logproc_analyzer import merge_aggregates, read_partial_bytes, render_report
+            from logproc_analyzer import render_report
+            from logproc_analyzer.analyze import merge_partial_files
         except ImportError:  # an analyzer from before the binary partial
             summary = summarize(aggregate)
-        else:
-            summary = summarize(merge_aggregates([read_partial_bytes(aggregate.to_binary())]))
+        else:  # the partial through a file, read back as each version's merge reads it
+            with tempfile.TemporaryDirectory() as directory:
+                partial = Path(directory, "partial.msgpack")
+                partial.write_bytes(aggregate.to_binary())
+                summary = summarize(merge_partial_files([partial]))
             render_report(summary)
     return {"valid": summary["totals"]["valid"], "status": summary["status"],
             "unique_ips": summary["unique_ips"], "bytes": summary["bytes"]["total"],

@@ -14,7 +14,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from logproc_analyzer import aggregate as aggregate_module
-from logproc_analyzer import analyze as analyze_module
 from logproc_analyzer import analyze_lines, summarize
 from logproc_analyzer.aggregate import Aggregate
 from logproc_analyzer.analyze import merge_aggregates, merge_partial_files
@@ -73,18 +72,17 @@ def test_a_packed_exact_merge_summarises_as_the_dict_merge(monkeypatch: pytest.M
         assert summarize(decode_partial(encode_partial(merged))) == expected
 
 
-def test_merge_partial_files_reads_packed_when_the_bound_is_raised(tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("bound", [None, 10**9])
+def test_merge_partial_files_reads_the_client_tables_packed(tmp_path: Path, bound: int | None) -> None:
+    # What the report step and logproc-merge read: the same summary as the partials read into dicts.
     blobs = _parts(3, 2000)
     paths = []
     for index, blob in enumerate(blobs):
         path = tmp_path / f"part-{index}.msgpack"
         path.write_bytes(blob)
         paths.append(path)
-    expected = summarize(merge_partial_files(paths, exact_keys=10**9))
-    monkeypatch.setattr(aggregate_module, "PACKED_CLIENTS_FROM", 10)
-    monkeypatch.setattr(analyze_module, "PACKED_CLIENTS_FROM", 10)
-    merged = merge_partial_files(paths, exact_keys=10**9)
+    expected = summarize(merge_aggregates((decode_partial(blob) for blob in blobs), exact_keys=bound))
+    merged = merge_partial_files(paths, exact_keys=bound)
     assert isinstance(merged.ips, PackedIpCounts)
     assert summarize(merged) == expected
 
