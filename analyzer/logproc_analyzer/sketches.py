@@ -15,16 +15,10 @@ sketch's maximum error, which is at most ``epsilon * total weight``).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-# The analyzer does no linear algebra, but datasketches imports numpy, whose OpenBLAS starts a thread per
-# core that spins on start (~0.08 s of CPU a process, measured): on a 2-core Batch node that competes
-# with the analysis. One thread unless the user asked for more.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
-import datasketches
+import datasketches  # numpy's OpenBLAS threads: see the package's __init__
 
 __all__ = ["FI_LG_MAX_MAP", "HLL_LG_K", "HLL_STD_DEVS", "KeySketch", "TopItem"]
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -180,3 +183,13 @@ def test_a_line_too_long_is_counted_and_skipped_without_holding_it(
     monkeypatch.setattr(analyze_module, "SPLIT_MIN_BYTES", 1)  # cut points fall inside the long lines
     split = analyze_paths([path], workers=3)
     assert split.to_partial() == aggregate.to_partial()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads through /proc")
+def test_importing_the_analyzer_starts_no_openblas_threads() -> None:
+    # numpy's OpenBLAS would start a spinning thread per core; the package asks for one before numpy loads.
+    script = ("import os, logproc_analyzer, numpy; "
+              "print(len(os.listdir('/proc/self/task')), os.environ['OPENBLAS_NUM_THREADS'])")
+    env = {key: value for key, value in os.environ.items() if key != "OPENBLAS_NUM_THREADS"}
+    found = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    assert found.stdout.split() == ["1", "1"]
