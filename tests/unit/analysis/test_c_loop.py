@@ -230,6 +230,28 @@ def test_the_c_ip_check_decides_every_canonical_ipv6_text_but_the_embedded_ipv4_
 
 
 @native
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(SPARSE_IPV6, st.binary(min_size=16, max_size=16)), min_size=1, max_size=20))
+def test_the_c_loop_counts_each_canonical_ipv6_text_under_its_address(addresses: list[bytes]) -> None:
+    # The one-pass parser's bytes: each line's client must come back as the address its text names.
+    assert aggregate_module.native_ingest is not None
+    counts = aggregate_module.native_ingest.Counts(packed_ips=True)
+    aggregate = Aggregate()
+    lines = [f'{{"timestamp":"2026-11-24T10:00:00Z","client_ip":"{ipaddress.IPv6Address(raw)}","status":200}}'.encode()
+             for raw in addresses]
+    aggregate_module.native_ingest.ingest(
+        counts, aggregate, lines, 0, 0, 1, aggregate_module.mapped_keys(aggregate.mapping),
+        aggregate_module.record_decoder(aggregate.mapping).decode, aggregate._minute_of,  # type: ignore[union-attr]
+        lambda lineno, line: aggregate._normalize_or_keep("in", lineno, line), aggregate_module.EPOCH_MS_THRESHOLD)
+    counts.flush(aggregate)
+    _v4, v6 = counts.take_ips()
+    packed = {v6[i:i + 16]: struct.unpack("=I", v6[i + 16:i + 20])[0] for i in range(0, len(v6), 28)}
+    in_python = {socket.inet_pton(socket.AF_INET6, ip): n for ip, n in aggregate.ips.items()}  # undecided forms
+    assert {**packed, **in_python} == {raw: addresses.count(raw) for raw in addresses}
+    assert not set(packed) & set(in_python)
+
+
+@native
 def test_the_c_ip_check_decides_the_common_addresses() -> None:
     assert aggregate_module.native_ingest is not None
     for text in ("192.0.2.1", "10.0.0.255", "2001:db8::1", "fe80::a:b:c:d", "::1"):
