@@ -425,19 +425,14 @@ canonical_ipv4(const char *p, Py_ssize_t n, unsigned char *address)
     return i == n;
 }
 
-/* inet_ntop's text of an IPv6 address (glibc's rules, which are RFC 5952's and Python's: lowercase hex
- * without leading zeros, the first longest run of two or more zero groups as '::'), its length; 0 where
- * inet_ntop would end it with an embedded IPv4 dotted quad (::a.b.c.d, ::ffff:a.b.c.d), whose canonical
- * text the caller leaves to Python. Written out here because glibc's formats each group with sprintf,
- * which cost more than the rest of a line's work when every IPv6 line is checked. */
-static size_t
-ipv6_text(const unsigned char *address, char *text)
+/* Where the canonical text of an IPv6 address (its 8 groups) writes '::': the first longest run of two or
+ * more zero groups (*base -1: none). 0 where inet_ntop would write an embedded IPv4 dotted quad instead
+ * (::a.b.c.d, ::ffff:a.b.c.d), else 1. One rule for ipv6_text and canonical_ipv6. */
+static int
+ipv6_zero_run(const unsigned int words[8], int *base, int *length)
 {
-    static const char digits[] = "0123456789abcdef";
-    unsigned int words[8];
     int best_base = -1, best_length = 0, run_base = -1, run_length = 0;
     for (int i = 0; i < 8; i++) {
-        words[i] = (unsigned int)address[2 * i] << 8 | address[2 * i + 1];
         if (words[i] == 0) {
             if (run_base < 0)
                 run_base = i, run_length = 0;
@@ -448,8 +443,26 @@ ipv6_text(const unsigned char *address, char *text)
         }
     }
     if (best_length < 2)
-        best_base = -1;
-    if (best_base == 0 && (best_length == 6 || (best_length == 5 && words[5] == 0xffff)))
+        best_base = -1, best_length = 0;
+    *base = best_base;
+    *length = best_length;
+    return !(best_base == 0 && (best_length == 6 || (best_length == 5 && words[5] == 0xffff)));
+}
+
+/* inet_ntop's text of an IPv6 address (glibc's rules, which are RFC 5952's and Python's: lowercase hex
+ * without leading zeros, the first longest run of two or more zero groups as '::'), its length; 0 where
+ * inet_ntop would end it with an embedded IPv4 dotted quad (::a.b.c.d, ::ffff:a.b.c.d), whose canonical
+ * text the caller leaves to Python. Written out here because glibc's formats each group with sprintf,
+ * which cost more than the rest of a line's work when every IPv6 line is checked. */
+static size_t
+ipv6_text(const unsigned char *address, char *text)
+{
+    static const char digits[] = "0123456789abcdef";
+    unsigned int words[8];
+    int best_base, best_length;
+    for (int i = 0; i < 8; i++)
+        words[i] = (unsigned int)address[2 * i] << 8 | address[2 * i + 1];
+    if (!ipv6_zero_run(words, &best_base, &best_length))
         return 0;
     char *out = text;
     for (int i = 0; i < 8; i++) {
@@ -526,24 +539,14 @@ canonical_ipv6(const char *p, Py_ssize_t n, unsigned char *address)
     }
     if (gap < 0 ? count != 8 : count > 7)
         return 0;
-    int omitted = 8 - count, run_base = -1, run_length = 0, best_base = -1, best_length = 0;
+    int omitted = 8 - count, best_base, best_length;
     unsigned int expanded[8];
     for (int k = 0, w = 0; k < 8; k++) {
         expanded[k] = (gap >= 0 && k >= gap && k < gap + omitted) ? 0 : words[w++];
         address[2 * k] = (unsigned char)(expanded[k] >> 8);
         address[2 * k + 1] = (unsigned char)expanded[k];
-        if (expanded[k] == 0) {
-            if (run_base < 0)
-                run_base = k, run_length = 0;
-            if (++run_length > best_length)
-                best_base = run_base, best_length = run_length;
-        } else {
-            run_base = -1;
-        }
     }
-    if (best_length < 2)
-        best_base = -1;
-    if (best_base == 0 && (best_length == 6 || (best_length == 5 && expanded[5] == 0xffff)))
+    if (!ipv6_zero_run(expanded, &best_base, &best_length))
         return 0;
     if (gap < 0)
         return best_base < 0;
