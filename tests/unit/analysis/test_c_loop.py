@@ -209,6 +209,19 @@ def test_the_c_ip_check_accepts_only_what_parse_client_ip_keeps(text: str) -> No
         assert _canonical_by_python(text), text
 
 
+def _packed_c_loop(lines: list[bytes]) -> tuple[Any, Aggregate]:
+    """Run the C loop over ``lines`` with a Counts made for a part bound for the parent (packed_ips), flushed."""
+    assert aggregate_module.native_ingest is not None
+    counts = aggregate_module.native_ingest.Counts(packed_ips=True)
+    aggregate = Aggregate()
+    aggregate_module.native_ingest.ingest(
+        counts, aggregate, lines, 0, 0, 1, aggregate_module.mapped_keys(aggregate.mapping),
+        aggregate_module.record_decoder(aggregate.mapping).decode, aggregate._minute_of,  # type: ignore[union-attr]
+        lambda lineno, line: aggregate._normalize_or_keep("in", lineno, line), aggregate_module.EPOCH_MS_THRESHOLD)
+    counts.flush(aggregate)
+    return counts, aggregate
+
+
 # IPv6 addresses with runs of zero groups of every length and place (where the canonical text's '::' goes).
 SPARSE_IPV6 = st.lists(st.sampled_from([0, 0, 0, 0, 1, 0x0a, 0xff]), min_size=16, max_size=16).map(bytes)
 
@@ -234,16 +247,9 @@ def test_the_c_ip_check_decides_every_canonical_ipv6_text_but_the_embedded_ipv4_
 @given(st.lists(st.one_of(SPARSE_IPV6, st.binary(min_size=16, max_size=16)), min_size=1, max_size=20))
 def test_the_c_loop_counts_each_canonical_ipv6_text_under_its_address(addresses: list[bytes]) -> None:
     # The one-pass parser's bytes: each line's client must come back as the address its text names.
-    assert aggregate_module.native_ingest is not None
-    counts = aggregate_module.native_ingest.Counts(packed_ips=True)
-    aggregate = Aggregate()
     lines = [f'{{"timestamp":"2026-11-24T10:00:00Z","client_ip":"{ipaddress.IPv6Address(raw)}","status":200}}'.encode()
              for raw in addresses]
-    aggregate_module.native_ingest.ingest(
-        counts, aggregate, lines, 0, 0, 1, aggregate_module.mapped_keys(aggregate.mapping),
-        aggregate_module.record_decoder(aggregate.mapping).decode, aggregate._minute_of,  # type: ignore[union-attr]
-        lambda lineno, line: aggregate._normalize_or_keep("in", lineno, line), aggregate_module.EPOCH_MS_THRESHOLD)
-    counts.flush(aggregate)
+    counts, aggregate = _packed_c_loop(lines)
     _v4, v6 = counts.take_ips()
     packed = {v6[i:i + 16]: struct.unpack("=I", v6[i + 16:i + 20])[0] for i in range(0, len(v6), 28)}
     in_python = {socket.inet_pton(socket.AF_INET6, ip): n for ip, n in aggregate.ips.items()}  # undecided forms
@@ -325,17 +331,10 @@ def test_packed_clients_of_the_c_loop_equal_the_python_loops_dicts(monkeypatch: 
 
 @native
 def test_packed_records_name_each_address_in_network_order() -> None:
-    assert aggregate_module.native_ingest is not None
-    counts = aggregate_module.native_ingest.Counts(packed_ips=True)
-    aggregate = Aggregate()
     lines = [b'{"timestamp":"2026-11-24T10:00:00Z","client_ip":"192.0.2.10","status":404}',
              b'{"timestamp":"2026-11-24T10:00:00Z","client_ip":"192.0.2.10","status":200}',
              b'{"timestamp":"2026-11-24T10:00:00Z","client_ip":"2001:db8::100","status":503}']
-    aggregate_module.native_ingest.ingest(
-        counts, aggregate, lines, 0, 0, 1, aggregate_module.mapped_keys(aggregate.mapping),
-        aggregate_module.record_decoder(aggregate.mapping).decode, aggregate._minute_of,  # type: ignore[union-attr]
-        lambda lineno, line: aggregate._normalize_or_keep("in", lineno, line), aggregate_module.EPOCH_MS_THRESHOLD)
-    counts.flush(aggregate)
+    counts, aggregate = _packed_c_loop(lines)
     v4, v6 = counts.take_ips()
     assert v4 == bytes([192, 0, 2, 10]) + struct.pack("=3I", 2, 1, 0)
     assert v6 == socket.inet_pton(socket.AF_INET6, "2001:db8::100") + struct.pack("=3I", 1, 0, 1)
