@@ -96,11 +96,34 @@ def kafka_holds_window(
     return held
 
 
-def archive_exists(container: str, blob_name: str, wasb_conn_id: str = "wasb_default") -> bool:
+def _stream_blobs(container: str, blob_names: list[str], target_uri: str, wasb_conn_id: str
+                  ) -> tuple[str, list[dict[str, str]]]:
+    """Stream blobs, in order, into one ``target_uri`` (atomically: a temp name, then a rename); return the
+    target and each blob's metadata, as its download reported it.
+
+    Ion streams concatenate: a binary part starts with its own version marker, text parts are joined on a
+    line break (one blob is copied byte for byte).
+    """
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
     from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
 
-    client = WasbHook(wasb_conn_id=wasb_conn_id).get_conn().get_blob_client(container, blob_name)
-    return bool(client.exists())
+    container_client = WasbHook(wasb_conn_id=wasb_conn_id).get_conn().get_container_client(container)
+    target = ObjectStoragePath(target_uri)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.parent / f".{target.name}.partial"
+    per_blob = []
+    last = b"\n"  # the last byte written: a text part that ends without a line break gets one
+    with partial.open("wb") as out:
+        for name in blob_names:
+            download = container_client.get_blob_client(name).download_blob(max_concurrency=2)
+            for index, chunk in enumerate(download.chunks()):
+                if index == 0 and not chunk.startswith(_ION_BINARY_MARKER) and last not in (b"\n", b" "):
+                    out.write(b"\n")
+                out.write(chunk)
+                last = chunk[-1:] or last
+            per_blob.append(dict(download.properties.metadata or {}))
+    partial.rename(target)
+    return str(target), per_blob
 
 
 def download_archive(
@@ -110,20 +133,9 @@ def download_archive(
 
     Returns the target and the archive's metadata (the counters its run recorded beside it).
     """
-    from airflow.providers.common.compat.sdk import ObjectStoragePath
-    from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
-
-    client = WasbHook(wasb_conn_id=wasb_conn_id).get_conn().get_blob_client(container, blob_name)
-    target = ObjectStoragePath(target_uri)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.parent / f".{target.name}.partial"
-    with partial.open("wb") as out:
-        for chunk in client.download_blob(max_concurrency=2).chunks():
-            out.write(chunk)
-    partial.rename(target)
-    metadata = dict(client.get_blob_properties().metadata or {})
+    target, (metadata,) = _stream_blobs(container, [blob_name], target_uri, wasb_conn_id)
     log.info("restored the archived window %s/%s to %s (%s)", container, blob_name, target_uri, metadata)
-    return str(target), metadata
+    return target, metadata
 
 
 def current_parts(listed: Iterable[ArchivedPart]) -> list[str]:
@@ -196,40 +208,19 @@ def combined_part_metadata(per_part: list[dict[str, str]], dead_letter_uri: str)
 def download_archive_parts(
     container: str, blob_names: list[str], target_uri: str, dead_letter_uri: str, wasb_conn_id: str = "wasb_default"
 ) -> tuple[str, dict[str, str]]:
-    """Stream the window's archived parts, in order, into one ``target_uri`` (atomically).
-
-    Ion streams concatenate: a binary part starts with its own version marker, text parts are joined
-    on a line break. Returns the target and the window's counters (see :func:`combined_part_metadata`).
+    """Stream the window's archived parts, in order, into one ``target_uri`` (atomically; see
+    :func:`_stream_blobs`). Returns the target and the window's counters (see :func:`combined_part_metadata`).
     """
-    from airflow.providers.common.compat.sdk import ObjectStoragePath
-    from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
-
-    container_client = WasbHook(wasb_conn_id=wasb_conn_id).get_conn().get_container_client(container)
-    target = ObjectStoragePath(target_uri)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.parent / f".{target.name}.partial"
-    per_part = []
-    last = b"\n"  # the last byte written: a text part that ends without a line break gets one
-    with partial.open("wb") as out:
-        for name in blob_names:
-            client = container_client.get_blob_client(name)
-            for index, chunk in enumerate(client.download_blob(max_concurrency=2).chunks()):
-                if index == 0 and not chunk.startswith(_ION_BINARY_MARKER) and last not in (b"\n", b" "):
-                    out.write(b"\n")
-                out.write(chunk)
-                last = chunk[-1:] or last
-            per_part.append(dict(client.get_blob_properties().metadata or {}))
-    partial.rename(target)
+    target, per_part = _stream_blobs(container, blob_names, target_uri, wasb_conn_id)
     metadata = combined_part_metadata(per_part, dead_letter_uri)
     log.info("restored the window archived in %d parts (%s/%s...) to %s (%s)", len(blob_names), container,
              blob_names[0] if blob_names else "", target_uri, metadata)
-    return str(target), metadata
+    return target, metadata
 
 
 __all__ = [
     "ArchiveIncompleteError",
     "ArchivedPart",
-    "archive_exists",
     "archived_window",
     "combined_part_metadata",
     "current_parts",
