@@ -60,6 +60,11 @@ def _join_files(uris: list[Any], target: str) -> str | None:
     return target
 
 
+def _total(counts: list[Any]) -> int:
+    """Return the sum of the parts' counters (a part that pushed none counts 0)."""
+    return sum(int(n or 0) for n in counts)
+
+
 def check_day_bad_share(good: int, undecodable: int, dead_letter_uri: str | None) -> None:
     """Fail as the single consume task would when the day's parts hold too many undecodable records."""
     from airflow_provider_logproc.operators.kafka import DeadLetterThresholdError
@@ -88,14 +93,15 @@ def collect_parts(uploaded: Any, kept_aside_dir: str, **context: Any) -> list[st
     base = kept_aside_dir.rstrip("/")
     dead_letter_uri = _join_files(_pull_parts(ti, CONSUME_TASK, "dead_letter_uri", count),
                                   f"{base}/raw.dead-letter.jsonl")
-    check_day_bad_share(sum(int(n or 0) for n in consumed), sum(int(n or 0) for n in dead), dead_letter_uri)
+    record_count, dead_letter_count = _total(consumed), _total(dead)
+    check_day_bad_share(record_count, dead_letter_count, dead_letter_uri)
     push_xcoms(
         ti,
-        record_count=sum(int(n or 0) for n in consumed),
-        dead_letter_count=sum(int(n or 0) for n in dead),
+        record_count=record_count,
+        dead_letter_count=dead_letter_count,
         dead_letter_uri=dead_letter_uri,
-        analysed_count=sum(int(n or 0) for n in analysed),
-        invalid_count=sum(int(n or 0) for n in invalid),
+        analysed_count=_total(analysed),
+        invalid_count=_total(invalid),
         invalid_uri=_join_files(_pull_parts(ti, TO_JSON_TASK, "invalid_uri", count), f"{base}/raw.invalid.jsonl"),
         # One Batch job per window and content: the parts' fingerprints, in part order.
         content_fingerprint=hashlib.sha256("\n".join(map(str, fingerprints)).encode()).hexdigest(),
