@@ -32,14 +32,21 @@ def comparable(summary: dict) -> dict:
             "pipeline": pipeline, "input_lines": sum(part["lines"] for part in summary["inputs"])}
 
 
-def test_mapped_consume_gives_the_single_tasks_counts_and_reruns_byte_identical(stack, kafka_topic,
-                                                                               blob_service_client):
-    topic = kafka_topic(partitions=PARTITIONS)
-    produced = {day: list(sample_logs.generate(day, 1_200, seed=5, bad_share=BAD_SHARE))
+def produce_days(stack: dict, topic: str, count: int, seed: int) -> dict[dt.date, list[sample_logs.SampleRecord]]:
+    """Produce ``count`` records of the day and as many of the next (the day's window then closes) over
+    the topic's partitions; return them by day."""
+    produced = {day: list(sample_logs.generate(day, count, seed=seed, bad_share=BAD_SHARE))
                 for day in (DAY, DAY + dt.timedelta(days=1))}
     for records in produced.values():
         sample_logs.produce(records, topic, {"bootstrap.servers": stack["kafka"].bootstrap_servers},
                             partitions=PARTITIONS)
+    return produced
+
+
+def test_mapped_consume_gives_the_single_tasks_counts_and_reruns_byte_identical(stack, kafka_topic,
+                                                                               blob_service_client):
+    topic = kafka_topic(partitions=PARTITIONS)
+    produced = produce_days(stack, topic, 1_200, seed=5)
     want = expected_counts(produced[DAY])
 
     single = run_day(topic, DAY, consume_groups=1)
@@ -99,11 +106,7 @@ def test_a_day_archived_in_parts_is_restored_past_retention_without_the_stale_pa
     from confluent_kafka.admin import AdminClient
 
     topic = kafka_topic(partitions=PARTITIONS)
-    produced = {day: list(sample_logs.generate(day, 800, seed=8, bad_share=BAD_SHARE))
-                for day in (DAY, DAY + dt.timedelta(days=1))}
-    for records in produced.values():
-        sample_logs.produce(records, topic, {"bootstrap.servers": stack["kafka"].bootstrap_servers},
-                            partitions=PARTITIONS)
+    produced = produce_days(stack, topic, 800, seed=8)
     # Four groups, then two: parts 002 and 003 of the first run stay in the archive, stale.
     run_day(topic, DAY, consume_groups=4)
     run_day(topic, DAY, consume_groups=2)
