@@ -159,7 +159,7 @@ def _json_text(raw: bytes, field: str) -> bytes:
         orjson.loads(raw)
     except orjson.JSONDecodeError as error:
         raise UndecodableRecord(field, f"not JSON ({error})") from None
-    return ion_field_names(raw) if b"$" in raw or b"\\u" in raw else raw
+    return ion_field_names(raw)
 
 
 # A JSON string and, when it is an object key, the colon after it. Outside strings valid JSON has
@@ -177,6 +177,8 @@ def ion_field_names(json_text: bytes) -> bytes:
     written as quoted symbols, ``{'$10':1}``, which it reads as the text ``$10``. Everything else
     stays byte for byte.
     """
+    if b"$" not in json_text and b"\\u" not in json_text:  # no key can read "$<digits>": the common case
+        return json_text
 
     def quoted(match: re.Match[bytes]) -> bytes:
         if match.group(1) is None:
@@ -213,7 +215,7 @@ def _json_value_text(raw: bytes | None) -> bytes:
         orjson.loads(raw)
     except orjson.JSONDecodeError as error:
         raise UndecodableRecord("value", f"not JSON ({error})") from None
-    return ion_field_names(raw) if b"$" in raw or b"\\u" in raw else raw
+    return ion_field_names(raw)
 
 
 _SECOND_AND_MILLIS: list[bytes] = []
