@@ -11,6 +11,7 @@ import datetime as dt
 import pytest
 
 from logproc_local import sample_logs
+from logproc_local.version_matrix import comparable_counts
 from tests.system import test_daily_pipeline as daily
 from tests.system.test_daily_pipeline import BAD_SHARE, DAY, expected_counts, results, run_day
 
@@ -27,9 +28,7 @@ def comparable(summary: dict) -> dict:
 
     Also without the staging URIs of the kept-aside files (they name the branch's folder).
     """
-    pipeline = {key: value for key, value in summary["pipeline"].items() if not key.endswith("_file")}
-    return {**{key: value for key, value in summary.items() if key not in ("inputs", "field_mappings")},
-            "pipeline": pipeline, "input_lines": sum(part["lines"] for part in summary["inputs"])}
+    return {**comparable_counts(summary), "input_lines": sum(part["lines"] for part in summary["inputs"])}
 
 
 def produce_days(stack: dict, topic: str, count: int, seed: int) -> dict[dt.date, list[sample_logs.SampleRecord]]:
