@@ -111,7 +111,8 @@ def ip_anomalies(
     if total is None:
         total = sum(counts)
     errors_total = _table_total(client_errors) + _table_total(server_errors)
-    heavy = [(ip, n) for ip, n in requests.items() if n >= _request_floor(median, mad)]
+    floor = _request_floor(median, mad)
+    heavy = [(ip, n) for ip, n in requests.items() if n >= floor]
     return _ip_findings(heavy, requests, client_errors, server_errors, median, mad, total, errors_total)
 
 

@@ -51,6 +51,7 @@ __all__ = [
     "is_binary_partial",
     "partial_document",
     "read_partial_bytes",
+    "summary_view",
 ]
 
 BINARY_ENCODING = "msgpack"
@@ -124,11 +125,8 @@ def _read_header(data: Mapping[str, Any], where: str) -> Aggregate:
 
 
 # ------------------------------------------------------------------ JSON form
-def partial_document(aggregate: Aggregate, *, copy: bool = True) -> dict[str, Any]:
-    """Return the partial's JSON form: readable, and read back by ``aggregate_from_document``.
-
-    ``copy=False`` (for ``summarize``): the per-IP tables are the aggregate's own, not copies.
-    """
+def partial_document(aggregate: Aggregate) -> dict[str, Any]:
+    """Return the partial's JSON form: readable, and read back by ``aggregate_from_document``."""
     aggregate.finish()
     aggregate.bound_keys()
     minutes: dict[str, dict[str, int]] = {}
@@ -139,10 +137,9 @@ def partial_document(aggregate: Aggregate, *, copy: bool = True) -> dict[str, An
         **_header(aggregate),
         "minutes": minutes,
         "kinds": [list(row) for row in _kinds(aggregate)],
-        # Packed tables (an exact merge past a million clients) stay packed for the summary (copy=False).
-        "ips": _ip_table(aggregate.ips, copy),
-        "ip_client_errors": _ip_table(aggregate.ip_client_errors, copy),
-        "ip_server_errors": _ip_table(aggregate.ip_server_errors, copy),
+        "ips": _ip_dict(aggregate.ips),
+        "ip_client_errors": _ip_dict(aggregate.ip_client_errors),
+        "ip_server_errors": _ip_dict(aggregate.ip_server_errors),
         "paths": fold_missing(aggregate.paths),
         "user_agents": fold_missing(aggregate.user_agents),
         "sketches": {name: {part: base64.b64encode(blob).decode("ascii")
@@ -151,10 +148,25 @@ def partial_document(aggregate: Aggregate, *, copy: bool = True) -> dict[str, An
     }
 
 
-def _ip_table(table: Any, copy: bool) -> Any:
-    if isinstance(table, PackedIpCounts):
-        return table.to_dict() if copy else table
-    return dict(table) if copy else table
+def summary_view(aggregate: Aggregate) -> dict[str, Any]:
+    """Return what ``summarize`` reads of an aggregate (finished and bounded here): the partial's header, its
+    kinds, its client tables as the aggregate holds them (packed ones stay packed: no copies), its paths and
+    agents; not the minutes (``minute_status`` is read as it is) nor the sketches' serialised forms."""
+    aggregate.finish()
+    aggregate.bound_keys()
+    return {
+        **_header(aggregate),
+        "kinds": _kinds(aggregate),
+        "ips": aggregate.ips,
+        "ip_client_errors": aggregate.ip_client_errors,
+        "ip_server_errors": aggregate.ip_server_errors,
+        "paths": fold_missing(aggregate.paths),
+        "user_agents": fold_missing(aggregate.user_agents),
+    }
+
+
+def _ip_dict(table: Any) -> dict[str, int]:
+    return table.to_dict() if isinstance(table, PackedIpCounts) else dict(table)
 
 
 def aggregate_from_document(data: Mapping[str, Any], *, where: str = "partial") -> Aggregate:

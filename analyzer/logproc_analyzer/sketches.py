@@ -15,10 +15,14 @@ sketch's maximum error, which is at most ``epsilon * total weight``).
 
 from __future__ import annotations
 
+import heapq
+from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import datasketches  # numpy's OpenBLAS threads: see the package's __init__
+
+from logproc_analyzer.packed_ips import PackedIpCounts
 
 __all__ = ["FI_LG_MAX_MAP", "HLL_LG_K", "HLL_STD_DEVS", "KeySketch", "TopItem"]
 
@@ -58,9 +62,10 @@ class KeySketch:
                    server_errors: Mapping[str, int] | None = None) -> None:
         """Add exact counters into the sketch."""
         distinct, items = self.distinct.update, self.items.update
-        for key, count in counts.items():
-            distinct(key)
-            items(key, count)
+        for keys, weights in _key_chunks(counts):
+            deque(map(distinct, keys), maxlen=0)  # the loop in C: the library takes one key a call
+            for key, weight in zip(keys, weights, strict=True):
+                items(key, weight)
         for sketch, errors in ((self.client_errors, client_errors), (self.server_errors, server_errors)):
             if sketch is not None and errors:
                 update = sketch.update
@@ -93,12 +98,15 @@ class KeySketch:
         """Return the n heaviest keys by estimate (ties by key) with their bounds."""
         return top_of(self.items, n)
 
+    def estimates(self) -> dict[str, int]:
+        """Return the estimated count of every key the sketch reports (those above its maximum error)."""
+        return estimates_of(self.items)
+
     def error_counts(self) -> tuple[dict[str, int], dict[str, int]]:
         """Return the estimated 4xx and 5xx counts of the heavy hitters among clients."""
         if self.client_errors is None:
             return {}, {}
-        return ({key: estimate for key, estimate, _lb, _ub in top_of(self.client_errors, None)},
-                {key: estimate for key, estimate, _lb, _ub in top_of(self.server_errors, None)})
+        return estimates_of(self.client_errors), estimates_of(self.server_errors)
 
     def max_error(self) -> int:
         """Return the most any frequent-item count here can be off by."""
@@ -142,7 +150,23 @@ class KeySketch:
 
 def top_of(items: Any, n: int | None) -> list[TopItem]:
     """Return the items of a frequent-items sketch above its maximum error, heaviest first (ties by key)."""
-    found: Iterable[tuple[str, int, int, int]] = items.get_frequent_items(_NO_FALSE_NEGATIVES)
-    ranked = sorted(((key, int(est), int(lb), int(ub)) for key, est, lb, ub in found),
-                    key=lambda item: (-item[1], item[0]))
-    return ranked if n is None else ranked[:n]
+    found: list[tuple[str, int, int, int]] = items.get_frequent_items(_NO_FALSE_NEGATIVES)
+    # Up to ~12 000 items: the top-N through a bounded heap, not a sort of them all (same order).
+    ranked = sorted(found, key=_heaviest) if n is None else heapq.nsmallest(n, found, key=_heaviest)
+    return [(key, int(est), int(lb), int(ub)) for key, est, lb, ub in ranked]
+
+
+def estimates_of(items: Any) -> dict[str, int]:
+    """Return the estimate of every item of a frequent-items sketch above its maximum error (no order)."""
+    return {key: int(est) for key, est, _lb, _ub in items.get_frequent_items(_NO_FALSE_NEGATIVES)}
+
+
+def _key_chunks(counts: Mapping[str, int]) -> Iterable[tuple[list[str], list[int]]]:
+    """Return the keys and counts in lists: a packed client table's texts a chunk at a time (made only now)."""
+    if isinstance(counts, PackedIpCounts):
+        return counts.text_chunks()
+    return [(list(counts), list(counts.values()))]
+
+
+def _heaviest(item: tuple[str, int, int, int]) -> tuple[int, str]:
+    return -item[1], item[0]

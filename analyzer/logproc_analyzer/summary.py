@@ -54,7 +54,7 @@ def sketched_top(sketch: KeySketch, n: int) -> list[dict[str, Any]]:
 
 def sketched_ip_anomalies(sketch: KeySketch) -> list[dict[str, Any]]:
     """Find client anomalies among the heavy hitters, the mean client (requests / distinct) as the baseline."""
-    requests = {key: estimate for key, estimate, _low, _high in sketch.top(None)}
+    requests = sketch.estimates()
     client_errors, server_errors = sketch.error_counts()
     distinct = max(sketch.distinct_estimate()["estimate"], 1)
     return ip_anomalies(requests, client_errors, server_errors, baseline=sketch.total / distinct,
@@ -89,9 +89,9 @@ def _rate(part: int, whole: int) -> float:
 
 
 def summarize(aggregate: Aggregate, *, top_n: int = DEFAULT_TOP) -> dict[str, Any]:
-    from logproc_analyzer.partials import partial_document
+    from logproc_analyzer.partials import summary_view
 
-    partial = partial_document(aggregate, copy=False)
+    partial = summary_view(aggregate)
     valid = aggregate.valid
     lines = partial["lines"]
     invalid = sum(partial["invalid_reasons"].values())
@@ -100,25 +100,21 @@ def summarize(aggregate: Aggregate, *, top_n: int = DEFAULT_TOP) -> dict[str, An
     status: dict[int, int] = defaultdict(int)
     per_minute: dict[int, list[int]] = {}
     outside = {"before": 0, "after": 0}
-    for minute_text, statuses in partial["minutes"].items():
-        minute = int(minute_text)
+    for key, n in aggregate.minute_status.items():
+        minute, code = divmod(key, 1000)
+        status[code] += n
         if window is not None and not window.contains_minute(minute):
             # Still a valid record of this input (counted in every other figure), but its own time
             # is outside the window the analysis is about: counted apart, not drawn as an hour.
             side = "before" if window.since_ms is not None and minute < window.since_ms // 60000 else "after"
-            outside[side] += sum(statuses.values())
-            for code_text, n in statuses.items():
-                status[int(code_text)] += n
+            outside[side] += n
             continue
         row = per_minute.setdefault(minute, [0, 0, 0])
-        for code_text, n in statuses.items():
-            code = int(code_text)
-            status[code] += n
-            row[0] += n
-            if 400 <= code < 500:
-                row[1] += n
-            elif code >= 500:
-                row[2] += n
+        row[0] += n
+        if 400 <= code < 500:
+            row[1] += n
+        elif code >= 500:
+            row[2] += n
     client_errors = sum(n for code, n in status.items() if 400 <= code < 500)
     server_errors = sum(n for code, n in status.items() if code >= 500)
 

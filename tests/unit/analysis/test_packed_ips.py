@@ -150,6 +150,23 @@ def test_from_addresses_adds_repeated_addresses_and_leaves_out_zero_counts() -> 
     assert list(table.v4) == sorted(table.v4) and len(table) == 4
 
 
+_FEW_ADDRESSES = st.one_of(st.integers(0, 40).map(lambda n: f"10.0.0.{n}"),
+                           st.integers(1, 40).map(lambda n: f"2001:db8::{n:x}00"))  # some IPv6 ending in zeros
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_FEW_ADDRESSES, st.integers(1, 2**32 - 1), max_size=60),
+       st.dictionaries(_FEW_ADDRESSES, st.integers(1, 2**32 - 1), max_size=60))
+def test_adding_tables_of_any_sizes_equals_adding_the_dicts(mine: dict[str, int], theirs: dict[str, int]) -> None:
+    # _add_sorted merges tables of like sizes as two sorted runs and adds a few keys into many by binary
+    # searches: both must give the dict's sums (counts past 2**32 widened), keys in address order.
+    table = PackedIpCounts.from_counts(mine)
+    table.add(PackedIpCounts.from_counts(theirs))
+    expected = {ip: mine.get(ip, 0) + theirs.get(ip, 0) for ip in mine.keys() | theirs.keys()}
+    assert table.to_dict() == expected
+    assert list(table.v4) == sorted(table.v4) and list(table.v6) == sorted(table.v6)
+
+
 EMBEDDED_V4 = [bytes(16), bytes(15) + b"\1", bytes(10) + b"\xff\xff\1\2\3\4", bytes(12) + b"\1\2\3\4",
                bytes(8) + b"\xff\xff\0\0\11\11\11\11", b"\0\x64\xff\x9b" + bytes(8) + b"\1\2\3\4"]
 
