@@ -22,12 +22,12 @@
 static PyObject *s_timestamp, *s_client_ip, *s_status, *s_method, *s_path, *s_user_agent, *s_source,
     *s_bytes, *s_latency_ms;
 static PyObject *s_ips, *s_ip_client_errors, *s_ip_server_errors, *s_minute_status, *s_kinds, *s_paths,
-    *s_user_agents, *s_latency_pending, *s_iso_prefix, *s_iso_seconds, *s_iso_tail, *s_bytes_total,
+    *s_user_agents, *s_latency_pending, *s_iso_prefix, *s_iso_tail, *s_bytes_total,
     *s_bytes_records, *s_minute_range;
 
 typedef struct {
     PyObject *ips, *ip_4xx, *ip_5xx, *minute_status, *kinds, *paths, *agents, *latency;
-    PyObject *iso_prefix, *iso_seconds, *iso_tail;
+    PyObject *iso_prefix, *iso_tail;
 } Counters;
 
 /* Where a line goes when the fast path cannot take it. */
@@ -224,32 +224,54 @@ in_json_int_range(PyObject *value)
 /* The caches the Python helper (Aggregate._minute_of) fills, keyed by the pieces of an ISO
  * timestamp: '_iso_prefix' ('YYYY-MM-DDTHH:MM' -> minute), '_iso_seconds' (':SS'), '_iso_tail'
  * (fraction and zone -> offset minutes). The helper validates each piece before it learns it, so
- * any combination of cached pieces is a valid timestamp. Below, the last prefix and seconds seen
- * and a table of tails are remembered by their characters, which skips making the substrings the
- * dictionaries are keyed by for most lines (consecutive lines share the minute and second). */
-#define TAIL_SLOTS 256
-#define TAIL_MAX 15
+ * any combination of valid pieces is a valid timestamp, whose minute is the prefix's less the zone's
+ * offset. Below, the last prefix seen and a table of zones are remembered by their characters, which
+ * skips making the substrings the dictionaries are keyed by for most lines (consecutive lines share
+ * the minute). The seconds (':SS', 00-59: fields.iso_seconds_valid) are checked here, not looked up:
+ * they change from line to line. A zone's offset does not depend on the fraction before it, so a
+ * zone slot is keyed by the zone alone ('Z' for '.910Z' and '.911Z') once the dict has known one
+ * whole tail with that zone (fields._ISO_TAIL_RE: [.,] and 1-9 digits, then the zone). */
+#define ZONE_SLOTS 64
+#define ZONE_MAX 15
 
 typedef struct {
     int length; /* -1: empty slot */
-    char text[TAIL_MAX];
+    char text[ZONE_MAX];
     long long zone;
-} TailSlot;
+} ZoneSlot;
 
 typedef struct {
-    int prefix_valid, seconds_valid;
+    int prefix_valid;
     char prefix[16];
     long long prefix_minute;
-    char seconds[3];
-    TailSlot tails[TAIL_SLOTS];
+    ZoneSlot zones[ZONE_SLOTS];
 } IsoMemo;
 
 static void
 iso_memo_init(IsoMemo *memo)
 {
-    memo->prefix_valid = memo->seconds_valid = 0;
-    for (int i = 0; i < TAIL_SLOTS; i++)
-        memo->tails[i].length = -1;
+    memo->prefix_valid = 0;
+    for (int i = 0; i < ZONE_SLOTS; i++)
+        memo->zones[i].length = -1;
+}
+
+static inline int
+is_digit(char ch)
+{
+    return ch >= '0' && ch <= '9';
+}
+
+/* The zone of a tail (what follows the seconds) past its fraction, as _ISO_TAIL_RE reads it; NULL when
+ * the fraction is not one it takes (no digit, or more than 9: only the dict or Python may decide). */
+static const char *
+zone_of_tail(const char *tail, Py_ssize_t length)
+{
+    if (length == 0 || (tail[0] != '.' && tail[0] != ','))
+        return tail;
+    Py_ssize_t digits = 0;
+    while (1 + digits < length && is_digit(tail[1 + digits]))
+        digits++;
+    return digits >= 1 && digits <= 9 ? tail + 1 + digits : NULL;
 }
 
 static unsigned long long
@@ -318,23 +340,16 @@ cached_iso_minute(Counters *c, IsoMemo *memo, const char *chars, Py_ssize_t leng
         memo->prefix_minute = prefix_minute;
         memo->prefix_valid = 1;
     }
-    if (!(memo->seconds_valid && memcmp(chars + 16, memo->seconds, 3) == 0)) {
-        PyObject *seconds = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, chars + 16, 3);
-        if (seconds == NULL)
-            return -1;
-        rc = PySet_Contains(c->iso_seconds, seconds);
-        Py_DECREF(seconds);
-        if (rc <= 0)
-            return rc;
-        memcpy(memo->seconds, chars + 16, 3);
-        memo->seconds_valid = 1;
-    }
+    if (!(chars[16] == ':' && is_digit(chars[17]) && is_digit(chars[18]) && chars[17] < '6'))
+        return 0; /* not ':00'-':59': Python says what it is */
     const char *tail = chars + 19;
     Py_ssize_t tail_length = length - 19;
-    TailSlot *slot = NULL;
-    if (tail_length <= TAIL_MAX) {
-        slot = &memo->tails[hash_chars(tail, tail_length) & (TAIL_SLOTS - 1)];
-        if (slot->length == tail_length && memcmp(slot->text, tail, (size_t)tail_length) == 0) {
+    const char *zone_text = zone_of_tail(tail, tail_length);
+    Py_ssize_t zone_length = zone_text == NULL ? 0 : tail + tail_length - zone_text;
+    ZoneSlot *slot = NULL;
+    if (zone_text != NULL && zone_length <= ZONE_MAX) {
+        slot = &memo->zones[hash_chars(zone_text, zone_length) & (ZONE_SLOTS - 1)];
+        if (slot->length == zone_length && memcmp(slot->text, zone_text, (size_t)zone_length) == 0) {
             *minute = prefix_minute - slot->zone;
             return 1;
         }
@@ -343,8 +358,8 @@ cached_iso_minute(Counters *c, IsoMemo *memo, const char *chars, Py_ssize_t leng
     if (rc <= 0 || (rc = small_int(found, &zone)) <= 0)
         return rc;
     if (slot != NULL) {
-        slot->length = (int)tail_length;
-        memcpy(slot->text, tail, (size_t)tail_length);
+        slot->length = (int)zone_length;
+        memcpy(slot->text, zone_text, (size_t)zone_length);
         slot->zone = zone;
     }
     *minute = prefix_minute - zone;
@@ -1354,12 +1369,6 @@ plain_string_end(const char *p, const char *end)
     return NULL;
 }
 
-static inline int
-is_digit(char ch)
-{
-    return ch >= '0' && ch <= '9';
-}
-
 /* 1 and the mapped fields' tokens if the line is a flat object of plain values, else 0. */
 static int
 scan_flat(const char *p, const char *end, const MappedKeys *keys, Token *fields)
@@ -2054,7 +2063,6 @@ get_counters(PyObject *aggregate, Counters *c)
         || (c->agents = get_dict_attr(aggregate, s_user_agents, 0)) == NULL
         || (c->latency = get_dict_attr(aggregate, s_latency_pending, 0)) == NULL
         || (c->iso_prefix = get_dict_attr(aggregate, s_iso_prefix, 0)) == NULL
-        || (c->iso_seconds = get_dict_attr(aggregate, s_iso_seconds, 1)) == NULL
         || (c->iso_tail = get_dict_attr(aggregate, s_iso_tail, 0)) == NULL) {
         release_counters(c);
         return -1;
@@ -2074,7 +2082,6 @@ release_counters(Counters *c)
     Py_CLEAR(c->agents);
     Py_CLEAR(c->latency);
     Py_CLEAR(c->iso_prefix);
-    Py_CLEAR(c->iso_seconds);
     Py_CLEAR(c->iso_tail);
 }
 
@@ -2338,7 +2345,6 @@ PyInit__native_ingest(void)
     INTERN(s_user_agents, "user_agents");
     INTERN(s_latency_pending, "_latency_pending");
     INTERN(s_iso_prefix, "_iso_prefix");
-    INTERN(s_iso_seconds, "_iso_seconds");
     INTERN(s_iso_tail, "_iso_tail");
     INTERN(s_bytes_total, "bytes_total");
     INTERN(s_bytes_records, "bytes_records");

@@ -109,6 +109,30 @@ def test_the_latency_limit_still_folds_pending_latencies(monkeypatch: pytest.Mon
     assert aggregate.to_partial() == expected
 
 
+_FRACTIONS = st.one_of(st.just(""), st.builds(lambda mark, digits, length: mark + (digits * 11)[:length],
+                                               st.sampled_from([".", ","]), st.sampled_from(["1", "907", "0"]),
+                                               st.sampled_from([0, 1, 3, 6, 9, 10, 11])))
+_ZONES = st.sampled_from(["", "Z", "z", "+05:30", "-08:00", "+0530", "-03", "+14:00", "+24:00", "+5", "Q", "+05:3"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["2026-11-24T10:07", "2026-11-24 23:59", "2026-02-30T10:00"]),
+                          st.sampled_from([":00", ":07", ":59", ":60", ":6a", ".07"]), _FRACTIONS, _ZONES),
+                min_size=1, max_size=40))
+def test_timestamps_of_every_fraction_and_zone_read_as_the_python_loop_reads_them(
+        pieces: list[tuple[str, str, str, str]]) -> None:
+    # The C loop remembers a zone's offset by the zone alone, skips the fraction itself and checks the
+    # seconds itself: every valid combination must land in the Python loop's minute, every invalid one be
+    # refused alike (a fraction of 10 digits, second 60, an offset past 23:59).
+    lines = [f'{{"timestamp":"{prefix}{seconds}{fraction}{zone}","client_ip":"192.0.2.1","status":200}}'.encode()
+             for prefix, seconds, fraction, zone in pieces]
+    patch = pytest.MonkeyPatch()
+    try:
+        assert _c_partial(lines) == _python_partial(lines, patch)
+    finally:
+        patch.undo()
+
+
 ODD_LINES = [b"", b"  ", b"\r", b"{bad", b"[1]", b'{"timestamp":0,"client_ip":"192.0.2.9","status":200}\r',
              b'127.0.0.1 - - [24/Nov/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 5', b"\xff\xfe"]
 
