@@ -225,14 +225,21 @@ in_json_int_range(PyObject *value)
  * timestamp: '_iso_prefix' ('YYYY-MM-DDTHH:MM' -> minute), '_iso_seconds' (':SS'), '_iso_tail'
  * (fraction and zone -> offset minutes). The helper validates each piece before it learns it, so
  * any combination of valid pieces is a valid timestamp, whose minute is the prefix's less the zone's
- * offset. Below, the last prefix seen and a table of zones are remembered by their characters, which
- * skips making the substrings the dictionaries are keyed by for most lines (consecutive lines share
- * the minute). The seconds (':SS', 00-59: fields.iso_seconds_valid) are checked here, not looked up:
+ * offset. Below, tables of prefixes and of zones are remembered by their characters, which skips
+ * making the substrings the dictionaries are keyed by for most lines (a day's stream holds a few
+ * thousand minutes, interleaved by its producers' clocks and zones). The seconds (':SS', 00-59: fields.iso_seconds_valid) are checked here, not looked up:
  * they change from line to line. A zone's offset does not depend on the fraction before it, so a
  * zone slot is keyed by the zone alone ('Z' for '.910Z' and '.911Z') once the dict has known one
  * whole tail with that zone (fields._ISO_TAIL_RE: [.,] and 1-9 digits, then the zone). */
+#define PREFIX_SLOTS 1024
 #define ZONE_SLOTS 64
 #define ZONE_MAX 15
+
+typedef struct {
+    int valid;
+    char text[16];
+    long long minute;
+} PrefixSlot;
 
 typedef struct {
     int length; /* -1: empty slot */
@@ -241,16 +248,15 @@ typedef struct {
 } ZoneSlot;
 
 typedef struct {
-    int prefix_valid;
-    char prefix[16];
-    long long prefix_minute;
+    PrefixSlot prefixes[PREFIX_SLOTS];
     ZoneSlot zones[ZONE_SLOTS];
 } IsoMemo;
 
 static void
 iso_memo_init(IsoMemo *memo)
 {
-    memo->prefix_valid = 0;
+    for (int i = 0; i < PREFIX_SLOTS; i++)
+        memo->prefixes[i].valid = 0;
     for (int i = 0; i < ZONE_SLOTS; i++)
         memo->zones[i].length = -1;
 }
@@ -330,15 +336,16 @@ cached_iso_minute(Counters *c, IsoMemo *memo, const char *chars, Py_ssize_t leng
 
     if (length < 19)
         return 0;
-    if (memo->prefix_valid && memcmp(chars, memo->prefix, 16) == 0)
-        prefix_minute = memo->prefix_minute;
+    PrefixSlot *known = &memo->prefixes[hash_chars(chars, 16) & (PREFIX_SLOTS - 1)];
+    if (known->valid && memcmp(chars, known->text, 16) == 0)
+        prefix_minute = known->minute;
     else {
         rc = lookup_chars(c->iso_prefix, chars, 16, &found);
         if (rc <= 0 || (rc = small_int(found, &prefix_minute)) <= 0)
             return rc;
-        memcpy(memo->prefix, chars, 16);
-        memo->prefix_minute = prefix_minute;
-        memo->prefix_valid = 1;
+        memcpy(known->text, chars, 16);
+        known->minute = prefix_minute;
+        known->valid = 1;
     }
     if (!(chars[16] == ':' && is_digit(chars[17]) && is_digit(chars[18]) && chars[17] < '6'))
         return 0; /* not ':00'-':59': Python says what it is */
