@@ -222,15 +222,16 @@ in_json_int_range(PyObject *value)
 /* ------------------------------------------------------------------ timestamps */
 
 /* The caches the Python helper (Aggregate._minute_of) fills, keyed by the pieces of an ISO
- * timestamp: '_iso_prefix' ('YYYY-MM-DDTHH:MM' -> minute), '_iso_seconds' (':SS'), '_iso_tail'
- * (fraction and zone -> offset minutes). The helper validates each piece before it learns it, so
- * any combination of valid pieces is a valid timestamp, whose minute is the prefix's less the zone's
- * offset. Below, tables of prefixes and of zones are remembered by their characters, which skips
+ * timestamp: '_iso_prefix' ('YYYY-MM-DDTHH:MM' -> minute) and '_iso_tail' (fraction and zone ->
+ * offset minutes). The helper validates each piece before it learns it, so any combination of valid
+ * pieces is a valid timestamp, whose minute is the prefix's less the zone's offset. The seconds
+ * (':SS', 00-59: fields.iso_seconds_valid) are checked here, not looked up: they change from line to
+ * line. Below, tables of prefixes and of zones are remembered by their characters, which skips
  * making the substrings the dictionaries are keyed by for most lines (a day's stream holds a few
- * thousand minutes, interleaved by its producers' clocks and zones). The seconds (':SS', 00-59: fields.iso_seconds_valid) are checked here, not looked up:
- * they change from line to line. A zone's offset does not depend on the fraction before it, so a
- * zone slot is keyed by the zone alone ('Z' for '.910Z' and '.911Z') once the dict has known one
- * whole tail with that zone (fields._ISO_TAIL_RE: [.,] and 1-9 digits, then the zone). */
+ * thousand minutes, interleaved by its producers' clocks and zones). A zone's offset does not depend
+ * on the fraction before it, so a zone slot is keyed by the zone alone ('Z' for '.910Z' and '.911Z')
+ * once the dict has known one whole tail with that zone (fields._ISO_TAIL_RE: [.,] and 1-9 digits,
+ * then the zone). */
 #define PREFIX_SLOTS 1024
 #define ZONE_SLOTS 64
 #define ZONE_MAX 15
