@@ -1319,12 +1319,15 @@ static PyTypeObject CountsType = {
 
 /* ------------------------------------------------------------------ route 1: flat ASCII objects */
 
-/* Most log lines are one flat JSON object of ASCII strings without escapes, numbers, true, false
- * and null. Such a line is valid JSON for orjson and msgspec alike and means the same to both, so
- * it is read here directly: no decoder call, no struct, and text values that repeat (IPs, methods,
- * paths, user agents) come from a small table of str objects, whose cached hashes and identity
- * make the dictionary updates cheap. Anything else (escapes, non-ASCII, nesting, a mapped number
- * with an exponent or over 18 digits) is NOT_SCANNED and goes to route 2. */
+/* Most log lines are one JSON object of ASCII strings without escapes, numbers, true, false and null,
+ * flat or (ECS) in nested objects, with the odd array beside. Such a line is valid JSON for orjson and
+ * msgspec alike and means the same to both, so it is read here directly: no decoder call, no struct,
+ * and text values that repeat (IPs, methods, paths, user agents) come from a small table of str
+ * objects, whose cached hashes and identity make the dictionary updates cheap. Numbers written as
+ * text (nginx) are read as decoding._TEXT_NUMBER_FIELDS reads them. Anything else (escapes,
+ * non-ASCII, nesting past PATH_MAX_PARTS, an object or array where a field's value is, a mapped number
+ * with an exponent or over 18 digits, a number as text in another form) is NOT_SCANNED and goes to
+ * route 2. */
 enum { NOT_SCANNED = 2 };
 enum { F_TIMESTAMP, F_CLIENT_IP, F_STATUS, F_METHOD, F_PATH, F_USER_AGENT, F_SOURCE, F_BYTES, F_LATENCY,
        FIELD_COUNT };
@@ -1336,9 +1339,22 @@ typedef struct {
     Py_ssize_t length;
 } Token;
 
+/* A dotted key ('source.ip', ECS's names) is read as decoding._dotted_getter reads it: the flat key
+ * if present and not null, else the path through nested objects, part by part (str.split('.')). */
+#define PATH_MAX_PARTS 8
+
+typedef struct {
+    const char *text;
+    Py_ssize_t length;
+} Piece;
+
 typedef struct {
     const char *text[FIELD_COUNT];
     Py_ssize_t length[FIELD_COUNT];
+    int parts[FIELD_COUNT]; /* the key's parts; 1: not dotted */
+    Piece part[FIELD_COUNT][PATH_MAX_PARTS];
+    int dotted;    /* some key has parts to follow through nested objects */
+    int too_deep;  /* some key has more parts than PATH_MAX_PARTS: a line with objects goes to route 2 */
 } MappedKeys;
 
 static inline const char *
@@ -1377,110 +1393,227 @@ plain_string_end(const char *p, const char *end)
     return NULL;
 }
 
-/* 1 and the mapped fields' tokens if the line is a flat object of plain values, else 0. */
-static int
-scan_flat(const char *p, const char *end, const MappedKeys *keys, Token *fields)
+/* A plain value's token at p (a string without escapes, a number, true, false, null): the end of it,
+ * or NULL if it is not one (an object or array is the caller's). */
+static const char *
+scan_scalar(const char *p, const char *end, Token *token)
 {
-    memset(fields, 0, sizeof(Token) * FIELD_COUNT);
-    p = skip_ws(p, end);
-    if (p == end || *p != '{')
+    token->start = p;
+    char ch = *p;
+    if (ch == '"') {
+        const char *value_end = plain_string_end(p + 1, end);
+        if (value_end == NULL)
+            return NULL;
+        token->kind = T_STRING;
+        token->start = p + 1;
+        token->length = value_end - (p + 1);
+        return value_end + 1;
+    }
+    if (ch == 't' && end - p >= 4 && memcmp(p, "true", 4) == 0) {
+        token->kind = T_TRUE;
+        return p + 4;
+    }
+    if (ch == 'f' && end - p >= 5 && memcmp(p, "false", 5) == 0) {
+        token->kind = T_FALSE;
+        return p + 5;
+    }
+    if (ch == 'n' && end - p >= 4 && memcmp(p, "null", 4) == 0) {
+        token->kind = T_NULL;
+        return p + 4;
+    }
+    if (!(ch == '-' || is_digit(ch)))
+        return NULL;
+    /* RFC 8259: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+    token->kind = T_INT;
+    if (*p == '-')
+        p++;
+    if (p == end)
+        return NULL;
+    if (*p == '0')
+        p++;
+    else if (is_digit(*p))
+        while (p < end && is_digit(*p))
+            p++;
+    else
+        return NULL;
+    if (p < end && *p == '.') {
+        p++;
+        if (p == end || !is_digit(*p))
+            return NULL;
+        while (p < end && is_digit(*p))
+            p++;
+        token->kind = T_FRACTION;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < end && (*p == '+' || *p == '-'))
+            p++;
+        if (p == end || !is_digit(*p))
+            return NULL;
+        while (p < end && is_digit(*p))
+            p++;
+        token->kind = T_EXPONENT;
+    }
+    token->length = p - token->start;
+    return p;
+}
+
+static inline int
+same_text(const char *a, Py_ssize_t a_length, const char *b, Py_ssize_t b_length)
+{
+    return a_length == b_length && (a_length == 0 || (a[0] == b[0] && a[a_length - 1] == b[b_length - 1]
+                                                      && memcmp(a, b, (size_t)a_length) == 0));
+}
+
+/* Whether field i's dotted key starts with the path's `depth` pieces (and has more when `longer`). */
+static int
+path_leads_to(const MappedKeys *keys, int i, const Piece *path, int depth, int longer)
+{
+    if (keys->parts[i] < 2 || keys->parts[i] < depth + longer)
         return 0;
-    p = skip_ws(p + 1, end);
+    for (int d = 0; d < depth; d++)
+        if (!same_text(keys->part[i][d].text, keys->part[i][d].length, path[d].text, path[d].length))
+            return 0;
+    return 1;
+}
+
+typedef struct {
+    Token flat[FIELD_COUNT];   /* the top-level keys, dotted or not */
+    Token nested[FIELD_COUNT]; /* the dotted keys' values through nested objects */
+    Piece path[PATH_MAX_PARTS];
+} Scan;
+
+static const char *scan_object(const char *p, const char *end, const MappedKeys *keys, Scan *scan, int depth,
+                               int matching);
+
+/* An array at p whose elements are plain values, objects or arrays, none of them read (no key path goes
+ * through an array: _dotted_getter finds no dict there): the end of it, or NULL (route 2). */
+static const char *
+skip_array(const char *p, const char *end, const MappedKeys *keys, Scan *scan, int depth)
+{
+    if (depth >= PATH_MAX_PARTS)
+        return NULL;
+    p = skip_ws(p + 1, end); /* past '[' */
+    if (p < end && *p == ']')
+        return p + 1;
+    for (;;) {
+        if (p == end)
+            return NULL;
+        if (*p == '{')
+            p = scan_object(p, end, keys, scan, depth + 1, 0);
+        else if (*p == '[')
+            p = skip_array(p, end, keys, scan, depth + 1);
+        else {
+            Token ignored;
+            p = scan_scalar(p, end, &ignored);
+        }
+        if (p == NULL)
+            return NULL;
+        p = skip_ws(p, end);
+        if (p == end)
+            return NULL;
+        if (*p == ',') {
+            p = skip_ws(p + 1, end);
+            continue;
+        }
+        return *p == ']' ? p + 1 : NULL;
+    }
+}
+
+/* An object of plain values, objects and arrays at p, `depth` pieces below the line's top (scan->path;
+ * `matching` 0 inside an array, where no key is read): the end of it, or NULL (an escape, non-ASCII,
+ * too deep, a mapped key holding an object or array: route 2). */
+static const char *
+scan_object(const char *p, const char *end, const MappedKeys *keys, Scan *scan, int depth, int matching)
+{
+    p = skip_ws(p + 1, end); /* past '{' */
     if (p < end && *p == '}')
-        return skip_ws(p + 1, end) == end;
+        return p + 1;
     for (;;) {
         if (p == end || *p != '"')
-            return 0;
+            return NULL;
         const char *key = p + 1;
         const char *key_end = plain_string_end(key, end);
         if (key_end == NULL)
-            return 0;
+            return NULL;
+        Py_ssize_t key_length = key_end - key;
         p = skip_ws(key_end + 1, end);
         if (p == end || *p != ':')
-            return 0;
+            return NULL;
         p = skip_ws(p + 1, end);
         if (p == end)
-            return 0;
-        Token token;
-        token.start = p;
-        char ch = *p;
-        if (ch == '"') {
-            const char *value_end = plain_string_end(p + 1, end);
-            if (value_end == NULL)
-                return 0;
-            token.kind = T_STRING;
-            token.start = p + 1;
-            token.length = value_end - (p + 1);
-            p = value_end + 1;
+            return NULL;
+        int flat_field = -1;
+        if (depth == 0 && matching)
+            for (int i = 0; i < FIELD_COUNT; i++)
+                if (same_text(keys->text[i], keys->length[i], key, key_length)) {
+                    flat_field = i;
+                    break;
+                }
+        int on_path = 0;   /* some dotted key runs through this key */
+        int leaf_field = -1; /* or ends at it */
+        if (keys->dotted && matching && depth < PATH_MAX_PARTS) {
+            scan->path[depth].text = key;
+            scan->path[depth].length = key_length;
+            for (int i = 0; i < FIELD_COUNT; i++)
+                if (path_leads_to(keys, i, scan->path, depth + 1, 0)) {
+                    /* a key twice: the last one's value counts, as for both decoders, so what an
+                     * earlier one held below this key is forgotten first */
+                    scan->nested[i].kind = T_ABSENT;
+                    on_path = 1;
+                    if (keys->parts[i] == depth + 1) /* at least 2: a dotted key's last part */
+                        leaf_field = i;
+                }
         }
-        else if (ch == 't' && end - p >= 4 && memcmp(p, "true", 4) == 0) {
-            token.kind = T_TRUE;
-            p += 4;
+        if (*p == '{' || *p == '[') {
+            if (flat_field >= 0 || leaf_field >= 0 || depth + 1 >= PATH_MAX_PARTS || keys->too_deep)
+                return NULL;
+            p = *p == '{' ? scan_object(p, end, keys, scan, depth + 1, matching && on_path)
+                          : skip_array(p, end, keys, scan, depth + 1);
+            if (p == NULL)
+                return NULL;
         }
-        else if (ch == 'f' && end - p >= 5 && memcmp(p, "false", 5) == 0) {
-            token.kind = T_FALSE;
-            p += 5;
-        }
-        else if (ch == 'n' && end - p >= 4 && memcmp(p, "null", 4) == 0) {
-            token.kind = T_NULL;
-            p += 4;
-        }
-        else if (ch == '-' || is_digit(ch)) {
-            /* RFC 8259: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
-            token.kind = T_INT;
-            if (*p == '-')
-                p++;
-            if (p == end)
-                return 0;
-            if (*p == '0')
-                p++;
-            else if (is_digit(*p))
-                while (p < end && is_digit(*p))
-                    p++;
-            else
-                return 0;
-            if (p < end && *p == '.') {
-                p++;
-                if (p == end || !is_digit(*p))
-                    return 0;
-                while (p < end && is_digit(*p))
-                    p++;
-                token.kind = T_FRACTION;
-            }
-            if (p < end && (*p == 'e' || *p == 'E')) {
-                p++;
-                if (p < end && (*p == '+' || *p == '-'))
-                    p++;
-                if (p == end || !is_digit(*p))
-                    return 0;
-                while (p < end && is_digit(*p))
-                    p++;
-                token.kind = T_EXPONENT;
-            }
-            token.length = p - token.start;
-        }
-        else
-            return 0; /* a nested object or array, or not JSON */
-        Py_ssize_t key_length = key_end - key;
-        for (int i = 0; i < FIELD_COUNT; i++) {
-            if (keys->length[i] == key_length && key_length > 0 && keys->text[i][0] == key[0]
-                && keys->text[i][key_length - 1] == key[key_length - 1]
-                && memcmp(keys->text[i], key, (size_t)key_length) == 0) {
-                fields[i] = token; /* a key twice: the last one counts, as for both decoders */
-                break;
-            }
+        else {
+            Token token;
+            p = scan_scalar(p, end, &token);
+            if (p == NULL)
+                return NULL; /* not JSON */
+            if (flat_field >= 0)
+                scan->flat[flat_field] = token;
+            if (leaf_field >= 0)
+                scan->nested[leaf_field] = token; /* the keys are distinct (else no decoder, no C loop) */
         }
         p = skip_ws(p, end);
         if (p == end)
-            return 0;
+            return NULL;
         if (*p == ',') {
             p = skip_ws(p + 1, end);
             continue;
         }
         if (*p != '}')
-            return 0;
-        return skip_ws(p + 1, end) == end;
+            return NULL;
+        return p + 1;
     }
+}
+
+/* 1 and the mapped fields' tokens if the line is one object of plain values (and objects, where keys are
+ * dotted), else 0. */
+static int
+scan_flat(const char *p, const char *end, const MappedKeys *keys, Token *fields)
+{
+    Scan scan;
+    memset(&scan, 0, sizeof scan);
+    p = skip_ws(p, end);
+    if (p == end || *p != '{')
+        return 0;
+    p = scan_object(p, end, keys, &scan, 0, 1);
+    if (p == NULL || skip_ws(p, end) != end)
+        return 0;
+    for (int i = 0; i < FIELD_COUNT; i++) {
+        const Token *flat = &scan.flat[i];
+        fields[i] = keys->parts[i] >= 2 && (flat->kind == T_ABSENT || flat->kind == T_NULL) ? scan.nested[i] : *flat;
+    }
+    return 1;
 }
 
 /* A mapped integer token (at most 18 digits, so it fits). */
@@ -1503,6 +1636,66 @@ token_fits(const Token *token)
     if (token->kind == T_FRACTION)
         return token->length < 64;
     return token->kind != T_EXPONENT; /* exponents (overflow, underflow) are left to the decoders */
+}
+
+/* Whether the characters are a JSON number without exponent: -?(0|[1-9][0-9]*)(.[0-9]+)? */
+static int
+plain_number_text(const char *p, Py_ssize_t length)
+{
+    const char *end = p + length;
+    if (p < end && *p == '-')
+        p++;
+    if (p == end || !is_digit(*p))
+        return 0;
+    if (*p++ != '0')
+        while (p < end && is_digit(*p))
+            p++;
+    if (p < end && *p == '.') {
+        if (++p == end || !is_digit(*p))
+            return 0;
+        while (p < end && is_digit(*p))
+            p++;
+    }
+    return p == end;
+}
+
+static int
+all_digits(const char *p, Py_ssize_t length)
+{
+    for (Py_ssize_t i = 0; i < length; i++)
+        if (!is_digit(p[i]))
+            return 0;
+    return length > 0;
+}
+
+/* Numbers written as text (nginx escape=json: "status":"404", "body_bytes_sent":"0",
+ * "request_time":"0.037") as the tokens decoding._TEXT_NUMBER_FIELDS makes of them: a status of three
+ * digits and a size of digits are integers, a size of '-' is absent (null), a latency that is a plain
+ * number's characters is a fraction (float(text), a float even without a point: the fraction token's
+ * double is the same correctly rounded value). 0 for any other text: route 2 reads it. */
+static int
+text_numbers_as_tokens(Token *f)
+{
+    Token *status = &f[F_STATUS], *size = &f[F_BYTES], *latency = &f[F_LATENCY];
+    if (status->kind == T_STRING) {
+        if (status->length != 3 || !all_digits(status->start, 3))
+            return 0;
+        status->kind = T_INT;
+    }
+    if (size->kind == T_STRING) {
+        if (size->length == 1 && size->start[0] == '-')
+            size->kind = T_NULL;
+        else if (all_digits(size->start, size->length))
+            size->kind = T_INT;
+        else
+            return 0;
+    }
+    if (latency->kind == T_STRING) {
+        if (!plain_number_text(latency->start, latency->length))
+            return 0;
+        latency->kind = T_FRACTION;
+    }
+    return 1;
 }
 
 /* A fraction token as a double. Clinger's fast path: with at most 15 significant digits and 22
@@ -1598,7 +1791,7 @@ flat_line(Counters *c, CountsObject *counts, IsoMemo *memo, const MappedKeys *ke
           const MinuteRange *range)
 {
     Token f[FIELD_COUNT];
-    if (!scan_flat(data, data + length, keys, f))
+    if (!scan_flat(data, data + length, keys, f) || !text_numbers_as_tokens(f))
         return NOT_SCANNED;
     for (int i = 0; i < FIELD_COUNT; i++)
         if (!token_fits(&f[i]))
@@ -1666,11 +1859,6 @@ flat_line(Counters *c, CountsObject *counts, IsoMemo *memo, const MappedKeys *ke
     long status = status_token >= 100 && status_token <= 599 ? (long)status_token : 0;
     const TokenKind latency_kind = f[F_LATENCY].kind, size_kind = f[F_BYTES].kind;
     long long size_value = size_kind == T_INT ? token_int(&f[F_BYTES]) : 0;
-    if (f[F_STATUS].kind == T_STRING || latency_kind == T_STRING || size_kind == T_STRING) {
-        /* a number written as text (nginx JSON): route 2's decoder reads it as the slow path does */
-        result = NOT_SCANNED;
-        goto done;
-    }
     if (status == 0
         || !(latency_kind == T_ABSENT || latency_kind == T_NULL || latency_kind == T_FRACTION
              || latency_kind == T_INT)
@@ -2108,6 +2296,26 @@ mapped_keys_of(PyObject *keys, MappedKeys *out)
         }
         out->text[i] = PyBytes_AS_STRING(key);
         out->length[i] = PyBytes_GET_SIZE(key);
+    }
+    out->dotted = out->too_deep = 0;
+    for (int i = 0; i < FIELD_COUNT; i++) {
+        const char *piece = out->text[i], *end = piece + out->length[i];
+        int parts = 0;
+        for (;;) {
+            const char *dot = memchr(piece, '.', (size_t)(end - piece));
+            const char *piece_end = dot == NULL ? end : dot;
+            if (parts < PATH_MAX_PARTS) {
+                out->part[i][parts].text = piece;
+                out->part[i][parts].length = piece_end - piece;
+            }
+            parts++;
+            if (dot == NULL)
+                break;
+            piece = dot + 1;
+        }
+        out->parts[i] = parts > PATH_MAX_PARTS ? 1 : parts;
+        out->dotted |= parts > 1;
+        out->too_deep |= parts > PATH_MAX_PARTS;
     }
     return 0;
 }

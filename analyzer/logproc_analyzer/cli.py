@@ -110,8 +110,6 @@ def analyze_main(argv: Sequence[str] | None = None) -> int:
             # Not fatal (the lines are counted invalid, each naming the key and the record's keys),
             # but said once up front where it is read.
             print(f"{parser.prog}: warning: {detection['problem']}", file=sys.stderr)
-        if "performance_note" in detection:
-            print(f"{parser.prog}: note: {detection['performance_note']}", file=sys.stderr)
         aggregate = analyze_paths(args.inputs, mapping=mapping, workers=args.workers,
                                   invalid_output=args.invalid_output, window=window, detection=detection,
                                   exact_keys=args.exact_keys)

@@ -191,39 +191,15 @@ def detect_mapping(records: Iterable[Mapping[str, Any]], explicit: Mapping[str, 
     if missing:
         for record in sample:
             seen.update(key_paths(record))
-    slow = _slow_path_reasons(sample, mapping)
-    if slow:
-        detection_note = ("these records are decoded by msgspec (the C loop's second route), not read by "
-                          f"its flat scanner, at about 2-3 times the CPU per line: {'; '.join(slow)}")
     detection: dict[str, Any] = {
         "method": "detected from the first records" if sample else "no JSON records in the sample",
         "sampled_records": len(sample),
         "fields": fields_info,
     }
-    if slow:
-        detection["performance_note"] = detection_note
     if missing:
         detection["keys_seen"] = [key for key, _n in seen.most_common(KEYS_SEEN_LIMIT)]
         detection["problem"] = not_found_message(missing, fields_info, detection["keys_seen"], len(sample))
     return mapping, detection
-
-
-def _slow_path_reasons(sample: list[dict[str, Any]], mapping: FieldMapping) -> list[str]:
-    """Why the C loop's flat scanner would hand these records to its msgspec route: it reads flat
-    objects only, and numbers written as numbers."""
-    if not sample:
-        return []
-    reasons = []
-    nested = [key for key in mapping.json_keys() if "." in key
-              and any(key not in record and field_value(record, key) is not None for record in sample)]
-    if nested:
-        reasons.append(f"fields in nested objects ({', '.join(nested)})")
-    texts = [name for name, key in (("status", mapping.status), ("bytes", mapping.bytes),
-                                    ("latency_ms", mapping.latency_ms))
-             if any(isinstance(field_value(record, key), str) for record in sample)]
-    if texts:
-        reasons.append(f"numbers written as text ({', '.join(texts)})")
-    return reasons
 
 
 def not_found_message(missing: list[str], fields_info: Mapping[str, Mapping[str, Any]], keys_seen: list[str],

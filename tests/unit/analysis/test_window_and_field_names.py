@@ -365,13 +365,7 @@ def test_version_1_partials_are_still_read() -> None:
     assert "Fields read" not in render_report(summary)
 
 
-def test_detection_says_when_records_skip_the_flat_scanner() -> None:
-    assert "numbers written as text (status, bytes, latency_ms)" in detect_mapping([NGINX])[1]["performance_note"]
-    assert "fields in nested objects (source.ip," in detect_mapping([ECS_NESTED])[1]["performance_note"]
-    assert "performance_note" not in detect_mapping([ECS_DOTTED])[1]
-
-
-def test_nested_keys_are_read_by_the_msgspec_route_not_the_slow_path(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nested_keys_are_read_by_the_fast_routes_not_the_slow_path(monkeypatch: pytest.MonkeyPatch) -> None:
     mapping, _ = detect_mapping([ECS_NESTED])
     calls = []
     original = Aggregate._normalize_or_keep
