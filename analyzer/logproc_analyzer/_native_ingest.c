@@ -1465,11 +1465,11 @@ same_text(const char *a, Py_ssize_t a_length, const char *b, Py_ssize_t b_length
                                                       && memcmp(a, b, (size_t)a_length) == 0));
 }
 
-/* Whether field i's dotted key starts with the path's `depth` pieces (and has more when `longer`). */
+/* Whether field i's key is dotted and starts with the path's `depth` pieces. */
 static int
-path_leads_to(const MappedKeys *keys, int i, const Piece *path, int depth, int longer)
+path_leads_to(const MappedKeys *keys, int i, const Piece *path, int depth)
 {
-    if (keys->parts[i] < 2 || keys->parts[i] < depth + longer)
+    if (keys->parts[i] < 2 || keys->parts[i] < depth)
         return 0;
     for (int d = 0; d < depth; d++)
         if (!same_text(keys->part[i][d].text, keys->part[i][d].length, path[d].text, path[d].length))
@@ -1556,7 +1556,7 @@ scan_object(const char *p, const char *end, const MappedKeys *keys, Scan *scan, 
             scan->path[depth].text = key;
             scan->path[depth].length = key_length;
             for (int i = 0; i < FIELD_COUNT; i++)
-                if (path_leads_to(keys, i, scan->path, depth + 1, 0)) {
+                if (path_leads_to(keys, i, scan->path, depth + 1)) {
                     /* a key twice: the last one's value counts, as for both decoders, so what an
                      * earlier one held below this key is forgotten first */
                     scan->nested[i].kind = T_ABSENT;
@@ -1568,7 +1568,7 @@ scan_object(const char *p, const char *end, const MappedKeys *keys, Scan *scan, 
         if (*p == '{' || *p == '[') {
             if (flat_field >= 0 || leaf_field >= 0 || depth + 1 >= PATH_MAX_PARTS || keys->too_deep)
                 return NULL;
-            p = *p == '{' ? scan_object(p, end, keys, scan, depth + 1, matching && on_path)
+            p = *p == '{' ? scan_object(p, end, keys, scan, depth + 1, on_path)
                           : skip_array(p, end, keys, scan, depth + 1);
             if (p == NULL)
                 return NULL;
@@ -1596,10 +1596,10 @@ scan_object(const char *p, const char *end, const MappedKeys *keys, Scan *scan, 
     }
 }
 
-/* 1 and the mapped fields' tokens if the line is one object of plain values (and objects, where keys are
- * dotted), else 0. */
+/* 1 and the mapped fields' tokens if the line is one object the scanner reads (plain values, objects,
+ * arrays), else 0. */
 static int
-scan_flat(const char *p, const char *end, const MappedKeys *keys, Token *fields)
+scan_line(const char *p, const char *end, const MappedKeys *keys, Token *fields)
 {
     Scan scan;
     memset(&scan, 0, sizeof scan);
@@ -1611,7 +1611,8 @@ scan_flat(const char *p, const char *end, const MappedKeys *keys, Token *fields)
         return 0;
     for (int i = 0; i < FIELD_COUNT; i++) {
         const Token *flat = &scan.flat[i];
-        fields[i] = keys->parts[i] >= 2 && (flat->kind == T_ABSENT || flat->kind == T_NULL) ? scan.nested[i] : *flat;
+        int dotted = keys->parts[i] >= 2;
+        fields[i] = dotted && (flat->kind == T_ABSENT || flat->kind == T_NULL) ? scan.nested[i] : *flat;
     }
     return 1;
 }
@@ -1791,7 +1792,7 @@ flat_line(Counters *c, CountsObject *counts, IsoMemo *memo, const MappedKeys *ke
           const MinuteRange *range)
 {
     Token f[FIELD_COUNT];
-    if (!scan_flat(data, data + length, keys, f) || !text_numbers_as_tokens(f))
+    if (!scan_line(data, data + length, keys, f) || !text_numbers_as_tokens(f))
         return NOT_SCANNED;
     for (int i = 0; i < FIELD_COUNT; i++)
         if (!token_fits(&f[i]))
