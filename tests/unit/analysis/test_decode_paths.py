@@ -80,7 +80,7 @@ NASTY = [
     b"[" + WARM + b"]",
     b"",
     b"   ",
-    # What the C loop's flat scanner must hand on or read exactly like the decoders.
+    # What the C loop's scanner must hand on or read exactly like the decoders.
     b"{}",
     b" { } ",
     b'{ "timestamp" : "2026-11-24T10:00:00.000Z" , "client_ip" : "192.0.2.1" , "status" : 200 }\r',
