@@ -268,6 +268,14 @@ is_digit(char ch)
     return ch >= '0' && ch <= '9';
 }
 
+static inline const char *
+skip_digits(const char *p, const char *end)
+{
+    while (p < end && is_digit(*p))
+        p++;
+    return p;
+}
+
 /* The zone of a tail (what follows the seconds) past its fraction, as _ISO_TAIL_RE reads it; NULL when
  * the fraction is not one it takes (no digit, or more than 9: only the dict or Python may decide). */
 static const char *
@@ -275,9 +283,7 @@ zone_of_tail(const char *tail, Py_ssize_t length)
 {
     if (length == 0 || (tail[0] != '.' && tail[0] != ','))
         return tail;
-    Py_ssize_t digits = 0;
-    while (1 + digits < length && is_digit(tail[1 + digits]))
-        digits++;
+    Py_ssize_t digits = skip_digits(tail + 1, tail + length) - (tail + 1);
     return digits >= 1 && digits <= 9 ? tail + 1 + digits : NULL;
 }
 
@@ -1432,16 +1438,14 @@ scan_scalar(const char *p, const char *end, Token *token)
     if (*p == '0')
         p++;
     else if (is_digit(*p))
-        while (p < end && is_digit(*p))
-            p++;
+        p = skip_digits(p, end);
     else
         return NULL;
     if (p < end && *p == '.') {
         p++;
         if (p == end || !is_digit(*p))
             return NULL;
-        while (p < end && is_digit(*p))
-            p++;
+        p = skip_digits(p, end);
         token->kind = T_FRACTION;
     }
     if (p < end && (*p == 'e' || *p == 'E')) {
@@ -1450,8 +1454,7 @@ scan_scalar(const char *p, const char *end, Token *token)
             p++;
         if (p == end || !is_digit(*p))
             return NULL;
-        while (p < end && is_digit(*p))
-            p++;
+        p = skip_digits(p, end);
         token->kind = T_EXPONENT;
     }
     token->length = p - token->start;
@@ -1639,34 +1642,10 @@ token_fits(const Token *token)
     return token->kind != T_EXPONENT; /* exponents (overflow, underflow) are left to the decoders */
 }
 
-/* Whether the characters are a JSON number without exponent: -?(0|[1-9][0-9]*)(.[0-9]+)? */
-static int
-plain_number_text(const char *p, Py_ssize_t length)
-{
-    const char *end = p + length;
-    if (p < end && *p == '-')
-        p++;
-    if (p == end || !is_digit(*p))
-        return 0;
-    if (*p++ != '0')
-        while (p < end && is_digit(*p))
-            p++;
-    if (p < end && *p == '.') {
-        if (++p == end || !is_digit(*p))
-            return 0;
-        while (p < end && is_digit(*p))
-            p++;
-    }
-    return p == end;
-}
-
 static int
 all_digits(const char *p, Py_ssize_t length)
 {
-    for (Py_ssize_t i = 0; i < length; i++)
-        if (!is_digit(p[i]))
-            return 0;
-    return length > 0;
+    return length > 0 && skip_digits(p, p + length) == p + length;
 }
 
 /* Numbers written as text (nginx escape=json: "status":"404", "body_bytes_sent":"0",
@@ -1692,7 +1671,11 @@ text_numbers_as_tokens(Token *f)
             return 0;
     }
     if (latency->kind == T_STRING) {
-        if (!plain_number_text(latency->start, latency->length))
+        /* the scanner's own number grammar on the text, an exponent left to route 2 as for a number */
+        Token number;
+        const char *text_end = latency->start + latency->length;
+        if (latency->length == 0 || scan_scalar(latency->start, text_end, &number) != text_end
+            || (number.kind != T_INT && number.kind != T_FRACTION))
             return 0;
         latency->kind = T_FRACTION;
     }
