@@ -127,21 +127,18 @@ def _read_header(data: Mapping[str, Any], where: str) -> Aggregate:
 # ------------------------------------------------------------------ JSON form
 def partial_document(aggregate: Aggregate) -> dict[str, Any]:
     """Return the partial's JSON form: readable, and read back by ``aggregate_from_document``."""
-    aggregate.finish()
-    aggregate.bound_keys()
+    view = summary_view(aggregate)
     minutes: dict[str, dict[str, int]] = {}
     for key, n in sorted(aggregate.minute_status.items()):
         minute, status = divmod(key, 1000)
         minutes.setdefault(str(minute), {})[str(status)] = n
     return {
-        **_header(aggregate),
+        **view,
         "minutes": minutes,
-        "kinds": [list(row) for row in _kinds(aggregate)],
-        "ips": _ip_dict(aggregate.ips),
-        "ip_client_errors": _ip_dict(aggregate.ip_client_errors),
-        "ip_server_errors": _ip_dict(aggregate.ip_server_errors),
-        "paths": fold_missing(aggregate.paths),
-        "user_agents": fold_missing(aggregate.user_agents),
+        "kinds": [list(row) for row in view["kinds"]],
+        "ips": _ip_dict(view["ips"]),
+        "ip_client_errors": _ip_dict(view["ip_client_errors"]),
+        "ip_server_errors": _ip_dict(view["ip_server_errors"]),
         "sketches": {name: {part: base64.b64encode(blob).decode("ascii")
                             for part, blob in sketch.to_bytes().items()}
                      for name, sketch in sorted(aggregate.sketches.items())},
