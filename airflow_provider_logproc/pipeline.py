@@ -336,6 +336,10 @@ def add_analysis_steps(
         baseline_prefixes=baseline_prefixes,
         anomaly_notifiers=anomaly_notifiers(),
         outlets=report_outlets or [],
+        # A report that reads earlier windows' summaries (the day-over-day comparison, the volume
+        # baseline) waits for the previous run's report: otherwise what it reads depends on how a
+        # backfill's runs interleave, and re-processing the same days could give another summary.
+        depends_on_past=baseline_prefixes is not None,
     )
 
     [upload_parts, *([collected] if collected is not None else [])] >> analyze >> report

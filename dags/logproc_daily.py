@@ -5,6 +5,10 @@ the window and the topic, so re-running a day (``airflow backfill create --dag-i
 --from-date ... --to-date ... --reprocess-behavior completed``) overwrites the same objects and gives
 the same summary.
 
+A day's ``report`` compares with the previous days' summaries, so it waits for the previous run's
+``report`` (``depends_on_past``): the result does not depend on how a backfill's runs interleave. When a
+day's report fails, the following days' reports wait until it is cleared and succeeds.
+
 The schedule is a *cron data-interval* timetable: in Airflow 3 ``schedule="@daily"`` means the cron
 trigger timetable, whose runs have zero-length intervals — there would be no window to consume.
 
@@ -40,7 +44,8 @@ with DAG(
     # XCom lists (blob URIs) and integer params reach the operators as Python values, not strings.
     render_template_as_native_obj=True,
     user_defined_macros=PIPELINE_MACROS,
-    # Days are independent; a few at once lets a backfill progress without flooding the pool.
+    # A few days at once lets a backfill progress without flooding the pool; only the report step
+    # waits for the previous day's report (depends_on_past), whose summary it compares with.
     max_active_runs=3,
     default_args=PIPELINE_DEFAULT_ARGS,
     on_failure_callback=failure_notifiers(),

@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 DAYS = [dt.date(2026, 1, 12), dt.date(2026, 1, 13)]
 TOPIC_PARTITIONS = 2
+FIRST_DAY_DELAY_S = 15
 
 
 @pytest.fixture
@@ -37,10 +38,19 @@ def airflow_deployment(tmp_path, kafka_broker, azurite, batch_service, kafka_top
     home = tmp_path / "airflow-home"
     home.mkdir()
     api_port = free_port()
+    # The first day's analysis finishes well after the second's: the second day's report would then
+    # reach the results before the first day's summary exists, unless it waits for the first's report.
+    analyzer = tmp_path / "slow-first-day-analyzer"
+    analyzer.write_text(f'#!/bin/sh\ncase " $* " in *" --since {DAYS[0].isoformat()}T"*) '
+                        f'sleep {FIRST_DAY_DELAY_S};; esac\nexec "{BIN / "logproc-analyze"}" "$@"\n')
+    analyzer.chmod(0o755)
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(home),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        # SQLite serialises writers and sqlite3 waits 5 s for the lock: `backfill create` re-processing two
+        # days failed with "database is locked" clearing the second while the scheduler wrote, after the
+        # first day's run was committed (2 of 4 runs here). 60 s outlasts the scheduler's writes.
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}?timeout=60",
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
@@ -56,7 +66,7 @@ def airflow_deployment(tmp_path, kafka_broker, azurite, batch_service, kafka_top
         # backfill waited past the test's timeout (seen in CI at 00:00 UTC).
         "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
         "LOGPROC_TOPIC": topic,
-        "LOGPROC_ANALYZER_COMMAND": str(BIN / "logproc-analyze"),
+        "LOGPROC_ANALYZER_COMMAND": str(analyzer),
         "LOGPROC_STAGING_BASE": (tmp_path / "staging").as_uri(),
         "LOGPROC_SENSOR_POKE_INTERVAL": "1",
     }
@@ -162,14 +172,15 @@ def remove_orphan_backfill(db: Path, backfill_id: int) -> None:
         conn.execute("DELETE FROM backfill WHERE id = ?", (backfill_id,))
 
 
-def create_backfill(deployment: dict, *args: str, timeout: float = 120) -> None:
-    """``airflow backfill create``, retried only when SQLite was locked.
+def create_backfill(deployment: dict, *args: str, days: int, timeout: float = 120) -> None:
+    """``airflow backfill create`` of ``days`` days, retried only when SQLite was locked.
 
     Airflow commits the backfill row first and then creates its runs. When the second step fails on
     a lock, it removes the orphan row on Postgres and MySQL but not on SQLite (test DB only), and the
     orphan has no runs: waiting for it never ends (seen in CI), and a retry fails with
     AlreadyRunningBackfill (seen before). So a failed try's orphan is removed as Airflow would, then
-    the command runs again; a new backfill that has its runs counts as done.
+    the command runs again. A new backfill counts as done when it holds all its days; one holding only
+    some (its runs already queued: nothing to remove safely) fails the test, saying so.
     """
     db = deployment["home"] / "airflow.db"
     before = backfill_ids(db)
@@ -177,9 +188,12 @@ def create_backfill(deployment: dict, *args: str, timeout: float = 120) -> None:
     while True:
         result = subprocess.run([str(BIN / "airflow"), "backfill", "create", *args], env=deployment["env"],
                                 capture_output=True, text=True, check=False, timeout=300)
-        created = backfill_ids(db) - before
-        if result.returncode == 0 or (created and all(backfill_run_count(db, i) for i in created)):
+        created = {i: backfill_run_count(db, i) for i in backfill_ids(db) - before}
+        if created and all(count == days for count in created.values()):
             return
+        if any(created.values()):
+            raise AssertionError(f"airflow backfill create (exit {result.returncode}) created {created} runs of "
+                                 f"{days} days:\n{result.stderr[-2000:]}")
         if "database is locked" not in result.stderr or time.monotonic() > deadline:
             with sqlite3.connect(db) as conn:
                 rows = conn.execute("SELECT id, created_at, completed_at FROM backfill").fetchall()
@@ -219,7 +233,8 @@ def test_backfill_create_runs_past_days_and_reprocessing_gives_the_same_objects(
     conf = json.dumps({"idle_timeout_minutes": 0.05, "parts": 2})
     started = dt.datetime.now(dt.UTC)
     create_backfill(airflow_deployment, "--dag-id", "logproc_daily", "--from-date", DAYS[0].isoformat(),
-                    "--to-date", DAYS[-1].isoformat(), "--dag-run-conf", conf)
+                    "--to-date", DAYS[-1].isoformat(), "--dag-run-conf", conf, "--reprocess-behavior", "failed",
+                    days=len(DAYS))
     runs = wait_for_backfill(airflow_deployment, expected=len(DAYS), after=started)
     assert [state for _, state, _ in runs] == ["success"] * len(DAYS), runs
     assert other_run_types(airflow_deployment["home"] / "airflow.db") == []
@@ -229,12 +244,16 @@ def test_backfill_create_runs_past_days_and_reprocessing_gives_the_same_objects(
         summary = json.loads(blob_service_client.get_blob_client(
             "results", f"{topic}/{day:%Y/%m/%d}/summary.json").download_blob().readall())
         assert summary["totals"]["valid"] == sum(1 for r in produced[day] if not r.is_bad)
+        # Each day compares with the day before when that day ran: the report waited for the previous
+        # day's, whichever run of the backfill got there first (else re-processing could differ).
+        assert ("previous_window" in summary) == (day != DAYS[0]), (day, summary.get("previous_window"))
 
     # Re-process the same days: new runs, the same objects.
     wait_for_backfill_completed(airflow_deployment["home"] / "airflow.db")  # one backfill per DAG at a time
     restarted = dt.datetime.now(dt.UTC)
     create_backfill(airflow_deployment, "--dag-id", "logproc_daily", "--from-date", DAYS[0].isoformat(),
-                    "--to-date", DAYS[-1].isoformat(), "--dag-run-conf", conf, "--reprocess-behavior", "completed")
+                    "--to-date", DAYS[-1].isoformat(), "--dag-run-conf", conf, "--reprocess-behavior", "completed",
+                    days=len(DAYS))
     runs = wait_for_backfill(airflow_deployment, expected=len(DAYS), after=restarted)
     assert [state for _, state, _ in runs] == ["success"] * len(DAYS), runs
     assert day_digests(blob_service_client, topic) == first

@@ -70,3 +70,14 @@ def test_the_report_consumer_is_scheduled_on_the_asset_the_report_step_updates()
     condition = getattr(timetable, "asset_condition", None) or getattr(timetable, "dataset_condition", None)
     assert condition is not None, timetable
     assert [asset.uri for asset in condition.objects] == [outlet.uri]
+
+
+def test_only_the_daily_report_waits_for_the_previous_days_report() -> None:
+    """The daily report reads earlier days' summaries: it runs after the previous day's, whatever the order
+    a backfill's runs reach it in; the steps before it run days side by side."""
+    bag = parse_folder(DAGS)
+    daily = bag.dags["logproc_daily"]
+    assert [task.task_id for task in daily.tasks if task.depends_on_past] == ["report"]
+    if AIRFLOW_V_3_0_PLUS:
+        # The event-driven DAG's runs compare with nothing: they do not wait for each other.
+        assert not any(task.depends_on_past for task in bag.dags["logproc_on_new_logs"].tasks)
