@@ -1489,6 +1489,24 @@ typedef struct {
 static const char *scan_object(const char *p, const char *end, const MappedKeys *keys, Scan *scan, int depth,
                                int matching);
 
+/* After a member of an array or object at *p, whose closing character is `close`: 1 with *p at the next
+ * member (past a comma and spaces), 0 with *p past `close`, or -1: not JSON. */
+static inline int
+after_member(const char **p, const char *end, char close)
+{
+    const char *q = skip_ws(*p, end);
+    if (q == end)
+        return -1;
+    if (*q == ',') {
+        *p = skip_ws(q + 1, end);
+        return 1;
+    }
+    if (*q != close)
+        return -1;
+    *p = q + 1;
+    return 0;
+}
+
 /* An array at p whose elements are plain values, objects or arrays, none of them read (no key path goes
  * through an array: _dotted_getter finds no dict there): the end of it, or NULL (route 2). */
 static const char *
@@ -1512,14 +1530,9 @@ skip_array(const char *p, const char *end, const MappedKeys *keys, Scan *scan, i
         }
         if (p == NULL)
             return NULL;
-        p = skip_ws(p, end);
-        if (p == end)
-            return NULL;
-        if (*p == ',') {
-            p = skip_ws(p + 1, end);
-            continue;
-        }
-        return *p == ']' ? p + 1 : NULL;
+        int next = after_member(&p, end, ']');
+        if (next <= 0)
+            return next == 0 ? p : NULL;
     }
 }
 
@@ -1586,16 +1599,9 @@ scan_object(const char *p, const char *end, const MappedKeys *keys, Scan *scan, 
             if (leaf_field >= 0)
                 scan->nested[leaf_field] = token; /* the keys are distinct (else no decoder, no C loop) */
         }
-        p = skip_ws(p, end);
-        if (p == end)
-            return NULL;
-        if (*p == ',') {
-            p = skip_ws(p + 1, end);
-            continue;
-        }
-        if (*p != '}')
-            return NULL;
-        return p + 1;
+        int next = after_member(&p, end, '}');
+        if (next <= 0)
+            return next == 0 ? p : NULL;
     }
 }
 
