@@ -102,7 +102,9 @@ class LogAnalysisReportOperator(BaseOperator):
         recorded in the summary under ``pipeline`` so the report accounts for every record.
     :param baseline_prefixes: prefixes of earlier windows' results in ``container`` (templated list; the
         daily DAG passes the previous 7 days). Their ``summary.json`` files, where they exist, are the
-        baseline for the volume check.
+        baseline for the volume check, and the first one's the day-over-day comparison. When runs may
+        overlap (a backfill), give this task ``depends_on_past=True`` as the daily DAG does: otherwise
+        what it reads depends on which run's report finished first.
     :param min_records: a window with fewer records is an anomaly (``empty_window`` at 0).
     :param min_share_of_baseline: a window with fewer records than this share of the baseline's median
         is an anomaly (``low_volume``); needs at least 3 earlier windows.
