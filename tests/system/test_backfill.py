@@ -232,9 +232,9 @@ def test_backfill_create_runs_past_days_and_reprocessing_gives_the_same_objects(
     assert airflow(env, "dags", "unpause", "logproc_daily").returncode == 0
     conf = json.dumps({"idle_timeout_minutes": 0.05, "parts": 2})
     started = dt.datetime.now(dt.UTC)
-    create_backfill(airflow_deployment, "--dag-id", "logproc_daily", "--from-date", DAYS[0].isoformat(),
-                    "--to-date", DAYS[-1].isoformat(), "--dag-run-conf", conf, "--reprocess-behavior", "failed",
-                    days=len(DAYS))
+    both_days = ("--dag-id", "logproc_daily", "--from-date", DAYS[0].isoformat(), "--to-date", DAYS[-1].isoformat(),
+                 "--dag-run-conf", conf)
+    create_backfill(airflow_deployment, *both_days, "--reprocess-behavior", "failed", days=len(DAYS))
     runs = wait_for_backfill(airflow_deployment, expected=len(DAYS), after=started)
     assert [state for _, state, _ in runs] == ["success"] * len(DAYS), runs
     assert other_run_types(airflow_deployment["home"] / "airflow.db") == []
@@ -251,9 +251,7 @@ def test_backfill_create_runs_past_days_and_reprocessing_gives_the_same_objects(
     # Re-process the same days: new runs, the same objects.
     wait_for_backfill_completed(airflow_deployment["home"] / "airflow.db")  # one backfill per DAG at a time
     restarted = dt.datetime.now(dt.UTC)
-    create_backfill(airflow_deployment, "--dag-id", "logproc_daily", "--from-date", DAYS[0].isoformat(),
-                    "--to-date", DAYS[-1].isoformat(), "--dag-run-conf", conf, "--reprocess-behavior", "completed",
-                    days=len(DAYS))
+    create_backfill(airflow_deployment, *both_days, "--reprocess-behavior", "completed", days=len(DAYS))
     runs = wait_for_backfill(airflow_deployment, expected=len(DAYS), after=restarted)
     assert [state for _, state, _ in runs] == ["success"] * len(DAYS), runs
     assert day_digests(blob_service_client, topic) == first
